@@ -1,0 +1,297 @@
+package broadcast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ReplicaOptions configures NewReplica.
+type ReplicaOptions struct {
+	Model string
+	Codec Codec
+	// Dim is the center dimension; updates of another length are rejected.
+	Dim int
+	Log *slog.Logger
+}
+
+// Center is a replica's view of one ID.
+type Center struct {
+	ID     uint64
+	Vector []float32
+	Step   int64
+	// InPool is false once the ID has been evicted from the trainer's pool
+	// (its last center is kept).
+	InPool bool
+}
+
+// Match is one search result.
+type Match struct {
+	ID    uint64
+	Score float64 // cosine similarity
+}
+
+// ReplicaStats counts what a replica has seen.
+type ReplicaStats struct {
+	Applied   int64 // updates applied
+	Stale     int64 // updates ignored because the ID already had a newer step
+	Rejected  int64 // messages that failed to decode or validate
+	Commits   int64
+	LastStep  int64
+	Pending   int // updates waiting for their step's commit
+	IDs       int
+	Evictions int64
+}
+
+// Replica keeps a copy of every center of a model.
+type Replica struct {
+	js   jetstream.JetStream
+	opts ReplicaOptions
+
+	mu       sync.RWMutex
+	index    map[uint64]int
+	ids      []uint64
+	vecs     []float32 // len(ids)·Dim, rows L2-normalised
+	steps    []int64
+	inPool   []bool
+	pending  map[int64][]Update
+	lastStep int64
+	stats    ReplicaStats
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	streamSeq atomic.Uint64
+}
+
+// NewReplica returns a replica; Run fills it.
+func NewReplica(js jetstream.JetStream, opts ReplicaOptions) (*Replica, error) {
+	if err := ValidateModel(opts.Model); err != nil {
+		return nil, err
+	}
+	if opts.Codec == nil || opts.Dim <= 0 {
+		return nil, errors.New("replica: need a codec and a positive dimension")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Replica{js: js, opts: opts, index: map[uint64]int{}, pending: map[int64][]Update{}, lastStep: -1, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the replica has applied everything the stream held
+// when Run started.
+func (r *Replica) Ready() <-chan struct{} { return r.ready }
+
+// Run bootstraps from the stream and then follows it until ctx ends. The
+// ordered consumer behind it recreates itself after a reconnect from the
+// last sequence it delivered, so nothing is skipped or applied twice.
+func (r *Replica) Run(ctx context.Context) error {
+	stream, err := EnsureStream(ctx, r.js, r.opts.Model, 0)
+	if err != nil {
+		return err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("replica: stream info: %w", err)
+	}
+	target := info.State.LastSeq
+	if target == 0 || info.State.Msgs == 0 {
+		r.readyOnce.Do(func() { close(r.ready) })
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return fmt.Errorf("replica: consumer: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("replica: consume: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return ctx.Err()
+			}
+			return fmt.Errorf("replica: %w", err)
+		}
+		meta, merr := msg.Metadata()
+		r.handle(msg.Subject(), msg.Data())
+		if merr == nil {
+			r.streamSeq.Store(meta.Sequence.Stream)
+			if meta.Sequence.Stream >= target {
+				r.readyOnce.Do(func() { close(r.ready) })
+			}
+		}
+	}
+}
+
+func (r *Replica) handle(subject string, data []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if subject == stepSubject(r.opts.Model) {
+		c, err := r.opts.Codec.DecodeCommit(data)
+		if err != nil {
+			r.stats.Rejected++
+			r.opts.Log.Warn("replica: rejected step commit", "err", err)
+			return
+		}
+		r.applyThrough(c.Step)
+		return
+	}
+	u, err := r.opts.Codec.DecodeUpdate(data)
+	if err == nil && u.Kind != Evict && len(u.Vector) != r.opts.Dim {
+		err = fmt.Errorf("%w: %d, want %d", ErrDim, len(u.Vector), r.opts.Dim)
+	}
+	if err == nil && !strings.HasPrefix(subject, "centers."+r.opts.Model+".") {
+		err = fmt.Errorf("subject %s is not of model %s", subject, r.opts.Model)
+	}
+	if err != nil {
+		r.stats.Rejected++
+		r.opts.Log.Warn("replica: rejected center update", "subject", subject, "err", err)
+		return
+	}
+	// Applied when its step's commit arrives: a step's changes land
+	// together, and a step a crashed trainer never committed never lands.
+	r.pending[u.Step] = append(r.pending[u.Step], u)
+}
+
+// applyThrough applies every pending update of steps ≤ step, oldest step
+// first, and records the commit.
+func (r *Replica) applyThrough(step int64) {
+	var steps []int64
+	for s := range r.pending {
+		if s <= step {
+			steps = append(steps, s)
+		}
+	}
+	sort.Slice(steps, func(i, j int) bool { return steps[i] < steps[j] })
+	for _, s := range steps {
+		for _, u := range r.pending[s] {
+			r.apply(u)
+		}
+		delete(r.pending, s)
+	}
+	r.stats.Commits++
+	if step > r.lastStep {
+		r.lastStep = step
+	}
+}
+
+// apply writes one update unless the ID already has a newer step.
+func (r *Replica) apply(u Update) {
+	i, ok := r.index[u.ID]
+	if ok && u.Step < r.steps[i] {
+		r.stats.Stale++
+		return
+	}
+	if u.Kind == Evict {
+		if ok {
+			r.inPool[i] = false
+			r.stats.Evictions++
+		}
+		return
+	}
+	if !ok {
+		i = len(r.ids)
+		r.index[u.ID] = i
+		r.ids = append(r.ids, u.ID)
+		r.vecs = append(r.vecs, make([]float32, r.opts.Dim)...)
+		r.steps = append(r.steps, 0)
+		r.inPool = append(r.inPool, false)
+	}
+	row := r.vecs[i*r.opts.Dim : (i+1)*r.opts.Dim]
+	var ss float64
+	for _, v := range u.Vector {
+		ss += float64(v) * float64(v)
+	}
+	inv := float32(1)
+	if ss > 0 {
+		inv = float32(1 / math.Sqrt(ss))
+	}
+	for k, v := range u.Vector {
+		row[k] = v * inv
+	}
+	r.steps[i], r.inPool[i] = u.Step, true
+	r.stats.Applied++
+}
+
+// Get returns the center of id.
+func (r *Replica) Get(id uint64) (Center, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	i, ok := r.index[id]
+	if !ok {
+		return Center{}, false
+	}
+	return Center{ID: id, Vector: append([]float32(nil), r.vecs[i*r.opts.Dim:(i+1)*r.opts.Dim]...), Step: r.steps[i], InPool: r.inPool[i]}, true
+}
+
+// Search returns the k centers most similar (cosine) to q, best first, by
+// exact search over every center.
+func (r *Replica) Search(q []float32, k int) ([]Match, error) {
+	if len(q) != r.opts.Dim {
+		return nil, fmt.Errorf("search: %w: %d, want %d", ErrDim, len(q), r.opts.Dim)
+	}
+	var qn float64
+	for _, v := range q {
+		qn += float64(v) * float64(v)
+	}
+	if qn == 0 || math.IsNaN(qn) || math.IsInf(qn, 0) {
+		return nil, errors.New("search: query vector is zero or not finite")
+	}
+	qn = math.Sqrt(qn)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	d := r.opts.Dim
+	best := make([]Match, 0, k+1)
+	for i, id := range r.ids {
+		row := r.vecs[i*d : (i+1)*d]
+		var s float64
+		for j, v := range row {
+			s += float64(v) * float64(q[j])
+		}
+		s /= qn
+		if len(best) < k || s > best[len(best)-1].Score {
+			pos := sort.Search(len(best), func(j int) bool { return best[j].Score < s })
+			best = append(best, Match{})
+			copy(best[pos+1:], best[pos:])
+			best[pos] = Match{ID: id, Score: s}
+			if len(best) > k {
+				best = best[:k]
+			}
+		}
+	}
+	return best, nil
+}
+
+// Stats returns the counters.
+func (r *Replica) Stats() ReplicaStats {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	s := r.stats
+	s.LastStep, s.IDs = r.lastStep, len(r.ids)
+	for _, p := range r.pending {
+		s.Pending += len(p)
+	}
+	return s
+}
+
+// IDs returns every ID with a center, ascending.
+func (r *Replica) IDs() []uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := append([]uint64(nil), r.ids...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

@@ -1,0 +1,177 @@
+// Package chart owns the line charts ffc writes for people — the loss
+// curve of a training run and the ROC of an evaluation — as PNG, drawn with
+// image/draw and x/image's fixed 7×13 font, no plotting library.
+//
+// It imports nothing of the project.
+package chart
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"io"
+	"math"
+
+	"golang.org/x/image/font"
+	"golang.org/x/image/font/basicfont"
+	"golang.org/x/image/math/fixed"
+)
+
+// Series is one line.
+type Series struct {
+	Name string
+	X, Y []float64
+}
+
+// Options labels a chart.
+type Options struct {
+	Title, XLabel, YLabel string
+	// LogX puts the x axis on a log10 scale (x must be > 0).
+	LogX bool
+	// YMin, YMax fix the y range when YMax > YMin; otherwise it fits the data.
+	YMin, YMax float64
+}
+
+var palette = []color.RGBA{{31, 119, 180, 255}, {214, 39, 40, 255}, {44, 160, 44, 255}, {148, 103, 189, 255}}
+
+// Lines draws the series as a PNG line chart.
+func Lines(w io.Writer, opts Options, series ...Series) error {
+	const W, H, left, right, top, bottom = 900, 480, 80, 30, 40, 60
+	tx := func(x float64) float64 {
+		if opts.LogX {
+			return math.Log10(x)
+		}
+		return x
+	}
+	xmin, xmax, ymin, ymax := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
+	points := 0
+	for _, s := range series {
+		if len(s.X) != len(s.Y) {
+			return fmt.Errorf("chart: series %q has %d x and %d y values", s.Name, len(s.X), len(s.Y))
+		}
+		for i := range s.X {
+			x, y := tx(s.X[i]), s.Y[i]
+			if math.IsNaN(x) || math.IsInf(x, 0) || math.IsNaN(y) || math.IsInf(y, 0) {
+				continue
+			}
+			xmin, xmax, ymin, ymax = math.Min(xmin, x), math.Max(xmax, x), math.Min(ymin, y), math.Max(ymax, y)
+			points++
+		}
+	}
+	if points == 0 {
+		return errors.New("chart: no finite points to draw")
+	}
+	if opts.YMax > opts.YMin {
+		ymin, ymax = opts.YMin, opts.YMax
+	}
+	if xmax == xmin {
+		xmax = xmin + 1
+	}
+	if ymax == ymin {
+		ymax = ymin + 1
+	}
+	img := image.NewRGBA(image.Rect(0, 0, W, H))
+	draw.Draw(img, img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
+	pw, ph := float64(W-left-right), float64(H-top-bottom)
+	px := func(x float64) int { return left + int((tx(x)-xmin)/(xmax-xmin)*pw) }
+	py := func(y float64) int { return top + int((ymax-y)/(ymax-ymin)*ph) }
+	grid := color.Gray{225}
+	for i := 0; i <= 4; i++ {
+		y := ymin + (ymax-ymin)*float64(i)/4
+		yy := py(y)
+		hline(img, left, W-right, yy, grid)
+		text(img, 4, yy+4, fmt.Sprintf("%.4g", y))
+		xv := xmin + (xmax-xmin)*float64(i)/4
+		xx := left + int(float64(i)/4*pw)
+		vline(img, xx, top, H-bottom, grid)
+		label := fmt.Sprintf("%.4g", xv)
+		if opts.LogX {
+			label = fmt.Sprintf("%.0e", math.Pow(10, xv))
+		}
+		text(img, xx-20, H-bottom+16, label)
+	}
+	hline(img, left, W-right, H-bottom, color.Black)
+	vline(img, left, top, H-bottom, color.Black)
+	text(img, left, 20, opts.Title)
+	text(img, W/2-40, H-12, opts.XLabel)
+	text(img, 4, top-8, opts.YLabel)
+	for si, s := range series {
+		c := palette[si%len(palette)]
+		prevOK := false
+		var x0, y0 int
+		for i := range s.X {
+			if math.IsNaN(s.Y[i]) || math.IsInf(s.Y[i], 0) || (opts.LogX && s.X[i] <= 0) {
+				prevOK = false
+				continue
+			}
+			x1, y1 := px(s.X[i]), py(math.Max(ymin, math.Min(ymax, s.Y[i])))
+			if prevOK {
+				line(img, x0, y0, x1, y1, c)
+			}
+			x0, y0, prevOK = x1, y1, true
+		}
+		if s.Name != "" {
+			hline(img, W-right-180, W-right-160, top+10+14*si, c)
+			text(img, W-right-155, top+14+14*si, s.Name)
+		}
+	}
+	return png.Encode(w, img)
+}
+
+func hline(img *image.RGBA, x0, x1, y int, c color.Color) {
+	for x := x0; x <= x1; x++ {
+		img.Set(x, y, c)
+	}
+}
+
+func vline(img *image.RGBA, x, y0, y1 int, c color.Color) {
+	for y := y0; y <= y1; y++ {
+		img.Set(x, y, c)
+	}
+}
+
+// line draws a segment with Bresenham's algorithm, two pixels thick.
+func line(img *image.RGBA, x0, y0, x1, y1 int, c color.Color) {
+	dx, dy := abs(x1-x0), -abs(y1-y0)
+	sx, sy := sign(x1-x0), sign(y1-y0)
+	e := dx + dy
+	for {
+		img.Set(x0, y0, c)
+		img.Set(x0, y0+1, c)
+		if x0 == x1 && y0 == y1 {
+			return
+		}
+		if e2 := 2 * e; e2 >= dy {
+			e += dy
+			x0 += sx
+		} else {
+			e += dx
+			y0 += sy
+		}
+	}
+}
+
+func abs(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+func sign(v int) int {
+	switch {
+	case v > 0:
+		return 1
+	case v < 0:
+		return -1
+	}
+	return 0
+}
+
+func text(img draw.Image, x, y int, s string) {
+	d := font.Drawer{Dst: img, Src: image.NewUniform(color.Black), Face: basicfont.Face7x13, Dot: fixed.P(x, y)}
+	d.DrawString(s)
+}

@@ -1,0 +1,60 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/ffc-stream/ffc/internal/dataset"
+)
+
+// Images is what the offline loop and the evaluation read: square uint8
+// images by index, with their labels and splits.
+type Images interface {
+	Len() int
+	ImageSize() int
+	Meta(i int) dataset.Meta
+	ReadImage(i int, dst []byte) (dataset.Meta, error)
+}
+
+// TrainIndex groups the train-split images of ds by class; labels are the
+// class indices.
+func TrainIndex(ds Images) Index {
+	var ix Index
+	byClass := map[int][]int{}
+	maxClass := -1
+	for i := 0; i < ds.Len(); i++ {
+		m := ds.Meta(i)
+		if m.Split != dataset.SplitTrain {
+			continue
+		}
+		byClass[m.Class] = append(byClass[m.Class], i)
+		maxClass = max(maxClass, m.Class)
+	}
+	for c := 0; c <= maxClass; c++ {
+		if imgs := byClass[c]; len(imgs) > 0 {
+			ix.ByClass = append(ix.ByClass, imgs)
+			ix.Labels = append(ix.Labels, int64(c))
+		}
+	}
+	return ix
+}
+
+// scaler reads images and scales them to (x/255 − 0.5)/0.5 floats.
+type scaler struct {
+	ds  Images
+	buf []byte
+}
+
+func newScaler(ds Images) *scaler {
+	return &scaler{ds: ds, buf: make([]byte, ds.ImageSize()*ds.ImageSize())}
+}
+
+// appendImage appends image i, scaled, to dst.
+func (s *scaler) appendImage(dst []float32, i int) ([]float32, error) {
+	if _, err := s.ds.ReadImage(i, s.buf); err != nil {
+		return dst, fmt.Errorf("read image %d: %w", i, err)
+	}
+	for _, b := range s.buf {
+		dst = append(dst, (float32(b)/255-0.5)/0.5)
+	}
+	return dst, nil
+}

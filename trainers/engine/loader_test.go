@@ -1,0 +1,116 @@
+package engine
+
+import (
+	"testing"
+)
+
+// longTail has class c with c+1 images (class 0: one image).
+func longTail(classes int) Index {
+	ix := Index{}
+	img := 0
+	for c := 0; c < classes; c++ {
+		var imgs []int
+		for k := 0; k <= c; k++ {
+			imgs = append(imgs, img)
+			img++
+		}
+		ix.ByClass = append(ix.ByClass, imgs)
+		ix.Labels = append(ix.Labels, int64(1000+c))
+	}
+	return ix
+}
+
+func TestIDLoaderUniformOverIDs(t *testing.T) {
+	ix := longTail(20)
+	l, err := NewIDLoader(ix, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := map[int]int64{}
+	for c, imgs := range ix.ByClass {
+		for _, i := range imgs {
+			owner[i] = ix.Labels[c]
+		}
+	}
+	count := map[int64]int{}
+	var firstPass []int64
+	batch := make([]Pair, 7)
+	for k := 0; k < 60; k++ { // 420 pairs = 21 passes
+		l.Next(batch)
+		for _, p := range batch {
+			count[p.Label]++
+			if owner[p.A1] != p.Label || owner[p.A2] != p.Label {
+				t.Fatalf("pair %+v has images of another class", p)
+			}
+			if p.Label != 1000 && p.A1 == p.A2 {
+				t.Fatalf("pair %+v: class with several images gave the same image twice", p)
+			}
+			if len(firstPass) < 20 {
+				firstPass = append(firstPass, p.Label)
+			}
+		}
+	}
+	// Every pass visits every class once: counts differ by at most one.
+	for lab, n := range count {
+		if n < 21 || n > 22 {
+			t.Errorf("label %d drawn %d times in 420 draws over 20 classes", lab, n)
+		}
+	}
+	seen := map[int64]bool{}
+	for _, lab := range firstPass {
+		if seen[lab] {
+			t.Fatalf("label %d twice in the first pass", lab)
+		}
+		seen[lab] = true
+	}
+	if l.Passes < 20 {
+		t.Errorf("passes %d", l.Passes)
+	}
+}
+
+func TestInstanceLoaderKeepsDistribution(t *testing.T) {
+	ix := longTail(30) // 465 images; class c has weight (c+1)/465
+	l, err := NewInstanceLoader(ix, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[int64]int{}
+	imgSeen := map[int]int{}
+	batch := make([]Sample, 31)
+	for k := 0; k < 15; k++ { // exactly one epoch
+		l.Next(batch)
+		for _, s := range batch {
+			count[s.Label]++
+			imgSeen[s.Image]++
+		}
+	}
+	if len(imgSeen) != 465 {
+		t.Fatalf("one epoch saw %d distinct images, want all 465", len(imgSeen))
+	}
+	for c := 0; c < 30; c++ {
+		if got := count[int64(1000+c)]; got != c+1 {
+			t.Fatalf("class %d drawn %d times in an epoch, want %d", c, got, c+1)
+		}
+	}
+	// The second epoch is a different order.
+	first := append([]Sample(nil), l.all...)
+	l.Next(batch)
+	same := 0
+	for i := range first {
+		if first[i] == l.all[i] {
+			same++
+		}
+	}
+	if float64(same) > 0.2*float64(len(first)) {
+		t.Errorf("reshuffle kept %d of %d positions", same, len(first))
+	}
+}
+
+func TestLoadersRejectEmpty(t *testing.T) {
+	if _, err := NewIDLoader(Index{ByClass: [][]int{{}}, Labels: []int64{1}}, 1); err == nil {
+		t.Error("id loader over no images accepted")
+	}
+	if _, err := NewInstanceLoader(Index{ByClass: [][]int{{1}}, Labels: nil}, 1); err == nil {
+		t.Error("mismatched labels accepted")
+	}
+}
