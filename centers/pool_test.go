@@ -1,6 +1,7 @@
 package centers
 
 import (
+	"bytes"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -237,5 +238,60 @@ func TestPoolErrors(t *testing.T) {
 	}
 	if err := p.Rollback(); err == nil {
 		t.Error("Rollback without Mark accepted")
+	}
+}
+
+func TestPoolStateRoundTrip(t *testing.T) {
+	be := newBackend(t)
+	rng := rand.New(rand.NewPCG(9, 9))
+	const q, d = 6, 3
+	p := newPool(t, be, q, d, 16)
+	for i := 0; i < 5; i++ {
+		if err := p.BeginPass(); err != nil {
+			t.Fatal(err)
+		}
+		insertRandom(t, be, p, rng, 4, 9) // with evictions
+	}
+	if err := p.BeginPass(); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := p.SaveState(&buf); err != nil {
+		t.Fatal(err)
+	}
+	saved := buf.Bytes()
+	p2, err := NewPool(be, PoolOptions{Slots: q, Dim: d, MaxBatch: 16, Seed: 99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	if err := p2.LoadState(bytes.NewReader(saved)); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := poolSnap(t, be, p), poolSnap(t, be, p2); !reflect.DeepEqual(a, b) {
+		t.Fatalf("restored pool differs:\n%+v\n%+v", a, b)
+	}
+	// Both evolve identically afterwards (the LRU slots and order match).
+	for _, pl := range []*Pool{p, p2} {
+		g := upload(t, be, []float32{1, 2, 3, 4, 5, 6})
+		if _, err := pl.Insert(g, []int64{100, 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, b := poolSnap(t, be, p), poolSnap(t, be, p2); !reflect.DeepEqual(a, b) {
+		t.Fatal("pools diverge after the same insert")
+	}
+	// Corruption, truncation and a different shape are rejected.
+	bad := append([]byte(nil), saved...)
+	bad[len(bad)/2] ^= 1
+	if err := p2.LoadState(bytes.NewReader(bad)); err == nil {
+		t.Error("corrupt state accepted")
+	}
+	if err := p2.LoadState(bytes.NewReader(saved[:len(saved)-9])); err == nil {
+		t.Error("truncated state accepted")
+	}
+	p3 := newPool(t, be, q+1, d, 4)
+	if err := p3.LoadState(bytes.NewReader(saved)); err == nil {
+		t.Error("state of another shape accepted")
 	}
 }
