@@ -51,6 +51,9 @@ type Options struct {
 	Schedule nn.Schedule
 	Seed     uint64
 	Log      *slog.Logger
+	// KeepFeatures copies the gallery features of the permanent FFC pass
+	// to the host (StepStats.Features), for publishing the centers.
+	KeepFeatures bool
 }
 
 // classifier is what the FC and PFC heads provide.
@@ -87,6 +90,9 @@ type StepStats struct {
 	Changes []centers.Change
 	// PoolLen is the number of labels in the pool after the step.
 	PoolLen int
+	// Features are the n×D gallery features written by the permanent
+	// pass, row Change.Index for each change (with Options.KeepFeatures).
+	Features []float32
 }
 
 // ErrSkipped wraps the reason a step was abandoned with the last good
@@ -367,6 +373,16 @@ func (e *Engine) StepFFC(x []float32, xl []int64, y []float32, yl []int64) (Step
 	}
 	e.pool.Commit()
 	st.L1, st.Changes = l1, changes
+	if e.opts.KeepFeatures {
+		st.Features = make([]float32, n*d)
+		g, err := e.be.View(e.g, 0, n*d)
+		if err != nil {
+			return st, err
+		}
+		if err := e.be.Download(st.Features, g); err != nil {
+			return st, fmt.Errorf("engine: features: %w", err)
+		}
+	}
 	st.Loss = l1.Total + l2.Total
 	st.LR = e.opts.Schedule.LR(e.step)
 	if err := e.opts.SGD.Step(e.be, e.probe.Params(), float32(st.LR)); err != nil {

@@ -1,0 +1,37 @@
+package trainers
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	steps       prometheus.Counter
+	samples     *prometheus.CounterVec
+	stepSeconds prometheus.Histogram
+	loss        prometheus.Gauge
+	poolLen     prometheus.Gauge
+	evictions   prometheus.Counter
+	published   prometheus.Counter
+	deadLetters *prometheus.CounterVec
+	ckptAge     prometheus.Gauge
+	skipped     prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		steps:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_steps_total", Help: "Training steps taken."}),
+		samples:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ffc_trainer_samples_total", Help: "Messages consumed into steps, by topic."}, []string{"topic"}),
+		stepSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ffc_trainer_step_seconds", Help: "Wall time of one FFC step.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		loss:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "ffc_trainer_loss", Help: "Loss of the last step (L1 + L2)."}),
+		poolLen:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "ffc_trainer_pool_labels", Help: "Labels in the dynamic class pool."}),
+		evictions:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_pool_evictions_total", Help: "Labels evicted from the pool."}),
+		published:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_centers_published_total", Help: "Center updates published on NATS."}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ffc_trainer_dead_letters_total", Help: "Messages rejected and dead-lettered, by reason."}, []string{"reason"}),
+		ckptAge:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "ffc_trainer_checkpoint_unix_seconds", Help: "Time of the last durable checkpoint."}),
+		skipped:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_steps_skipped_total", Help: "Steps abandoned for a non-finite loss or gradient."}),
+	}
+	for _, c := range []prometheus.Collector{m.steps, m.samples, m.stepSeconds, m.loss, m.poolLen, m.evictions, m.published, m.deadLetters, m.ckptAge, m.skipped} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,234 @@
+package trainers
+
+import (
+	"bytes"
+	"context"
+	"image"
+	"image/png"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/ffc-stream/ffc/centers/broadcast"
+	"github.com/ffc-stream/ffc/internal/dataset/synth"
+	"github.com/ffc-stream/ffc/internal/embedded"
+	"github.com/ffc-stream/ffc/kernels"
+	"github.com/ffc-stream/ffc/kernels/cpu"
+	"github.com/ffc-stream/ffc/schemas"
+	"github.com/ffc-stream/ffc/schemas/ffcpb"
+	"github.com/ffc-stream/ffc/trainers/engine"
+	"github.com/ffc-stream/ffc/trainers/nn"
+)
+
+type env struct {
+	stack   *embedded.Stack
+	mc      *minio.Client
+	js      jetstream.JetStream
+	be      kernels.Backend
+	brokers []string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	st, err := embedded.Start(embedded.StackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	ak, sk := st.S3.Credentials()
+	mc, err := minio.New(st.S3.Endpoint(), &minio.Options{Creds: credentials.NewStaticV4(ak, sk, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mc.MakeBucket(context.Background(), "ffc", minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(st.NATS.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := cpu.New(cpu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = be.Close() })
+	return &env{stack: st, mc: mc, js: js, be: be, brokers: st.Kafka.Brokers()}
+}
+
+func pngOf(t *testing.T, pix []byte) []byte {
+	t.Helper()
+	img := &image.Gray{Pix: pix, Stride: 32, Rect: image.Rect(0, 0, 32, 32)}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// produce writes n id pairs and n instances over ids [0, ids) of
+// synthetic identities, plus the given raw messages on samples.byid.
+func (e *env) produce(t *testing.T, ids, n, from int, raw ...[]byte) {
+	t.Helper()
+	g, err := synth.New(synth.Options{Seed: 2, IDs: uint64(ids), Alpha: 1, Min: 3, Max: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := func(id, k int) *ffcpb.Image {
+		pix, err := g.Image(uint64(id), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &ffcpb.Image{Key: schemas.ImageKey(uint64(id), strconv.Itoa(k)), Png: pngOf(t, pix)}
+	}
+	var pairs, inst []kafka.Message
+	for i := from; i < from+n; i++ {
+		id := i % ids
+		b, err := schemas.EncodeIDPair(&ffcpb.IDPair{Id: uint64(id), First: img(id, 0), Second: img(id, 1), Sequence: uint64(i), Source: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pairs = append(pairs, kafka.Message{Key: []byte(strconv.Itoa(id)), Value: b})
+		k := i % 3
+		s, err := schemas.EncodeSample(&ffcpb.Sample{Id: uint64(id), ImageKey: schemas.ImageKey(uint64(id), strconv.Itoa(k)), ImagePng: img(id, k).Png, Sequence: uint64(i), Source: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst = append(inst, kafka.Message{Key: []byte(strconv.Itoa(i)), Value: s})
+	}
+	for _, r := range raw {
+		pairs = append(pairs, kafka.Message{Key: []byte("raw"), Value: r})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for topic, msgs := range map[string][]kafka.Message{DefaultTopicByID: pairs, DefaultTopicInstance: inst} {
+		w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Hash{}, AllowAutoTopicCreation: true, BatchTimeout: 5 * time.Millisecond}
+		if err := w.WriteMessages(ctx, msgs...); err != nil {
+			t.Fatalf("produce %s: %v", topic, err)
+		}
+		w.Close()
+	}
+}
+
+func (e *env) config(steps int) Config {
+	return Config{
+		Brokers: e.brokers, Model: "test", Backend: e.be, S3: e.mc, Bucket: "ffc", JS: e.js,
+		Engine: engine.Options{Backbone: "mlp", InLen: 1024, Hidden: []int{64}, Dim: 32, Batch: 8, Pool: 40,
+			SGD:      nn.SGD{Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true},
+			Schedule: nn.Schedule{Kind: "step", BaseLR: 0.05, TotalSteps: 1000}, Seed: 1},
+		CheckpointEvery: 4, MaxSteps: steps,
+	}
+}
+
+func run(t *testing.T, cfg Config) (Stats, []uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tr, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if err := tr.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return tr.Stats(), tr.TrainedIDs()
+}
+
+func TestTrainerStreamsCheckpointsAndResumes(t *testing.T) {
+	e := newEnv(t)
+	corrupt := []byte("this is not a protobuf IDPair")
+	// A valid IDPair whose version field (field 1, varint: 0x08 0x01) says 99.
+	badVersion, err := schemas.EncodeIDPair(&ffcpb.IDPair{Id: 1, Source: "test"})
+	if err != nil || badVersion[0] != 0x08 || badVersion[1] != 0x01 {
+		t.Fatalf("unexpected encoding %x: %v", badVersion, err)
+	}
+	badVersion[1] = 99
+	e.produce(t, 20, 200, 0, corrupt, badVersion)
+
+	rep, err := broadcast.NewReplica(e.js, broadcast.ReplicaOptions{Model: "test", Codec: broadcast.NewProtoCodec(32), Dim: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	defer rcancel()
+	go func() { _ = rep.Run(rctx) }()
+
+	s1, ids1 := run(t, e.config(6))
+	if s1.Steps != 6 || s1.StartStep != 0 || s1.Checkpoints < 2 {
+		t.Fatalf("first run: %+v", s1)
+	}
+	// Second run: restores step 6 and the offsets, continues.
+	s2, ids2 := run(t, e.config(5))
+	if s2.StartStep != 6 || s2.Steps != 5 {
+		t.Fatalf("second run: %+v, want start step 6 and 5 steps", s2)
+	}
+	// Every ID trained got a center on NATS.
+	deadline := time.Now().Add(10 * time.Second)
+	for rep.Stats().LastStep < 10 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	trained := map[uint64]bool{}
+	for _, id := range append(ids1, ids2...) {
+		trained[id] = true
+	}
+	if st := rep.Stats(); st.LastStep != 10 || st.IDs != len(trained) || st.Stale != 0 || len(trained) < 10 {
+		t.Fatalf("replica %+v: want step 10, the %d trained IDs, no stale updates", st, len(trained))
+	}
+	for id := range trained {
+		if c, ok := rep.Get(id); !ok || len(c.Vector) != 32 {
+			t.Errorf("trained id %d has no center on NATS", id)
+		}
+	}
+	// The bad messages went to the dead-letter topic with their reasons.
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: DefaultTopicDeadLetter, GroupID: "dl-check", StartOffset: kafka.FirstOffset, MaxWait: time.Second})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	reasons := map[string]bool{}
+	for len(reasons) < 2 {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("dead letters: %v (got %v)", err, reasons)
+		}
+		for _, h := range m.Headers {
+			if h.Key == "reason" {
+				reasons[string(h.Value)] = true
+			}
+		}
+	}
+	if !reasons["malformed"] || !reasons["unknown_version"] {
+		t.Errorf("dead-letter reasons %v, want malformed and unknown_version", reasons)
+	}
+	if s1.DeadLetters+s2.DeadLetters < 2 {
+		t.Errorf("dead letters counted: %d + %d", s1.DeadLetters, s2.DeadLetters)
+	}
+}
+
+func TestTrainerConfigErrors(t *testing.T) {
+	for name, mut := range map[string]func(*Config){
+		"no brokers": func(c *Config) { c.Brokers = nil },
+		"fc head":    func(c *Config) { c.Engine.Head = "fc" },
+		"odd batch":  func(c *Config) { c.Engine.Batch = 7 },
+		"no model":   func(c *Config) { c.Model = "" },
+	} {
+		c := Config{Brokers: []string{"x"}, Model: "m", Backend: fakeBackend{}, S3: &minio.Client{}, Bucket: "b", JS: fakeJS{}, Engine: engine.Options{Batch: 8}}
+		mut(&c)
+		if err := c.defaults(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+type fakeBackend struct{ kernels.Backend }
+type fakeJS struct{ jetstream.JetStream }
