@@ -3,9 +3,13 @@ package trainers
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"image"
 	"image/png"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,29 +31,50 @@ import (
 )
 
 type env struct {
-	stack   *embedded.Stack
 	mc      *minio.Client
 	js      jetstream.JetStream
 	be      kernels.Backend
 	brokers []string
+	// Unique names, so runs against long-lived real servers do not mix.
+	bucket, model, byID, instance, dead, group string
 }
 
-func newEnv(t *testing.T) *env {
+// stacks returns the embedded stack and, when FFC_KAFKA_BROKERS,
+// FFC_NATS_URL and FFC_S3_ENDPOINT are set, the real servers.
+func stacks(t *testing.T) map[string]func(*testing.T) *env {
+	out := map[string]func(*testing.T) *env{"embedded": func(t *testing.T) *env {
+		st, err := embedded.Start(embedded.StackOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		ak, sk := st.S3.Credentials()
+		return newEnv(t, st.Kafka.Brokers(), st.NATS.URL(), st.S3.Endpoint(), ak, sk)
+	}}
+	if b, n, s := os.Getenv("FFC_KAFKA_BROKERS"), os.Getenv("FFC_NATS_URL"), os.Getenv("FFC_S3_ENDPOINT"); b != "" && n != "" && s != "" {
+		out["real"] = func(t *testing.T) *env {
+			return newEnv(t, strings.Split(b, ","), n, s, os.Getenv("FFC_S3_ACCESS_KEY"), os.Getenv("FFC_S3_SECRET_KEY"))
+		}
+	} else if os.Getenv("FFC_REQUIRE_REAL") == "1" {
+		t.Fatal("FFC_REQUIRE_REAL=1 but FFC_KAFKA_BROKERS, FFC_NATS_URL or FFC_S3_ENDPOINT is unset")
+	}
+	return out
+}
+
+func newEnv(t *testing.T, brokers []string, natsURL, s3, ak, sk string) *env {
 	t.Helper()
-	st, err := embedded.Start(embedded.StackOptions{})
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	sfx := hex.EncodeToString(rnd[:])
+	e := &env{brokers: brokers, bucket: "ffc-test-" + sfx, model: "test-" + sfx, byID: "byid-" + sfx, instance: "instance-" + sfx, dead: "dead-" + sfx, group: "trainer-" + sfx}
+	mc, err := minio.New(s3, &minio.Options{Creds: credentials.NewStaticV4(ak, sk, "")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = st.Close() })
-	ak, sk := st.S3.Credentials()
-	mc, err := minio.New(st.S3.Endpoint(), &minio.Options{Creds: credentials.NewStaticV4(ak, sk, "")})
-	if err != nil {
+	if err := mc.MakeBucket(context.Background(), e.bucket, minio.MakeBucketOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := mc.MakeBucket(context.Background(), "ffc", minio.MakeBucketOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(st.NATS.URL())
+	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +88,17 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = be.Close() })
-	return &env{stack: st, mc: mc, js: js, be: be, brokers: st.Kafka.Brokers()}
+	e.mc, e.js, e.be = mc, js, be
+	// Topics with 4 partitions each (kafka.Client negotiates versions).
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second}
+	var topics []kafka.TopicConfig
+	for _, name := range []string{e.byID, e.instance, e.dead} {
+		topics = append(topics, kafka.TopicConfig{Topic: name, NumPartitions: 4, ReplicationFactor: 1})
+	}
+	if _, err := cl.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: topics}); err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 func pngOf(t *testing.T, pix []byte) []byte {
@@ -92,6 +127,9 @@ func (e *env) produce(t *testing.T, ids, n, from int, raw ...[]byte) {
 		return &ffcpb.Image{Key: schemas.ImageKey(uint64(id), strconv.Itoa(k)), Png: pngOf(t, pix)}
 	}
 	var pairs, inst []kafka.Message
+	for _, r := range raw { // first, so they are consumed early
+		pairs = append(pairs, kafka.Message{Key: []byte("raw"), Value: r})
+	}
 	for i := from; i < from+n; i++ {
 		id := i % ids
 		b, err := schemas.EncodeIDPair(&ffcpb.IDPair{Id: uint64(id), First: img(id, 0), Second: img(id, 1), Sequence: uint64(i), Source: "test"})
@@ -106,13 +144,10 @@ func (e *env) produce(t *testing.T, ids, n, from int, raw ...[]byte) {
 		}
 		inst = append(inst, kafka.Message{Key: []byte(strconv.Itoa(i)), Value: s})
 	}
-	for _, r := range raw {
-		pairs = append(pairs, kafka.Message{Key: []byte("raw"), Value: r})
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for topic, msgs := range map[string][]kafka.Message{DefaultTopicByID: pairs, DefaultTopicInstance: inst} {
-		w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Hash{}, AllowAutoTopicCreation: true, BatchTimeout: 5 * time.Millisecond}
+	for topic, msgs := range map[string][]kafka.Message{e.byID: pairs, e.instance: inst} {
+		w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Hash{}, BatchTimeout: 5 * time.Millisecond}
 		if err := w.WriteMessages(ctx, msgs...); err != nil {
 			t.Fatalf("produce %s: %v", topic, err)
 		}
@@ -122,7 +157,8 @@ func (e *env) produce(t *testing.T, ids, n, from int, raw ...[]byte) {
 
 func (e *env) config(steps int) Config {
 	return Config{
-		Brokers: e.brokers, Model: "test", Backend: e.be, S3: e.mc, Bucket: "ffc", JS: e.js,
+		Brokers: e.brokers, Model: e.model, Backend: e.be, S3: e.mc, Bucket: e.bucket, JS: e.js,
+		Group: e.group, TopicByID: e.byID, TopicInstance: e.instance, TopicDeadLetter: e.dead,
 		Engine: engine.Options{Backbone: "mlp", InLen: 1024, Hidden: []int{64}, Dim: 32, Batch: 8, Pool: 40,
 			SGD:      nn.SGD{Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true},
 			Schedule: nn.Schedule{Kind: "step", BaseLR: 0.05, TotalSteps: 1000}, Seed: 1},
@@ -146,7 +182,12 @@ func run(t *testing.T, cfg Config) (Stats, []uint64) {
 }
 
 func TestTrainerStreamsCheckpointsAndResumes(t *testing.T) {
-	e := newEnv(t)
+	for name, mk := range stacks(t) {
+		t.Run(name, func(t *testing.T) { testStreamsCheckpointsAndResumes(t, mk(t)) })
+	}
+}
+
+func testStreamsCheckpointsAndResumes(t *testing.T, e *env) {
 	corrupt := []byte("this is not a protobuf IDPair")
 	// A valid IDPair whose version field (field 1, varint: 0x08 0x01) says 99.
 	badVersion, err := schemas.EncodeIDPair(&ffcpb.IDPair{Id: 1, Source: "test"})
@@ -156,7 +197,7 @@ func TestTrainerStreamsCheckpointsAndResumes(t *testing.T) {
 	badVersion[1] = 99
 	e.produce(t, 20, 200, 0, corrupt, badVersion)
 
-	rep, err := broadcast.NewReplica(e.js, broadcast.ReplicaOptions{Model: "test", Codec: broadcast.NewProtoCodec(32), Dim: 32})
+	rep, err := broadcast.NewReplica(e.js, broadcast.ReplicaOptions{Model: e.model, Codec: broadcast.NewProtoCodec(32), Dim: 32})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +232,7 @@ func TestTrainerStreamsCheckpointsAndResumes(t *testing.T) {
 		}
 	}
 	// The bad messages went to the dead-letter topic with their reasons.
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: DefaultTopicDeadLetter, GroupID: "dl-check", StartOffset: kafka.FirstOffset, MaxWait: time.Second})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: e.dead, GroupID: e.group + "-dl", StartOffset: kafka.FirstOffset, MaxWait: time.Second})
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
