@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/ffc-stream/ffc/centers/broadcast"
+)
+
+type centersFlags struct {
+	natsURL string
+	model   string
+	dim     int
+	timeout time.Duration
+}
+
+func newCentersCmd(a *app) *cobra.Command {
+	f := &centersFlags{}
+	cmd := &cobra.Command{
+		Use:   "centers",
+		Short: "Follow, read and search the class centers a trainer publishes on NATS",
+		Long: `The trainer publishes every center change on NATS JetStream: the center of
+ID <id> of model <model> on centers.<model>.<id> (the stream keeps the last
+value of each, also after the ID left the pool), evictions on
+centers.<model>.evicted.<id>, and a commit per step on centers.<model>.step.
+These commands keep a replica of all centers (bootstrap from the stream,
+then live) and use it.`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:14222", "NATS server URL (env FFC_NATS_URL)")
+	pf.StringVar(&f.model, "model", "glyphs", "model name")
+	pf.IntVar(&f.dim, "dim", 128, "center dimension of the model")
+	pf.DurationVar(&f.timeout, "timeout", 30*time.Second, "give up bootstrapping after this long")
+	cmd.AddCommand(
+		&cobra.Command{
+			Use: "watch", Short: "Print every step commit and center count as they arrive, until Ctrl-C",
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return withReplica(cmd.Context(), f, func(ctx context.Context, r *broadcast.Replica) error {
+					last := int64(-2)
+					tick := time.NewTicker(250 * time.Millisecond)
+					defer tick.Stop()
+					for {
+						select {
+						case <-ctx.Done():
+							return nil
+						case <-tick.C:
+							if st := r.Stats(); st.LastStep != last {
+								last = st.LastStep
+								fmt.Fprintf(a.stdout, "%s step %d: %d centers (%d applied, %d stale, %d rejected, %d evictions, %d pending)\n",
+									time.Now().Format(time.TimeOnly), st.LastStep, st.IDs, st.Applied, st.Stale, st.Rejected, st.Evictions, st.Pending)
+							}
+						}
+					}
+				})
+			},
+		},
+		&cobra.Command{
+			Use: "get ID...", Short: "Print the centers of IDs as JSON",
+			Args: cobra.MinimumNArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return withReplica(cmd.Context(), f, func(_ context.Context, r *broadcast.Replica) error {
+					enc := json.NewEncoder(a.stdout)
+					for _, s := range args {
+						id, err := strconv.ParseUint(s, 10, 64)
+						if err != nil {
+							return fmt.Errorf("get: %q is not an ID", s)
+						}
+						c, ok := r.Get(id)
+						if !ok {
+							return fmt.Errorf("get: no center for ID %d", id)
+						}
+						if err := enc.Encode(c); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			},
+		},
+		newCentersSearchCmd(a, f),
+	)
+	return cmd
+}
+
+func newCentersSearchCmd(a *app, f *centersFlags) *cobra.Command {
+	var k int
+	var ofID uint64
+	var vec string
+	cmd := &cobra.Command{
+		Use:   "search",
+		Short: "Exact nearest centers of a vector (--vector) or of an ID's center (--of)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withReplica(cmd.Context(), f, func(_ context.Context, r *broadcast.Replica) error {
+				var q []float32
+				switch {
+				case vec != "":
+					for _, s := range strings.Split(vec, ",") {
+						v, err := strconv.ParseFloat(strings.TrimSpace(s), 32)
+						if err != nil {
+							return fmt.Errorf("search: --vector: %w", err)
+						}
+						q = append(q, float32(v))
+					}
+				case cmd.Flags().Changed("of"):
+					c, ok := r.Get(ofID)
+					if !ok {
+						return fmt.Errorf("search: no center for ID %d", ofID)
+					}
+					q = c.Vector
+				default:
+					return errors.New("search: give --vector or --of")
+				}
+				ms, err := r.Search(q, k)
+				if err != nil {
+					return err
+				}
+				for i, m := range ms {
+					fmt.Fprintf(a.stdout, "%d\tid %d\tcos %.4f\n", i+1, m.ID, m.Score)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().IntVar(&k, "k", 5, "number of results")
+	cmd.Flags().Uint64Var(&ofID, "of", 0, "search with the center of this ID")
+	cmd.Flags().StringVar(&vec, "vector", "", "query vector, comma-separated floats of the model's dimension")
+	return cmd
+}
+
+// withReplica connects, bootstraps a replica and runs fn while the replica
+// follows the stream.
+func withReplica(ctx context.Context, f *centersFlags, fn func(context.Context, *broadcast.Replica) error) error {
+	nc, err := nats.Connect(f.natsURL, nats.Name("ffc-centers"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("centers: connect %s: %w", f.natsURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	r, err := broadcast.NewReplica(js, broadcast.ReplicaOptions{Model: f.model, Codec: broadcast.NewProtoCodec(f.dim), Dim: f.dim})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	select {
+	case <-r.Ready():
+	case err := <-errc:
+		return fmt.Errorf("centers: %w", err)
+	case <-time.After(f.timeout):
+		return fmt.Errorf("centers: replica of model %s not bootstrapped after %s", f.model, f.timeout)
+	}
+	return fn(ctx, r)
+}
