@@ -61,6 +61,21 @@ type Class struct {
 	Split string `json:"split"`
 }
 
+// StorageID is the numeric identity of the class in the pipeline: object
+// keys ids/<id>/, Kafka keys and pool labels are decimal uint64s. Glyph
+// classes use their Unicode code point (stable across builds of different
+// package sets); other classes need a decimal ID.
+func (c Class) StorageID() (uint64, error) {
+	if c.Codepoint > 0 {
+		return uint64(c.Codepoint), nil
+	}
+	id, err := strconv.ParseUint(c.ID, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("dataset: class %d has ID %q: neither a code point nor a decimal number", c.Label, c.ID)
+	}
+	return id, nil
+}
+
 // Font is one font face that contributed images.
 type Font struct {
 	ID      int    `json:"id"`

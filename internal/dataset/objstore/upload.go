@@ -35,6 +35,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/ffc-stream/ffc/internal/dataset"
+	"github.com/ffc-stream/ffc/schemas"
 )
 
 // S3Options says where to upload.
@@ -63,9 +64,11 @@ type Result struct {
 	ObjectsPerSec, MBPerSec float64
 }
 
-// ImageKey is the object name of an image.
-func ImageKey(classID string, source int) string {
-	return fmt.Sprintf("ids/%s/%04d.png", classID, source)
+// ImageKey is the object name of image source of the class with storage
+// ID id (dataset.Class.StorageID): ids/<id>/<source, 4 digits>.png, the
+// layout schemas.ParseImageKey and the producers read.
+func ImageKey(id uint64, source int) string {
+	return schemas.ImageKey(id, fmt.Sprintf("%04d", source))
 }
 
 // ManifestKey is the object name of the manifest.
@@ -196,6 +199,12 @@ func Upload(ctx context.Context, dir string, o S3Options) (*Result, error) {
 	next := make(chan int)
 	var wg sync.WaitGroup
 	classes := r.Classes()
+	storageIDs := make([]uint64, len(classes))
+	for i, c := range classes {
+		if storageIDs[i], err = c.StorageID(); err != nil {
+			return nil, fmt.Errorf("objstore: %w", err)
+		}
+	}
 	enc := newPNGEncoder()
 	for range o.Parallel {
 		wg.Add(1)
@@ -207,7 +216,7 @@ func Upload(ctx context.Context, dir string, o S3Options) (*Result, error) {
 				if err == nil {
 					var body []byte
 					if body, err = encodePNG(enc, img, r.ImageSize()); err == nil {
-						err = put(ctx, ImageKey(classes[m.Class].ID, m.Source), body, "image/png")
+						err = put(ctx, ImageKey(storageIDs[m.Class], m.Source), body, "image/png")
 					}
 				}
 				if err != nil {

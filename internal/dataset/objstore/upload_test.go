@@ -74,7 +74,7 @@ func TestUploadResumableAndReadable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := ImageKey(r.Classes()[m.Class].ID, m.Source)
+		key := ImageKey(mustID(t, r.Classes()[m.Class]), m.Source)
 		obj, err := c.GetObject(ctx, o.Bucket, key, minio.GetObjectOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -113,12 +113,12 @@ func TestUploadResumableAndReadable(t *testing.T) {
 
 	// A missing object and a changed one are sent again, nothing else.
 	_, m, _ := r.Image(3)
-	if err := c.RemoveObject(ctx, o.Bucket, ImageKey(r.Classes()[m.Class].ID, m.Source), minio.RemoveObjectOptions{}); err != nil {
+	if err := c.RemoveObject(ctx, o.Bucket, ImageKey(mustID(t, r.Classes()[m.Class]), m.Source), minio.RemoveObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	_, m, _ = r.Image(5)
 	junk := []byte("not a png")
-	if _, err := c.PutObject(ctx, o.Bucket, ImageKey(r.Classes()[m.Class].ID, m.Source), bytes.NewReader(junk), int64(len(junk)), minio.PutObjectOptions{DisableContentSha256: true}); err != nil {
+	if _, err := c.PutObject(ctx, o.Bucket, ImageKey(mustID(t, r.Classes()[m.Class]), m.Source), bytes.NewReader(junk), int64(len(junk)), minio.PutObjectOptions{DisableContentSha256: true}); err != nil {
 		t.Fatal(err)
 	}
 	res, err = Upload(ctx, dir, o)
@@ -175,4 +175,13 @@ func TestUploadThroughput(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("resume pass: skipped %d in %v", res.Skipped, res.Elapsed)
+}
+
+func mustID(t *testing.T, c dataset.Class) uint64 {
+	t.Helper()
+	id, err := c.StorageID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

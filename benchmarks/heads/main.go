@@ -1,0 +1,661 @@
+// Command heads measures the step time and the peak memory of the three
+// classification heads side by side — FFC (Dynamic Class Pool of Q slots),
+// full FC and Partial FC (N×D weights) — for a list of class counts N, and
+// prints their ratios (SPEC section 5: "head step time and memory: FFC vs FC
+// vs Partial FC at the same N, as ratios in one run").
+//
+//	go run ./benchmarks/heads                       # the default sweep, ~3–5 min on 2 cores
+//	go run ./benchmarks/heads --n 10k,100k --steps 3
+//
+// Every configuration (N, Q, head) runs in a child process (this binary
+// re-executed with --child) so that its peak RSS (VmHWM of
+// /proc/self/status, read at the end of the child) is its own. Before
+// allocating, a child estimates the head's memory and refuses when it would
+// not fit in MemAvailable minus a headroom (--headroom-gib), printing
+// "refused: needs X GiB, Y GiB available" as that cell's result.
+//
+// One step is, for FC and Partial FC, Loss + Step on B random L2-normalised
+// features with random labels in [0, N); for FFC (centers.NewPool +
+// centers.NewFFC), BeginPass + Insert of 1.5·B gallery features + Loss of
+// the B probe features, where the gallery labels are the first B/2 probe
+// labels twice (inserted, then refreshed) and B/2 other random labels: half
+// the probe rows are held (margin softmax over Q), half fresh (top-K), and
+// both logit sets are computed. The step time is the median over --steps
+// timed steps after --warmup untimed ones; configurations whose matrix
+// products exceed --big-gflop per step run --big-steps timed steps instead.
+//
+// The results are printed as a markdown table and written to --out
+// (benchmarks/heads/RESULTS.md by default) with the command and machine.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ffc-stream/ffc/centers"
+	"github.com/ffc-stream/ffc/kernels"
+	"github.com/ffc-stream/ffc/kernels/cpu"
+)
+
+// config is one child run.
+type config struct {
+	Head     string  `json:"head"` // ffc, fc, pfc
+	N        int     `json:"n"`
+	Q        int     `json:"q"` // FFC only
+	Dim      int     `json:"dim"`
+	Batch    int     `json:"batch"`
+	Warmup   int     `json:"warmup"`
+	Steps    int     `json:"steps"`
+	Rate     float64 `json:"rate"`
+	Backend  string  `json:"backend"`
+	Threads  int     `json:"threads"`
+	Headroom float64 `json:"headroom_gib"`
+}
+
+// result is what a child reports (one JSON line prefixed with resultTag).
+type result struct {
+	Refused  string    `json:"refused,omitempty"`
+	Failed   string    `json:"failed,omitempty"`
+	Backend  string    `json:"backend,omitempty"`
+	StepMS   float64   `json:"step_ms"`
+	Steps    []float64 `json:"steps_ms,omitempty"`
+	PeakRSS  int64     `json:"peak_rss"`
+	Estimate int64     `json:"estimate"`
+	Loss     float64   `json:"loss"`
+	InitS    float64   `json:"init_s"`
+}
+
+const resultTag = "HEADS-RESULT "
+
+const gib = 1 << 30
+
+// baseline is the memory a child needs besides the head's own estimate:
+// the Go runtime, OpenBLAS's buffers, the features and their gradient.
+func baseline(c config) int64 {
+	return 32<<20 + 4*int64(c.Batch)*int64(c.Dim)*4
+}
+
+// ffcMemory estimates the FFC head: pool[2][Q][D], the pool's scratch (3
+// rows blocks of the insert batch), the B×Q logits, and the LRU and
+// per-slot bookkeeping on the host (~80 B a slot).
+func ffcMemory(q, d, batch int) int64 {
+	qq, dd, b := int64(q), int64(d), int64(batch)
+	ins := 3 * b / 2
+	return 4*(2*qq*dd+3*ins*dd+b*qq+2*b) + 80*qq
+}
+
+// estimate is the bytes the configuration needs.
+func estimate(c config) int64 {
+	var head int64
+	switch c.Head {
+	case "fc":
+		head = centers.FCMemory(c.N, c.Dim, c.Batch)
+	case "pfc":
+		head = centers.PFCMemory(c.N, c.Dim, c.Batch, c.Rate)
+	case "ffc":
+		head = ffcMemory(c.Q, c.Dim, c.Batch)
+	}
+	return head + baseline(c)
+}
+
+// gflopPerStep is the matrix-product work of one step (for picking the
+// step count and for reporting).
+func gflopPerStep(c config) float64 {
+	bd := 2 * float64(c.Batch) * float64(c.Dim)
+	switch c.Head {
+	case "fc":
+		return 3 * bd * float64(c.N) / 1e9
+	case "pfc":
+		return 3 * bd * float64(min(c.N, max(int(math.Ceil(c.Rate*float64(c.N))), c.Batch))) / 1e9
+	case "ffc":
+		return 4 * bd * float64(c.Q) / 1e9
+	}
+	return 0
+}
+
+func main() {
+	child := flag.String("child", "", "internal: run one configuration (JSON) and report it")
+	nList := flag.String("n", "10k,100k,1M,10M", "class counts N (comma-separated; k and M suffixes allowed)")
+	qFrac := flag.Float64("q-frac", 0.01, "FFC pool size as a fraction of N (0 to skip)")
+	qFixed := flag.String("q-fixed", "100k", "also an FFC pool of this fixed size (0 to skip)")
+	dim := flag.Int("dim", 512, "feature dimension D")
+	batch := flag.Int("batch", 256, "batch size B (probe features per step)")
+	steps := flag.Int("steps", 5, "timed steps per configuration (median reported)")
+	warmup := flag.Int("warmup", 1, "untimed warm-up steps per configuration")
+	bigSteps := flag.Int("big-steps", 2, "timed steps for configurations above --big-gflop")
+	bigGFlop := flag.Float64("big-gflop", 200, "matrix-product GFLOP per step above which --big-steps applies")
+	rate := flag.Float64("rate", centers.DefaultPFCRate, "Partial FC sample rate")
+	backend := flag.String("backend", "cpu", "compute backend: cpu (OpenBLAS when linked, else pure Go) or cpu-go (pure-Go GEMM)")
+	threads := flag.Int("threads", 0, "backend threads (0 = GOMAXPROCS)")
+	headroom := flag.Float64("headroom-gib", 4, "memory left free: a configuration needing more than MemAvailable minus this is refused")
+	heads := flag.String("heads", "fc,pfc,ffc", "heads to run")
+	out := flag.String("out", "benchmarks/heads/RESULTS.md", "write the results here (empty: do not write)")
+	timeout := flag.Duration("child-timeout", 10*time.Minute, "limit for one configuration")
+	flag.Parse()
+
+	if *child != "" {
+		runChild(*child)
+		return
+	}
+	ns, err := parseCounts(*nList)
+	if err != nil {
+		fatal(err)
+	}
+	fixed := 0
+	if *qFixed != "" && *qFixed != "0" {
+		f, err := parseCounts(*qFixed)
+		if err != nil || len(f) != 1 {
+			fatal(fmt.Errorf("--q-fixed %q: want one count", *qFixed))
+		}
+		fixed = f[0]
+	}
+	want := map[string]bool{}
+	for _, h := range strings.Split(*heads, ",") {
+		h = strings.TrimSpace(h)
+		if h != "fc" && h != "pfc" && h != "ffc" {
+			fatal(fmt.Errorf("--heads: unknown head %q", h))
+		}
+		want[h] = true
+	}
+	if *dim <= 0 || *batch <= 1 || *steps < 1 || *warmup < 0 || *bigSteps < 1 {
+		fatal(errors.New("--dim, --batch, --steps, --big-steps must be positive (batch ≥ 2)"))
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fatal(err)
+	}
+	base := config{Dim: *dim, Batch: *batch, Warmup: *warmup, Rate: *rate, Backend: *backend, Threads: *threads, Headroom: *headroom}
+	run := func(c config) result {
+		c.Steps = *steps
+		if gflopPerStep(c) > *bigGFlop {
+			c.Steps = min(*steps, *bigSteps)
+		}
+		what := fmt.Sprintf("%s N=%d", c.Head, c.N)
+		if c.Head == "ffc" {
+			what += fmt.Sprintf(" Q=%d", c.Q)
+		}
+		fmt.Fprintf(os.Stderr, "heads: %s, %d+%d steps ... ", what, c.Warmup, c.Steps)
+		t0 := time.Now()
+		r := spawn(self, c, *timeout)
+		switch {
+		case r.Refused != "":
+			fmt.Fprintf(os.Stderr, "refused: %s\n", r.Refused)
+		case r.Failed != "":
+			fmt.Fprintf(os.Stderr, "failed: %s\n", r.Failed)
+		default:
+			fmt.Fprintf(os.Stderr, "%.1f ms/step, peak RSS %s (setup %.1f s, total %.0f s)\n", r.StepMS, human(r.PeakRSS), r.InitS, time.Since(t0).Seconds())
+		}
+		return r
+	}
+
+	start, loadStart := time.Now(), loadAvg()
+	var rows []row
+	backendName := ""
+	for _, n := range ns {
+		var qs []int
+		if *qFrac > 0 {
+			qs = append(qs, max(1, int(math.Round(*qFrac*float64(n)))))
+		}
+		if fixed > 0 && !slices.Contains(qs, fixed) {
+			qs = append(qs, fixed)
+		}
+		var fc, pfc *result
+		if want["fc"] {
+			c := base
+			c.Head, c.N = "fc", n
+			r := run(c)
+			fc = &r
+		}
+		if want["pfc"] {
+			c := base
+			c.Head, c.N = "pfc", n
+			r := run(c)
+			pfc = &r
+		}
+		for _, q := range qs {
+			var ffc *result
+			if want["ffc"] {
+				c := base
+				c.Head, c.N, c.Q = "ffc", n, q
+				var r result
+				if lim := 3 * *batch / 2; q < lim {
+					r = result{Refused: fmt.Sprintf("Q = %d is below 1.5·B = %d: the pool would evict IDs within the step that inserted them", q, lim)}
+					fmt.Fprintf(os.Stderr, "heads: ffc N=%d Q=%d refused: %s\n", n, q, r.Refused)
+				} else {
+					r = run(c)
+				}
+				ffc = &r
+			}
+			for _, x := range []struct {
+				head string
+				r    *result
+			}{{"FFC", ffc}, {"FC", fc}, {"Partial FC", pfc}} {
+				if x.r != nil {
+					rows = append(rows, row{n: n, q: q, head: x.head, r: *x.r, ffc: ffc})
+					if x.r.Backend != "" {
+						backendName = x.r.Backend
+					}
+				}
+			}
+		}
+	}
+	if backendName == "" {
+		backendName = *backend
+	}
+	cmd := "go run ./benchmarks/heads"
+	if len(os.Args) > 1 {
+		cmd += " " + strings.Join(os.Args[1:], " ")
+	}
+	report := render(rows, machine(backendName, loadStart), cmd, *rate, *steps, *warmup, *bigSteps, *bigGFlop, *headroom, time.Since(start))
+	fmt.Print(report)
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
+			fatal(err)
+		}
+		fmt.Fprintf(os.Stderr, "heads: wrote %s\n", *out)
+	}
+}
+
+type row struct {
+	n, q int
+	head string
+	r    result
+	ffc  *result
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "heads:", err)
+	os.Exit(2)
+}
+
+// parseCounts reads "10k,100k,1M,10M".
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		mul := 1.0
+		switch {
+		case strings.HasSuffix(f, "k") || strings.HasSuffix(f, "K"):
+			mul, f = 1e3, f[:len(f)-1]
+		case strings.HasSuffix(f, "M"):
+			mul, f = 1e6, f[:len(f)-1]
+		case strings.HasSuffix(f, "G"):
+			mul, f = 1e9, f[:len(f)-1]
+		}
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || !(v*mul >= 1) || v*mul > math.MaxInt32 {
+			return nil, fmt.Errorf("bad count %q", f)
+		}
+		out = append(out, int(math.Round(v*mul)))
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no counts")
+	}
+	return out, nil
+}
+
+// spawn runs one configuration in a child process and parses its report.
+func spawn(self string, c config, timeout time.Duration) result {
+	js, _ := json.Marshal(c)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self, "--child", string(js))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if s, ok := strings.CutPrefix(line, resultTag); ok {
+			var r result
+			if jerr := json.Unmarshal([]byte(s), &r); jerr == nil {
+				return r
+			}
+		}
+	}
+	msg := strings.TrimSpace(stderr.String())
+	if len(msg) > 300 {
+		msg = "…" + msg[len(msg)-300:]
+	}
+	switch {
+	case ctx.Err() != nil:
+		return result{Failed: fmt.Sprintf("timed out after %v", timeout)}
+	case err != nil:
+		return result{Failed: fmt.Sprintf("%v: %s", err, msg)}
+	}
+	return result{Failed: "no result from the child: " + msg}
+}
+
+// runChild runs one configuration and prints its result line.
+func runChild(spec string) {
+	var c config
+	if err := json.Unmarshal([]byte(spec), &c); err != nil {
+		fatal(err)
+	}
+	r := measure(c)
+	js, _ := json.Marshal(r)
+	fmt.Println(resultTag + string(js))
+}
+
+func measure(c config) (r result) {
+	r.Estimate = estimate(c)
+	avail, err := memAvailable()
+	if err != nil {
+		r.Failed = err.Error()
+		return r
+	}
+	usable := avail - int64(c.Headroom*gib)
+	if r.Estimate > usable {
+		r.Refused = fmt.Sprintf("needs %.1f GiB, %.1f GiB available (MemAvailable %.1f GiB − %.0f GiB headroom)",
+			float64(r.Estimate)/gib, math.Max(0, float64(usable)/gib), float64(avail)/gib, c.Headroom)
+		return r
+	}
+	if c.Backend != "cpu" && c.Backend != "cpu-go" {
+		r.Failed = fmt.Sprintf("unknown backend %q (cpu, cpu-go)", c.Backend)
+		return r
+	}
+	be, err := cpu.New(cpu.Options{Threads: c.Threads, PureGoGEMM: c.Backend == "cpu-go"})
+	if err != nil {
+		r.Failed = err.Error()
+		return r
+	}
+	r.Backend = be.Name()
+	t0 := time.Now()
+	step, err := setup(be, c)
+	if err != nil {
+		r.Failed = err.Error()
+		return r
+	}
+	r.InitS = time.Since(t0).Seconds()
+	for i := 0; i < c.Warmup+c.Steps; i++ {
+		t := time.Now()
+		loss, err := step()
+		if err == nil {
+			err = be.Sync()
+		}
+		if err != nil {
+			r.Failed = fmt.Sprintf("step %d: %v", i, err)
+			return r
+		}
+		r.Loss = loss
+		if i >= c.Warmup {
+			r.Steps = append(r.Steps, float64(time.Since(t).Microseconds())/1e3)
+		}
+	}
+	s := slices.Clone(r.Steps)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		r.StepMS = s[len(s)/2]
+	} else {
+		r.StepMS = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	if r.PeakRSS, err = vmHWM(); err != nil {
+		r.Failed = err.Error()
+	}
+	return r
+}
+
+// setup builds the head and its inputs and returns one step.
+func setup(be kernels.Backend, c config) (func() (float64, error), error) {
+	rng := rand.New(rand.NewPCG(1, uint64(c.N)))
+	b, d := c.Batch, c.Dim
+	p, err := unitBuffer(be, rng, b, d)
+	if err != nil {
+		return nil, err
+	}
+	dp, err := be.Alloc(b * d)
+	if err != nil {
+		return nil, err
+	}
+	labels := make([]int64, b)
+	randomLabels := func(dst []int64) {
+		for i := range dst {
+			dst[i] = int64(rng.IntN(c.N))
+		}
+	}
+	margin := kernels.Margin{Kind: kernels.CosFace, S: 32, M: 0.4}
+	sgd := kernels.SGD{Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true}
+	const lr = 0.1
+	switch c.Head {
+	case "fc", "pfc":
+		var h centers.Head
+		if c.Head == "fc" {
+			h, err = centers.NewFC(be, centers.FCOptions{Classes: c.N, Dim: d, Margin: margin, MaxBatch: b, SGD: sgd, Seed: 1})
+		} else {
+			h, err = centers.NewPFC(be, centers.PFCOptions{Classes: c.N, Dim: d, Margin: margin, MaxBatch: b, SGD: sgd, Seed: 1, Rate: c.Rate})
+		}
+		if err != nil {
+			return nil, err
+		}
+		// Touch the momentum: training touches every row of it sooner or
+		// later (Partial FC only the sampled rows per step), so steady-state
+		// RSS includes all of it.
+		var v kernels.Buffer
+		if fc, ok := h.(*centers.FC); ok {
+			v = fc.Momentum()
+		} else {
+			v = h.(*centers.PFC).Momentum()
+		}
+		if err := be.Fill(c.N*d, 0, v); err != nil {
+			return nil, err
+		}
+		return func() (float64, error) {
+			randomLabels(labels)
+			out, err := h.Loss(p, labels, dp)
+			if err != nil {
+				return 0, err
+			}
+			return out.Loss, h.Step(lr)
+		}, nil
+	case "ffc":
+		ins := 3 * b / 2
+		pool, err := centers.NewPool(be, centers.PoolOptions{Slots: c.Q, Dim: d, MaxBatch: ins, Seed: 1})
+		if err != nil {
+			return nil, err
+		}
+		h, err := centers.NewFFC(be, pool, centers.FFCOptions{Margin: margin, MaxBatch: b})
+		if err != nil {
+			return nil, err
+		}
+		g, err := unitBuffer(be, rng, ins, d)
+		if err != nil {
+			return nil, err
+		}
+		gl := make([]int64, ins)
+		return func() (float64, error) {
+			randomLabels(labels)
+			copy(gl, labels[:b/2])
+			copy(gl[b/2:], labels[:b/2])
+			randomLabels(gl[b:])
+			if err := pool.BeginPass(); err != nil {
+				return 0, err
+			}
+			if _, err := pool.Insert(g, gl); err != nil {
+				return 0, err
+			}
+			out, err := h.Loss(p, labels, dp)
+			return out.Total, err
+		}, nil
+	}
+	return nil, fmt.Errorf("unknown head %q", c.Head)
+}
+
+func unitBuffer(be kernels.Backend, rng *rand.Rand, rows, d int) (kernels.Buffer, error) {
+	host := make([]float32, rows*d)
+	for r := 0; r < rows; r++ {
+		var ss float64
+		x := host[r*d : (r+1)*d]
+		for i := range x {
+			v := rng.NormFloat64()
+			x[i] = float32(v)
+			ss += v * v
+		}
+		for i := range x {
+			x[i] = float32(float64(x[i]) / math.Sqrt(ss))
+		}
+	}
+	buf, err := be.Alloc(rows * d)
+	if err != nil {
+		return nil, err
+	}
+	return buf, be.Upload(buf, host)
+}
+
+// procField returns the value in kB of a "Name:   123 kB" line of a /proc
+// file, in bytes.
+func procField(path, name string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+":"); ok {
+			fs := strings.Fields(v)
+			if len(fs) == 0 {
+				break
+			}
+			kb, err := strconv.ParseInt(fs[0], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s %s: %w", path, name, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: no %s line", path, name)
+}
+
+func memAvailable() (int64, error) { return procField("/proc/meminfo", "MemAvailable") }
+
+func vmHWM() (int64, error) { return procField("/proc/self/status", "VmHWM") }
+
+// loadAvg is the 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}
+
+// machine describes the host: cores, CPU model, memory, load (the machine
+// is shared: other work shows as load above the core count), backend.
+func machine(backend, loadStart string) string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	total, _ := procField("/proc/meminfo", "MemTotal")
+	load := fmt.Sprintf(", load average %s at the start, %s at the end", loadStart, loadAvg())
+	return fmt.Sprintf("%d cores (GOMAXPROCS %d), %s, %.0f GiB RAM%s; backend %s; %s %s/%s",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), model, float64(total)/gib, load, backend, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+func human(b int64) string {
+	switch {
+	case b >= gib:
+		return fmt.Sprintf("%.2f GiB", float64(b)/gib)
+	default:
+		return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20))
+	}
+}
+
+func count(n int) string {
+	switch {
+	case n >= 1e6 && n%1e5 == 0:
+		return strconv.FormatFloat(float64(n)/1e6, 'f', -1, 64) + "M"
+	case n >= 1e3 && n%100 == 0:
+		return strconv.FormatFloat(float64(n)/1e3, 'f', -1, 64) + "k"
+	}
+	return strconv.Itoa(n)
+}
+
+func ratio(a, b float64) string {
+	if !(a > 0 && b > 0) {
+		return "—"
+	}
+	r := a / b
+	if r >= 10 {
+		return fmt.Sprintf("%.0f×", r)
+	}
+	return fmt.Sprintf("%.2f×", r)
+}
+
+func render(rows []row, mach, cmd string, rate float64, steps, warmup, bigSteps int, bigGFlop, headroom float64, took time.Duration) string {
+	var sb strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
+	w("# Head step time and memory: FFC vs FC vs Partial FC\n\n")
+	w("Command: `%s`\n\n", cmd)
+	w("Machine: %s\n\n", mach)
+	w("Date: %s; the whole run took %.0f s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), took.Seconds())
+	w("| N | Q | head | step ms | peak RSS | mem estimate | time ÷ FFC | RSS ÷ FFC |\n")
+	w("|---:|---:|---|---:|---:|---:|---:|---:|\n")
+	for _, x := range rows {
+		q := count(x.q)
+		if x.head != "FFC" {
+			q = "(" + q + ")"
+		}
+		var ms, rss, est, tr, mr string
+		switch {
+		case x.r.Refused != "":
+			ms, rss, est, tr, mr = "refused: "+x.r.Refused, "—", "—", "—", "—"
+			if x.r.Estimate > 0 {
+				est = human(x.r.Estimate)
+			}
+		case x.r.Failed != "":
+			ms, rss, est, tr, mr = "failed: "+x.r.Failed, "—", "—", "—", "—"
+		default:
+			ms = fmt.Sprintf("%.1f", x.r.StepMS)
+			rss, est = human(x.r.PeakRSS), human(x.r.Estimate)
+			tr, mr = "—", "—"
+			if f := x.ffc; f != nil && f.Refused == "" && f.Failed == "" {
+				tr, mr = ratio(x.r.StepMS, f.StepMS), ratio(float64(x.r.PeakRSS), float64(f.PeakRSS))
+			}
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", count(x.n), q, x.head, ms, rss, est, tr, mr)
+	}
+	w("\n")
+	w("- Each row is its own process; peak RSS is its VmHWM at the end (the whole process: Go runtime, OpenBLAS, features included; the FC/Partial FC momentum is touched once at start, as training eventually does). FC and Partial FC do not depend on Q: their rows repeat the same measurement next to each FFC pool size, in parentheses.\n")
+	w("- Ratios are this head's step time (peak RSS) divided by FFC's at the same N and Q; FFC rows read 1.00×.\n")
+	w("- A step: FC and Partial FC (rate %g, sampled classes = all positives + uniform others up to ceil(rate·N)) run Loss + SGD Step (momentum 0.9, Nesterov, wd 1e-4) on B random unit features with random labels; FFC runs BeginPass + Insert of 1.5·B gallery features (the first B/2 probe labels twice, so they are refreshed, + B/2 random labels) + Loss (half the rows held: margin softmax over Q; half fresh: top-K), both logit sets computed. CosFace s=32 m=0.4.\n", rate)
+	w("- Step ms is the median of %d timed steps after %d warm-up step(s); configurations above %.0f GFLOP of matrix products per step (FC at N ≥ 1M) time %d step(s) to stay within the run budget.\n", steps, warmup, bigGFlop, bigSteps)
+	w("- Refusals: a configuration is refused when its estimate (the centers *Memory functions + ~40 MiB of process baseline) exceeds MemAvailable − %.0f GiB; FFC is refused when Q < 1.5·B, as the trainer does (SPEC section 2).\n", headroom)
+	w("- The machine may be shared: a load average above the core count means other work competed for the cores during the run, and step times then vary between runs by 2× or more; the memory columns do not.\n")
+	w("- SPEC target: FFC at N = 1M at least 10× faster and 20× smaller than FC. For reference, the matrix-product work of FC over FFC is 3N/(4Q) (three B×N×D products against two per logit set over Q), and the memory 4N·D + B·N against 2Q·D + B·Q floats: at Q = 10%% of N about 7.5× and 18×, so that pool size sits at the edge of the target.\n")
+	for _, x := range rows {
+		if x.n != 1_000_000 || x.head != "FC" || x.ffc == nil || x.r.Refused != "" || x.r.Failed != "" || x.ffc.Refused != "" || x.ffc.Failed != "" {
+			continue
+		}
+		t := x.r.StepMS / x.ffc.StepMS
+		m := float64(x.r.PeakRSS) / float64(x.ffc.PeakRSS)
+		verdict := func(ok bool) string {
+			if ok {
+				return "met"
+			}
+			return "NOT met"
+		}
+		w("  - N = 1M, Q = %s: FC/FFC time %.1f× (%s), memory %.1f× (%s).\n", count(x.q), t, verdict(t >= 10), m, verdict(m >= 20))
+	}
+	return sb.String()
+}
