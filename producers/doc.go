@@ -5,5 +5,41 @@
 // topic samples.instance) — with flow control against the trainers'
 // committed offsets and a watcher that puts new IDs into rotation.
 //
-// It only produces: it must not import trainers or centers.
+// The lifecycle follows nats-server: a Config (zero fields take defaults),
+// New validates it, Run blocks until its context ends, Ready says when the
+// topics exist, the bucket is listed and both streams run, Stats and the
+// Prometheus metrics say what it did.
+//
+//	p, err := producers.New(producers.Config{Brokers: brokers, S3: mc, Bucket: "ffc-data"})
+//	go p.Run(ctx)
+//	<-p.Ready()
+//
+// One concern per file:
+//
+//	config.go    Config, defaults and validation; Shard (mix(id) % n == i)
+//	catalog.go   the Catalog: a compact index of ids/<id>/<name>.png (sorted
+//	             16-byte entries per ID, names in one byte arena, a bad bit
+//	             per image), listing and incremental updates
+//	announce.go  the new-ID convention (announce/<20-digit unix nanos>-<id>),
+//	             Announce for uploaders, the watcher that polls it
+//	rotation.go  the id rotation (a fresh shuffle per pass, new IDs first)
+//	             and the instance epochs (a shuffle of every image per epoch)
+//	flow.go      flow control: a gate per topic that bounds end − committed
+//	             offsets of the trainer group by MaxLead, and the lag meter
+//	emit.go      the two emitters: S3 fetch, validation, dead letters,
+//	             encoding, the async Kafka writer
+//	topics.go    creation of the three topics
+//	metrics.go   the Prometheus series (ffc_producer_*)
+//	producer.go  Producer: New, Run, Ready, Stats
+//
+// Acknowledgement. A message counts as produced when Kafka acknowledges it
+// (acks=all); flow control counts it from the moment it is admitted, so
+// the lag of a topic never exceeds MaxLead. An object that fails
+// validation is marked bad in the catalog and dead-lettered once; a
+// message the writer gives up on after its retries is counted and logged,
+// not retried (the id stream is endless; an instance epoch then misses
+// it).
+//
+// It only produces: it must not import trainers, centers or kernels; it
+// uses schemas for the wire and validation.
 package producers

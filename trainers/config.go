@@ -47,6 +47,12 @@ type Config struct {
 	// 50 steps, 30 s), and at shutdown. Offsets are committed after it.
 	CheckpointEvery    int
 	CheckpointInterval time.Duration
+	// IdleCheckpoint: when no message arrives for this long, the steps done
+	// since the last checkpoint are checkpointed and their offsets
+	// committed (default 2 s). Producers' flow control waits for those
+	// commits, so without it a producer lead smaller than what the trainer
+	// consumes between checkpoints would stall both.
+	IdleCheckpoint time.Duration
 
 	// JetStream for the center broadcast.
 	JS jetstream.JetStream
@@ -79,6 +85,9 @@ func (c *Config) defaults() error {
 	}
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = 30 * time.Second
+	}
+	if c.IdleCheckpoint == 0 {
+		c.IdleCheckpoint = 2 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)

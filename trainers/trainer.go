@@ -188,13 +188,18 @@ func (t *Trainer) runGeneration(ctx context.Context, gen *kafka.Generation) (boo
 	inst := make(chan message, 4*t.cfg.Engine.Batch)
 	errc := make(chan error, 1)
 	// The generation's context ends at a rebalance; so do the readers and
-	// the assembly of the current batch.
+	// the assembly of the current batch. kafka-go ends a generation as soon
+	// as a function started on it returns, so this one returns only when
+	// the generation ends or when this function is done (after the final
+	// checkpoint has committed its offsets).
+	finished := make(chan struct{})
+	defer close(finished)
 	gen.Start(func(genCtx context.Context) {
 		select {
 		case <-genCtx.Done():
-		case <-gctx.Done():
+			cancel()
+		case <-finished:
 		}
-		cancel()
 	})
 	var wg sync.WaitGroup
 	for topic, assigned := range gen.Assignments {
@@ -226,12 +231,24 @@ func (t *Trainer) runGeneration(ctx context.Context, gen *kafka.Generation) (boo
 	lastCkpt := time.Now()
 	sinceCkpt := 0
 	b := t.cfg.Engine.Batch
+	// When the input stalls, checkpoint what is done so its offsets get
+	// committed: producers hold back until the trainers' group commits.
+	onIdle := func() error {
+		if sinceCkpt == 0 {
+			return nil
+		}
+		if err := t.checkpoint(ctx, gen); err != nil {
+			return err
+		}
+		lastCkpt, sinceCkpt = time.Now(), 0
+		return nil
+	}
 	for {
 		if t.cfg.MaxSteps > 0 && t.Stats().Steps >= t.cfg.MaxSteps {
 			return true, t.checkpoint(ctx, gen)
 		}
-		batch, err := t.assemble(gctx, byID, inst, b)
-		if errors.Is(err, errDeadLetter) {
+		batch, err := t.assemble(gctx, byID, inst, b, onIdle)
+		if errors.Is(err, errDeadLetter) || errors.Is(err, errFatal) {
 			return true, err
 		}
 		if err != nil {
@@ -293,19 +310,33 @@ type batch struct {
 
 // assemble takes B valid id pairs and B valid instances; invalid messages
 // are dead-lettered and their offsets marked consumed.
-func (t *Trainer) assemble(ctx context.Context, byID, inst <-chan message, b int) (*batch, error) {
+func (t *Trainer) assemble(ctx context.Context, byID, inst <-chan message, b int, onIdle func() error) (*batch, error) {
 	in := t.eng.InLen()
 	bt := &batch{x: make([]float32, 0, (b+b/2)*in), y: make([]float32, 0, (b+b/2)*in)}
 	var hx, hy []float32
 	var hxl, hyl []int64
+	idle := time.NewTimer(t.cfg.IdleCheckpoint)
+	defer idle.Stop()
 	for bt.pairs < b || bt.samples < b {
 		var m message
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-idle.C:
+			if err := onIdle(); err != nil {
+				return nil, fmt.Errorf("%w: %w", errFatal, err)
+			}
+			continue
 		case m = <-byID: // nil once B pairs are in
 		case m = <-instIf(inst, bt.samples < b):
 		}
+		if !idle.Stop() {
+			select {
+			case <-idle.C:
+			default:
+			}
+		}
+		idle.Reset(t.cfg.IdleCheckpoint)
 		bt.msgs = append(bt.msgs, m)
 		switch m.topic {
 		case t.cfg.TopicByID:
@@ -366,6 +397,9 @@ func appendGray(dst []float32, g *image.Gray) []float32 {
 // errDeadLetter marks a dead letter that could not be written: the trainer
 // stops rather than skip a message nobody has kept.
 var errDeadLetter = errors.New("dead-letter write failed")
+
+// errFatal marks an assembly failure that must stop the trainer.
+var errFatal = errors.New("trainer stopped")
 
 // deadLetter sends a rejected message to the dead-letter topic with its
 // reason. Its offset advances with the step that follows, like any

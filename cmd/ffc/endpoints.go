@@ -21,9 +21,9 @@ type endpoints struct {
 }
 
 func (e *endpoints) addFlags(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&e.KafkaBrokers, "kafka-brokers", nil, "Kafka bootstrap brokers, host:port, comma-separated (env FFC_KAFKA_BROKERS); empty starts an embedded broker")
-	fs.StringVar(&e.NATSURL, "nats-url", "", "NATS server URL with JetStream (env FFC_NATS_URL); empty starts an embedded server")
-	fs.StringVar(&e.S3Endpoint, "s3-endpoint", "", "S3 endpoint host:port, e.g. MinIO (env FFC_S3_ENDPOINT); empty starts an embedded server")
+	fs.StringSliceVar(&e.KafkaBrokers, "kafka-brokers", nil, "Kafka bootstrap brokers, host:port, comma-separated (env FFC_KAFKA_BROKERS); demo starts an embedded broker when empty")
+	fs.StringVar(&e.NATSURL, "nats-url", "", "NATS server URL with JetStream (env FFC_NATS_URL); demo starts an embedded server when empty")
+	fs.StringVar(&e.S3Endpoint, "s3-endpoint", "", "S3 endpoint host:port, e.g. MinIO (env FFC_S3_ENDPOINT); demo starts an embedded server when empty")
 	fs.StringVar(&e.S3AccessKey, "s3-access-key", "", "S3 access key (env FFC_S3_ACCESS_KEY)")
 	fs.StringVar(&e.S3SecretKey, "s3-secret-key", "", "S3 secret key (env FFC_S3_SECRET_KEY)")
 	fs.BoolVar(&e.S3Secure, "s3-secure", false, "use HTTPS for S3 (env FFC_S3_SECURE)")

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,7 +49,7 @@ func TestHelpDocumentsConfiguration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"--kafka-brokers", "--nats-url", "--s3-endpoint", "--follow", "--data-dir"} {
+	for _, want := range []string{"--kafka-brokers", "--nats-url", "--s3-endpoint", "--follow", "--data-dir", "--duration", "--new-ids"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo --help lacks %q", want)
 		}
@@ -56,7 +57,7 @@ func TestHelpDocumentsConfiguration(t *testing.T) {
 }
 
 func TestDemoEmbedded(t *testing.T) {
-	out, _, err := run(t, nil, "demo", "--data-dir", t.TempDir())
+	out, _, err := run(t, nil, "demo", "--check-only", "--stack-dir", t.TempDir())
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
@@ -69,7 +70,7 @@ func TestDemoEmbedded(t *testing.T) {
 
 func TestDemoFailsClearly(t *testing.T) {
 	// A closed port for Kafka: the demo must fail and say which check.
-	out, _, err := run(t, nil, "demo", "--kafka-brokers", "127.0.0.1:1", "--timeout", "20s")
+	out, _, err := run(t, nil, "demo", "--check-only", "--kafka-brokers", "127.0.0.1:1", "--timeout", "20s")
 	if err == nil || !strings.Contains(err.Error(), "kafka check failed") {
 		t.Fatalf("err = %v, want a kafka check failure\n%s", err, out)
 	}
@@ -94,5 +95,40 @@ func TestConfigPrecedenceThroughRoot(t *testing.T) {
 	_, _, err = run(t, map[string]string{"FFC_CONFIG": cfg, "FFC_LOG_LEVEL": "loud"}, "version")
 	if err == nil || !strings.Contains(err.Error(), "log-level") {
 		t.Fatalf("err = %v, want the bad log level rejected", err)
+	}
+}
+
+// TestDemoPipeline runs the whole pipeline on the embedded stack with
+// synthetic identities and the fast mlp backbone: every ID in object
+// storage, including those streamed in mid-run, gets a center on NATS.
+func TestDemoPipeline(t *testing.T) {
+	out, _, err := run(t, nil, "demo", "--synthetic", "--backbone", "mlp", "--duration", "30s", "--new-ids", "5",
+		"--new-at", "0.3", "--data-dir", t.TempDir(), "--log-level", "warn")
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	t.Log(out[max(0, len(out)-1500):])
+	var published, replicaIDs, lastStep, catalogIDs, got, of int
+	var top1 float64
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "centers published"):
+			fmt.Sscanf(line, "centers published %d updates; the replica holds %d IDs (last step %d); the catalog has %d IDs", &published, &replicaIDs, &lastStep, &catalogIDs)
+		case strings.HasPrefix(line, "freshness"):
+			i := strings.LastIndex(line, "(")
+			fmt.Sscanf(line[i:], "(%d of %d new IDs got a center)", &got, &of)
+		case strings.HasPrefix(line, "top-1 held-out"):
+			fmt.Sscanf(line, "top-1 held-out %f%%", &top1)
+		}
+	}
+	if catalogIDs == 0 || replicaIDs != catalogIDs {
+		t.Errorf("replica holds %d IDs, the catalog %d: every ID in object storage should have a center", replicaIDs, catalogIDs)
+	}
+	if of != 5 || got != 5 {
+		t.Errorf("%d of %d streamed-in IDs got a center, want 5 of 5", got, of)
+	}
+	if top1 <= 1 {
+		t.Errorf("top-1 %.1f%%: the pipeline did not learn", top1)
 	}
 }

@@ -47,25 +47,35 @@ type trainFlags struct {
 	threads       int
 	evalAfter     bool
 	impostorPairs int
+	maxSteps      int
+	stream        streamFlags
 }
 
 func newTrainCmd(a *app) *cobra.Command {
 	f := &trainFlags{}
 	cmd := &cobra.Command{
 		Use:   "train",
-		Short: "Train a model (today: --offline, from a local data set)",
-		Long: `train runs the FFC trainer — or the full FC / Partial FC baselines on the
-same backbone and kernels — over the train split of a local data set (built
-by 'ffc data glyphs' or 'ffc data synth'), printing loss, images/s, pool
-occupancy and ETA, and writing checkpoints (probe.params, gallery.params,
-model.json) and the loss curve (curve.json) to --out.
+		Short: "Train a model: streaming from Kafka, or --offline from a local data set",
+		Long: `Streaming (default): train consumes samples.byid and samples.instance as a
+Kafka consumer group (--group), runs FFC steps, publishes every class-center
+change on NATS (centers.<model>.<id>, centers.<model>.step), and every
+--checkpoint-every steps or --checkpoint-interval writes a checkpoint to
+object storage (model, optimizer, pool, LRU, pos bits, step and the Kafka
+offsets it covers) before committing those offsets. On start it restores the
+newest complete checkpoint and seeks to its offsets. It needs real
+--kafka-brokers, --nats-url and --s3-endpoint; 'ffc demo' runs the whole
+pipeline on embedded servers.
+
+Offline (--offline): the FFC trainer — or the full FC / Partial FC baselines
+on the same backbone and kernels — over the train split of a local data set
+(built by 'ffc data glyphs' or 'ffc data synth'), printing loss, images/s,
+pool occupancy and ETA, and writing checkpoints (probe.params,
+gallery.params, model.json), the loss curve (curve.json, loss.png) and, with
+--eval, the evaluation (summary.json, roc.png) to --out.
 
 Each FFC step takes B id pairs (id loader: uniform over identities) and B
 instances (instance loader: uniform over images), so x = [a1; h1] and
-y = [a2; h2]; --dual-loader=false uses 2·B instances instead.
-
-Streaming training from Kafka arrives with the pipeline; until then
---offline is required.`,
+y = [a2; h2]; --dual-loader=false (offline) uses 2·B instances instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runTrain(cmd, a, f) },
 	}
@@ -91,12 +101,14 @@ Streaming training from Kafka arrives with the pipeline; until then
 	fs.Float64Var(&f.m, "m", 0, "margin m (0: 0.4 for cosface, 0.5 for arcface)")
 	fs.Float64Var(&f.ema, "ema", 0.99, "gallery moving-average momentum m")
 	fs.Float64Var(&f.pfcRate, "pfc-rate", 0.1, "Partial FC sample rate")
-	fs.IntVar(&f.ckptEvery, "checkpoint-every", 0, "checkpoint every N steps (0: only at the end)")
-	fs.IntVar(&f.logEvery, "log-every", 10, "progress line every N steps")
+	fs.IntVar(&f.ckptEvery, "checkpoint-every", 0, "checkpoint every N steps (offline 0: only at the end; streaming 0: every 50)")
+	fs.IntVar(&f.logEvery, "log-every", 10, "progress line every N steps (streaming: every N seconds)")
 	fs.Uint64Var(&f.seed, "seed", 1, "random seed (initialisation, loaders, pool)")
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads for compute (0: all cores)")
 	fs.BoolVar(&f.evalAfter, "eval", true, "evaluate (top-1, TAR@FAR) after training")
 	fs.IntVar(&f.impostorPairs, "impostor-pairs", 200000, "impostor pairs for TAR@FAR in the evaluation")
+	fs.IntVar(&f.maxSteps, "max-steps", 0, "streaming: stop after this many steps in this run (0: until Ctrl-C)")
+	f.stream.addFlags(fs)
 	return cmd
 }
 
@@ -123,7 +135,7 @@ func marginOf(kind string, s, m float64) (kernels.Margin, error) {
 
 func runTrain(cmd *cobra.Command, a *app, f *trainFlags) error {
 	if !f.offline {
-		return errors.New("train: streaming training from Kafka is not built yet; use --offline with --data")
+		return runStreamTrain(cmd.Context(), a, f)
 	}
 	ds, err := dataset.Open(f.data)
 	if err != nil {

@@ -50,6 +50,10 @@ type S3Options struct {
 	Parallel int
 	Logger   *slog.Logger
 	Progress func(dataset.Progress)
+	// Class, when set, selects the classes (by label) whose images are
+	// uploaded; nil uploads all. The demo holds classes back this way and
+	// streams them in later.
+	Class func(label int) bool
 }
 
 // Result reports an upload.
@@ -230,6 +234,10 @@ func Upload(ctx context.Context, dir string, o S3Options) (*Result, error) {
 	}
 feed:
 	for i := range r.Len() {
+		if o.Class != nil && !o.Class(r.Meta(i).Class) {
+			done.Add(1)
+			continue
+		}
 		select {
 		case next <- i:
 		case <-ctx.Done():

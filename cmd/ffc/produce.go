@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/spf13/cobra"
+
+	"github.com/ffc-stream/ffc/producers"
+)
+
+type produceFlags struct {
+	ends           endpoints
+	allowEmbedded  bool
+	bucket         string
+	topicByID      string
+	topicInstance  string
+	topicDead      string
+	trainerGroup   string
+	maxLead        int
+	shard          string
+	partitions     int
+	pollInterval   time.Duration
+	rescanInterval time.Duration
+	concurrency    int
+	source         string
+	metricsAddr    string
+	statsInterval  time.Duration
+}
+
+const produceLong = `produce publishes the images of a bucket to Kafka, for trainers to consume:
+
+  samples.byid      id stream: uniform over IDs (a fresh shuffle every pass),
+                    each message two distinct images of one ID; key = the ID
+  samples.instance  instance stream: shuffled epochs over every image; key =
+                    the image's object key
+  samples.deadletter  objects that fail validation (corrupt PNG, wrong size,
+                    too large): value = the object key, headers reason and key
+
+It lists <bucket>/ids/<id>/<name>.png once at start, creates the three topics
+when missing, and keeps each stream at most --max-lead messages ahead of what
+--trainer-group has committed (flow control), so an endless id stream never
+floods Kafka.
+
+New IDs. Whoever uploads a new ID writes its images first, then an empty
+marker announce/<unix nanos, 20 digits>-<id>. produce polls announce/ every
+--poll-interval and puts the ID into the id stream ahead of the uniform order,
+within seconds. A full listing every --rescan-interval catches IDs uploaded
+without a marker.
+
+Several producers split one bucket with --shard i/n: each emits only the IDs
+whose hash modulo n is i, on both streams.
+
+Services. produce talks to real Kafka and S3 (MinIO): --kafka-brokers and
+--s3-endpoint are required. With --allow-embedded, missing ones are started
+in-process instead; they are empty, live only as long as this command, and
+only clients given their printed addresses can reach them — for trying the
+command, not for training. --nats-url is not used.`
+
+func newProduceCmd(a *app) *cobra.Command {
+	f := &produceFlags{}
+	cmd := &cobra.Command{
+		Use:   "produce",
+		Short: "Publish a bucket's images to Kafka: the id stream and the instance stream, with flow control",
+		Long:  produceLong,
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runProduce(cmd.Context(), a, f) },
+	}
+	fs := cmd.Flags()
+	f.ends.addFlags(fs)
+	fs.BoolVar(&f.allowEmbedded, "allow-embedded", false, "start an in-process Kafka broker / S3 server for a missing --kafka-brokers / --s3-endpoint (empty, gone at exit: for trying the command only)")
+	fs.StringVar(&f.bucket, "bucket", "ffc-data", "bucket holding ids/<id>/<name>.png and announce/ (must exist, except with an embedded S3)")
+	fs.StringVar(&f.topicByID, "topic-byid", producers.DefaultTopicByID, "topic of the id stream (id pairs, key = id)")
+	fs.StringVar(&f.topicInstance, "topic-instance", producers.DefaultTopicInstance, "topic of the instance stream (one image per message, key = object key)")
+	fs.StringVar(&f.topicDead, "topic-deadletter", producers.DefaultTopicDeadLetter, "topic of the objects that fail validation")
+	fs.StringVar(&f.trainerGroup, "trainer-group", producers.DefaultTrainerGroup, "consumer group of the trainers, whose committed offsets flow control measures the lead against")
+	fs.IntVar(&f.maxLead, "max-lead", producers.DefaultMaxLead, "most messages per topic written and not yet committed by --trainer-group; negative turns flow control off")
+	fs.StringVar(&f.shard, "shard", "0/1", "this producer's share of the IDs as i/n: it emits the IDs with hash(id) mod n = i")
+	fs.IntVar(&f.partitions, "partitions", producers.DefaultPartitions, "partitions of the id and instance topics when produce creates them")
+	fs.DurationVar(&f.pollInterval, "poll-interval", producers.DefaultPollInterval, "how often announce/ is polled for new IDs")
+	fs.DurationVar(&f.rescanInterval, "rescan-interval", producers.DefaultRescanInterval, "period of the full listing that finds IDs uploaded without an announcement; 0 disables it")
+	fs.IntVar(&f.concurrency, "concurrency", producers.DefaultConcurrency, "S3 fetch workers per stream")
+	fs.StringVar(&f.source, "source", "", "name of this producer in the messages (default producer-<host>-<i>of<n>)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on http://<addr>/metrics, e.g. :9464 (empty: not served)")
+	fs.DurationVar(&f.statsInterval, "stats-interval", 30*time.Second, "log a progress line this often (0: never)")
+	return cmd
+}
+
+func runProduce(ctx context.Context, a *app, f *produceFlags) (err error) {
+	shard, err := producers.ParseShard(f.shard)
+	if err != nil {
+		return fmt.Errorf("--shard: %w", err)
+	}
+	var missing []string
+	if len(f.ends.KafkaBrokers) == 0 {
+		missing = append(missing, "--kafka-brokers")
+	}
+	if f.ends.S3Endpoint == "" {
+		missing = append(missing, "--s3-endpoint")
+	}
+	if len(missing) > 0 && !f.allowEmbedded {
+		return fmt.Errorf("produce needs %s (or --allow-embedded for a throwaway in-process server)", strings.Join(missing, " and "))
+	}
+	ends := f.ends
+	if ends.NATSURL == "" {
+		// produce does not use NATS: keep resolve from starting a server.
+		ends.NATSURL = "unused"
+	}
+	r, err := ends.resolve("", a.log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := r.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if len(r.Embedded) > 0 {
+		a.log.Warn("produce is using EMBEDDED servers: they start empty and vanish at exit; trainers must be given these addresses",
+			"embedded", strings.Join(r.Embedded, ","), "kafka", strings.Join(r.KafkaBrokers, ","), "s3", r.S3Endpoint)
+	}
+
+	mc, err := minio.New(r.S3Endpoint, &minio.Options{Creds: credentials.NewStaticV4(r.S3AccessKey, r.S3SecretKey, ""), Secure: r.S3Secure})
+	if err != nil {
+		return fmt.Errorf("s3 client for %s: %w", r.S3Endpoint, err)
+	}
+	if f.ends.S3Endpoint == "" { // embedded S3: nothing there yet
+		if err := mc.MakeBucket(ctx, f.bucket, minio.MakeBucketOptions{}); err != nil {
+			return fmt.Errorf("create bucket %s in the embedded S3: %w", f.bucket, err)
+		}
+	}
+
+	rescan := f.rescanInterval
+	if rescan <= 0 {
+		rescan = -1 // Config: negative disables, zero means the default
+	}
+	p, err := producers.New(producers.Config{
+		Brokers:         r.KafkaBrokers,
+		S3:              mc,
+		Bucket:          f.bucket,
+		TopicByID:       f.topicByID,
+		TopicInstance:   f.topicInstance,
+		TopicDeadLetter: f.topicDead,
+		Partitions:      f.partitions,
+		TrainerGroup:    f.trainerGroup,
+		MaxLead:         f.maxLead,
+		Shard:           shard,
+		PollInterval:    f.pollInterval,
+		RescanInterval:  rescan,
+		Concurrency:     f.concurrency,
+		Source:          f.source,
+		MetricsAddr:     f.metricsAddr,
+		Log:             a.log,
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-p.Ready():
+	}
+	st := p.Stats()
+	fmt.Fprintf(a.stdout, "ffc produce: bucket %s (shard %s): %d IDs, %d images → %s, %s (max lead %d behind group %s)\n",
+		f.bucket, shard, st.IDs, st.Images, f.topicByID, f.topicInstance, f.maxLead, f.trainerGroup)
+	if addr := p.MetricsAddr(); addr != "" {
+		fmt.Fprintf(a.stdout, "  metrics  http://%s/metrics\n", addr)
+	}
+
+	var tick <-chan time.Time
+	if f.statsInterval > 0 {
+		t := time.NewTicker(f.statsInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case err := <-done:
+			st := p.Stats()
+			fmt.Fprintf(a.stdout, "ffc produce: stopped: %d id pairs, %d samples, %d dead letters, %d new IDs\n",
+				st.ByID.Produced, st.Instance.Produced, sumCounts(st.DeadLetters), st.NewIDs)
+			if errors.Is(err, context.Canceled) {
+				err = nil
+			}
+			return err
+		case <-tick:
+			st := p.Stats()
+			a.log.Info("producing", "ids", st.IDs, "images", st.Images, "bad_images", st.BadImages,
+				"pairs", st.ByID.Produced, "samples", st.Instance.Produced,
+				"lag_byid", st.ByID.Lag, "lag_instance", st.Instance.Lag,
+				"held_byid", st.ByID.Blocking, "held_instance", st.Instance.Blocking,
+				"passes", st.Passes, "epoch", st.Epoch, "new_ids", st.NewIDs, "dead_letters", sumCounts(st.DeadLetters))
+		}
+	}
+}
+
+func sumCounts(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}

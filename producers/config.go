@@ -1,0 +1,304 @@
+package producers
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ffc-stream/ffc/schemas"
+)
+
+// Default topic and group names. They match the trainers' defaults
+// (trainers.DefaultTopicByID, ...), which this package must not import.
+const (
+	DefaultTopicByID       = "samples.byid"
+	DefaultTopicInstance   = "samples.instance"
+	DefaultTopicDeadLetter = "samples.deadletter"
+	DefaultTrainerGroup    = "ffc-trainer"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxLead          = 4096
+	DefaultPartitions       = 8
+	DefaultPollInterval     = 500 * time.Millisecond
+	DefaultAnnounceLookback = 10 * time.Second
+	DefaultRescanInterval   = 5 * time.Minute
+	DefaultFlowInterval     = 200 * time.Millisecond
+	DefaultConcurrency      = 8
+	DefaultMaxInFlight      = 1024
+)
+
+// Config configures a Producer. A zero field takes its default; New
+// validates the result. The shape follows nats-server's Options: one
+// struct, validated once, then New, Run and Ready.
+type Config struct {
+	// Brokers are the Kafka bootstrap addresses (host:port). Required.
+	Brokers []string
+	// S3 is the object-storage client; Bucket the bucket holding
+	// ids/<id>/<name>.png and announce/. Both required; the bucket must
+	// exist when Run starts.
+	S3     *minio.Client
+	Bucket string
+
+	// Topics; defaults samples.byid, samples.instance, samples.deadletter.
+	TopicByID       string
+	TopicInstance   string
+	TopicDeadLetter string
+	// Partitions of the id and instance topics when Run creates them
+	// (default 8); DeadLetterPartitions of the dead-letter topic (default
+	// 1); ReplicationFactor of all three (default 1). Existing topics are
+	// used as they are.
+	Partitions           int
+	DeadLetterPartitions int
+	ReplicationFactor    int
+
+	// TrainerGroup is the consumer group whose committed offsets flow
+	// control measures the lead against (default "ffc-trainer").
+	TrainerGroup string
+	// MaxLead bounds, per topic, the messages written but not yet
+	// committed by TrainerGroup (Σ over partitions of end offset −
+	// committed offset). Default 4096; negative turns flow control off
+	// (the lag is still measured and reported).
+	MaxLead int
+	// FlowInterval is how often the lag is measured (default 200 ms).
+	FlowInterval time.Duration
+	// MaxInFlight bounds the messages handed to the Kafka writer and not
+	// yet acknowledged, per topic, whatever MaxLead says (default 1024).
+	MaxInFlight int
+
+	// Shard selects the IDs this producer owns when several split a
+	// bucket; the zero value owns all.
+	Shard Shard
+
+	// PollInterval is how often announce/ is polled for new IDs (default
+	// 500 ms). AnnounceLookback is how far behind the newest announcement
+	// seen each poll lists again, so that markers that land late (a slow
+	// PUT, a skewed uploader clock) are not missed (default 10 s).
+	PollInterval     time.Duration
+	AnnounceLookback time.Duration
+	// RescanInterval is the period of the full listing of ids/ that
+	// catches IDs uploaded without an announcement and drops deleted ones
+	// (default 5 min; negative disables).
+	RescanInterval time.Duration
+
+	// Concurrency is the number of fetch workers per stream (default 8):
+	// S3 GETs are latency bound.
+	Concurrency int
+	// Limits validate every image before it is sent (zero: schemas
+	// defaults, 32×32 PNGs of at most 256 KiB).
+	Limits schemas.Limits
+	// Source names this producer in the messages (default
+	// "producer-<host>-<index>of<count>").
+	Source string
+	// Seed makes the shuffles reproducible; 0 draws one at random.
+	Seed uint64
+
+	// Registry receives the metrics; nil creates one per Producer (see
+	// Producer.Gatherer). No metric is registered globally.
+	Registry prometheus.Registerer
+	// MetricsAddr, when set, serves /metrics there while Run runs (the
+	// Registry must then also be a prometheus.Gatherer, as
+	// *prometheus.Registry is).
+	MetricsAddr string
+
+	// Log receives progress and problems; nil discards.
+	Log *slog.Logger
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.TopicByID, DefaultTopicByID)
+	def(&c.TopicInstance, DefaultTopicInstance)
+	def(&c.TopicDeadLetter, DefaultTopicDeadLetter)
+	def(&c.TrainerGroup, DefaultTrainerGroup)
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if c.DeadLetterPartitions == 0 {
+		c.DeadLetterPartitions = 1
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = 1
+	}
+	if c.MaxLead == 0 {
+		c.MaxLead = DefaultMaxLead
+	}
+	if c.FlowInterval == 0 {
+		c.FlowInterval = DefaultFlowInterval
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.Shard.Count == 0 {
+		c.Shard = Shard{Index: 0, Count: 1}
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.AnnounceLookback == 0 {
+		c.AnnounceLookback = DefaultAnnounceLookback
+	}
+	if c.RescanInterval == 0 {
+		c.RescanInterval = DefaultRescanInterval
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Source == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "unknown"
+		}
+		c.Source = fmt.Sprintf("producer-%s-%dof%d", host, c.Shard.Index, c.Shard.Count)
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// validate reports every problem of a defaulted Config.
+func (c Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if len(c.Brokers) == 0 {
+		bad("Brokers: none given")
+	}
+	if c.S3 == nil {
+		bad("S3: no client")
+	}
+	if c.Bucket == "" {
+		bad("Bucket: empty")
+	}
+	topics := map[string]string{}
+	for _, t := range []struct{ field, name string }{
+		{"TopicByID", c.TopicByID}, {"TopicInstance", c.TopicInstance}, {"TopicDeadLetter", c.TopicDeadLetter},
+	} {
+		if err := checkTopicName(t.name); err != nil {
+			bad("%s: %w", t.field, err)
+		}
+		if other, dup := topics[t.name]; dup {
+			bad("%s: %q is also %s", t.field, t.name, other)
+		}
+		topics[t.name] = t.field
+	}
+	if c.Partitions < 1 || c.DeadLetterPartitions < 1 {
+		bad("Partitions %d, DeadLetterPartitions %d: want ≥ 1", c.Partitions, c.DeadLetterPartitions)
+	}
+	if c.ReplicationFactor < 1 {
+		bad("ReplicationFactor %d: want ≥ 1", c.ReplicationFactor)
+	}
+	if err := c.Shard.validate(); err != nil {
+		bad("Shard: %w", err)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"FlowInterval", c.FlowInterval}, {"PollInterval", c.PollInterval}, {"AnnounceLookback", c.AnnounceLookback}} {
+		if d.v < 0 {
+			bad("%s %v: want > 0", d.field, d.v)
+		}
+	}
+	if c.Concurrency < 1 || c.MaxInFlight < 1 {
+		bad("Concurrency %d, MaxInFlight %d: want ≥ 1", c.Concurrency, c.MaxInFlight)
+	}
+	if c.Source == "" || len(c.Source) > schemas.MaxNameBytes {
+		bad("Source %q: want 1 to %d bytes", c.Source, schemas.MaxNameBytes)
+	}
+	if c.MetricsAddr != "" && c.Registry != nil {
+		if _, ok := c.Registry.(prometheus.Gatherer); !ok {
+			bad("MetricsAddr: Registry %T is not a prometheus.Gatherer", c.Registry)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("producers: config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// checkTopicName accepts Kafka topic names: [a-zA-Z0-9._-]{1,249}.
+func checkTopicName(s string) error {
+	if s == "" || len(s) > 249 {
+		return fmt.Errorf("%q: want 1 to 249 characters", s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%q is not a Kafka topic name", s)
+		}
+	}
+	return nil
+}
+
+// Shard is this producer's part of the IDs when Count producers split a
+// bucket: it owns the IDs with mix(id) % Count == Index, where mix is the
+// SplitMix64 finalizer (so consecutive IDs spread evenly). The zero value
+// and {0, 1} own every ID.
+type Shard struct {
+	Index, Count int
+}
+
+// ParseShard reads "i/n" (0 ≤ i < n).
+func ParseShard(s string) (Shard, error) {
+	is, ns, ok := strings.Cut(s, "/")
+	if !ok {
+		return Shard{}, fmt.Errorf("shard %q: want i/n", s)
+	}
+	i, err1 := strconv.Atoi(is)
+	n, err2 := strconv.Atoi(ns)
+	if err1 != nil || err2 != nil {
+		return Shard{}, fmt.Errorf("shard %q: want i/n with integers", s)
+	}
+	sh := Shard{Index: i, Count: n}
+	if err := sh.validate(); err != nil {
+		return Shard{}, err
+	}
+	return sh, nil
+}
+
+// String renders the shard as "i/n".
+func (s Shard) String() string {
+	if s.Count == 0 {
+		return "0/1"
+	}
+	return fmt.Sprintf("%d/%d", s.Index, s.Count)
+}
+
+func (s Shard) validate() error {
+	if s.Count < 1 || s.Index < 0 || s.Index >= s.Count {
+		return fmt.Errorf("shard %d/%d: want 0 ≤ index < count", s.Index, s.Count)
+	}
+	return nil
+}
+
+// Owns reports whether the shard emits id.
+func (s Shard) Owns(id uint64) bool {
+	if s.Count <= 1 {
+		return true
+	}
+	return mix(id)%uint64(s.Count) == uint64(s.Index)
+}
+
+// mix is the SplitMix64 finalizer: a bijection on uint64 that spreads
+// consecutive IDs uniformly.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}

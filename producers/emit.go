@@ -1,0 +1,344 @@
+package producers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/ffc-stream/ffc/schemas"
+	"github.com/ffc-stream/ffc/schemas/ffcpb"
+)
+
+// Dead-letter headers.
+const (
+	// HeaderReason is schemas.Reason of the validation error.
+	HeaderReason = "reason"
+	// HeaderKey is the object key (also the message key and value).
+	HeaderKey = "key"
+	// HeaderError is the validation error in words.
+	HeaderError = "error"
+	// HeaderSource is the producer that rejected the object.
+	HeaderSource = "source"
+)
+
+// errGone: the listed object is no longer there.
+var errGone = errors.New("object gone")
+
+// fetch reads an object, at most MaxImageBytes+1 bytes of it (enough to
+// tell that it is too large without reading it all).
+func (p *Producer) fetch(ctx context.Context, key string) ([]byte, error) {
+	obj, err := p.cfg.S3.GetObject(ctx, p.cfg.Bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, classifyS3(key, err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(io.LimitReader(obj, int64(p.maxImageBytes)+1))
+	if err != nil {
+		return nil, classifyS3(key, err)
+	}
+	return b, nil
+}
+
+func classifyS3(key string, err error) error {
+	if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
+		return fmt.Errorf("get %s: %w", key, errGone)
+	}
+	return fmt.Errorf("get %s: %w", key, err)
+}
+
+// image fetches and validates image name of id. ok is false when the
+// image is unusable (it failed validation and was dead-lettered, or its
+// object is gone) and the caller should pick another; err reports an S3
+// problem worth a retry later.
+func (p *Producer) image(ctx context.Context, id uint64, name string) (b []byte, ok bool, err error) {
+	key := schemas.ImageKey(id, name)
+	b, err = p.fetch(ctx, key)
+	if errors.Is(err, errGone) {
+		p.log.Warn("listed image is gone; dropping it from the catalog", "key", key)
+		p.cat.removeName(id, name)
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if _, verr := schemas.DecodeImage(b, p.cfg.Limits); verr != nil {
+		p.reject(ctx, id, name, key, verr)
+		return nil, false, nil
+	}
+	return b, true, nil
+}
+
+// reject marks an image bad and, the first time, sends its key to the
+// dead-letter topic. The value is the object key, never the bytes: the
+// object stays in the bucket for inspection, and an oversized one could
+// not be sent anyway.
+func (p *Producer) reject(ctx context.Context, id uint64, name, key string, verr error) {
+	first, allBad := p.cat.markBad(id, name)
+	if first {
+		reason := schemas.Reason(verr)
+		p.countDeadLetter(reason)
+		p.log.Warn("dead-lettering invalid image", "key", key, "reason", reason, "err", verr)
+		msg := kafka.Message{
+			Topic: p.cfg.TopicDeadLetter,
+			Key:   []byte(key),
+			Value: []byte(key),
+			Headers: []kafka.Header{
+				{Key: HeaderReason, Value: []byte(reason)},
+				{Key: HeaderKey, Value: []byte(key)},
+				{Key: HeaderError, Value: []byte(verr.Error())},
+				{Key: HeaderSource, Value: []byte(p.cfg.Source)},
+			},
+			Time: time.Now(),
+		}
+		if err := p.writer.WriteMessages(ctx, msg); err != nil && ctx.Err() == nil {
+			p.log.Error("dead letter not sent", "key", key, "err", err)
+			p.met.failures.WithLabelValues(p.cfg.TopicDeadLetter).Inc()
+		}
+	}
+	if allBad {
+		p.log.Warn("dropping id from rotation: every image failed validation", "id", id)
+	}
+}
+
+func (p *Producer) countDeadLetter(reason string) {
+	p.dlMu.Lock()
+	p.dlCounts[reason]++
+	p.dlMu.Unlock()
+	p.met.deadLetters.WithLabelValues(reason).Inc()
+}
+
+// completed is the writer's Completion: it settles the gates and counts.
+func (p *Producer) completed(msgs []kafka.Message, err error) {
+	count := map[string]int{}
+	for _, m := range msgs {
+		count[m.Topic]++
+	}
+	for topic, n := range count {
+		if g := p.gateOf(topic); g != nil {
+			g.done(n, err == nil)
+		}
+		if err != nil {
+			p.met.failures.WithLabelValues(topic).Add(float64(n))
+			p.log.Error("messages lost: the Kafka writer gave up", "topic", topic, "messages", n, "err", err)
+		} else {
+			p.met.samples.WithLabelValues(topic).Add(float64(n))
+		}
+	}
+}
+
+func (p *Producer) gateOf(topic string) *gate {
+	switch topic {
+	case p.cfg.TopicByID:
+		return p.gByID
+	case p.cfg.TopicInstance:
+		return p.gInst
+	}
+	return nil
+}
+
+// send hands one admitted message to the writer.
+func (p *Producer) send(ctx context.Context, g *gate, msg kafka.Message) {
+	if len(msg.Value) > p.maxMessageBytes {
+		p.log.Error("message over the limit not sent", "topic", msg.Topic, "key", string(msg.Key), "bytes", len(msg.Value), "limit", p.maxMessageBytes)
+		g.release()
+		return
+	}
+	if err := p.writer.WriteMessages(ctx, msg); err != nil {
+		g.done(1, false)
+		if ctx.Err() == nil {
+			p.met.failures.WithLabelValues(msg.Topic).Inc()
+			p.log.Error("message not sent", "topic", msg.Topic, "key", string(msg.Key), "err", err)
+		}
+	}
+}
+
+// retryPause waits after an S3 error, logging it once a second at most.
+type retryPause struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (r *retryPause) wait(ctx context.Context, p *Producer, stream string, err error) {
+	r.mu.Lock()
+	if time.Since(r.last) > time.Second {
+		r.last = time.Now()
+		p.log.Warn("object storage error; retrying", "stream", stream, "err", err)
+	}
+	r.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// idle waits for the catalog to get IDs.
+func (p *Producer) idle(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(p.cfg.PollInterval):
+	}
+}
+
+// --- id stream.
+
+// runByID emits the id stream until ctx ends: the dispatcher takes IDs
+// from the rotation, admits each through flow control and hands it to
+// Concurrency workers that fetch, validate and send a pair.
+func (p *Producer) runByID(ctx context.Context) {
+	jobs := make(chan uint64)
+	var wg sync.WaitGroup
+	var pause retryPause
+	for w := range p.cfg.Concurrency {
+		wg.Add(1)
+		rng := rand.New(rand.NewPCG(p.seed, uint64(1000+w)))
+		go func() {
+			defer wg.Done()
+			for id := range jobs {
+				msg, ok, err := p.pairMessage(ctx, id, rng)
+				if err != nil || !ok {
+					p.gByID.release()
+					if err != nil && ctx.Err() == nil {
+						pause.wait(ctx, p, "byid", err)
+					}
+					continue
+				}
+				p.send(ctx, p.gByID, msg)
+			}
+		}()
+	}
+	defer func() { close(jobs); wg.Wait() }()
+	for ctx.Err() == nil {
+		id, ok := p.rot.next(p.cat)
+		if !ok {
+			p.idle(ctx)
+			continue
+		}
+		if p.gByID.admit(ctx) != nil {
+			return
+		}
+		select {
+		case jobs <- id:
+		case <-ctx.Done():
+			p.gByID.release()
+			return
+		}
+	}
+}
+
+// pairMessage builds the IDPair of id: two distinct good images (the same
+// twice when it has one). ok is false when id has no good image left.
+func (p *Producer) pairMessage(ctx context.Context, id uint64, rng *rand.Rand) (kafka.Message, bool, error) {
+	for {
+		a, b, ok := p.cat.pair(id, rng)
+		if !ok {
+			return kafka.Message{}, false, nil
+		}
+		pa, ok, err := p.image(ctx, id, a)
+		if err != nil {
+			return kafka.Message{}, false, err
+		}
+		if !ok {
+			continue // a is marked bad or gone: draw again
+		}
+		pb := pa
+		if b != a {
+			if pb, ok, err = p.image(ctx, id, b); err != nil {
+				return kafka.Message{}, false, err
+			}
+			if !ok {
+				continue
+			}
+		}
+		v, err := schemas.EncodeIDPair(&ffcpb.IDPair{
+			Id:       id,
+			First:    &ffcpb.Image{Key: schemas.ImageKey(id, a), Png: pa},
+			Second:   &ffcpb.Image{Key: schemas.ImageKey(id, b), Png: pb},
+			Sequence: p.seqByID.Add(1),
+			Source:   p.cfg.Source,
+		})
+		if err != nil {
+			return kafka.Message{}, false, err
+		}
+		return kafka.Message{Topic: p.cfg.TopicByID, Key: []byte(strconv.FormatUint(id, 10)), Value: v, Time: time.Now()}, true, nil
+	}
+}
+
+// --- instance stream.
+
+type instanceJob struct {
+	id    uint64
+	name  string
+	epoch uint64
+}
+
+// runInstance emits the instance stream until ctx ends, epoch after
+// epoch, with the same dispatcher/worker shape as runByID.
+func (p *Producer) runInstance(ctx context.Context) {
+	jobs := make(chan instanceJob)
+	var wg sync.WaitGroup
+	var pause retryPause
+	for range p.cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				msg, ok, err := p.sampleMessage(ctx, j)
+				if err != nil || !ok {
+					p.gInst.release()
+					if err != nil && ctx.Err() == nil {
+						pause.wait(ctx, p, "instance", err)
+					}
+					continue
+				}
+				p.send(ctx, p.gInst, msg)
+			}
+		}()
+	}
+	defer func() { close(jobs); wg.Wait() }()
+	ep := newEpochs(p.seed ^ 0x5eed)
+	for ctx.Err() == nil {
+		id, name, epoch, ok := ep.next(p.cat)
+		if !ok {
+			p.idle(ctx)
+			continue
+		}
+		p.epoch.Store(epoch)
+		if p.gInst.admit(ctx) != nil {
+			return
+		}
+		select {
+		case jobs <- instanceJob{id: id, name: name, epoch: epoch}:
+		case <-ctx.Done():
+			p.gInst.release()
+			return
+		}
+	}
+}
+
+func (p *Producer) sampleMessage(ctx context.Context, j instanceJob) (kafka.Message, bool, error) {
+	png, ok, err := p.image(ctx, j.id, j.name)
+	if err != nil || !ok {
+		return kafka.Message{}, false, err
+	}
+	key := schemas.ImageKey(j.id, j.name)
+	v, err := schemas.EncodeSample(&ffcpb.Sample{
+		Id:       j.id,
+		ImageKey: key,
+		ImagePng: png,
+		Epoch:    j.epoch,
+		Sequence: p.seqInst.Add(1),
+		Source:   p.cfg.Source,
+	})
+	if err != nil {
+		return kafka.Message{}, false, err
+	}
+	return kafka.Message{Topic: p.cfg.TopicInstance, Key: []byte(key), Value: v, Time: time.Now()}, true, nil
+}

@@ -1,0 +1,81 @@
+package producers
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ffc-stream/ffc/schemas"
+)
+
+// metrics are the Producer's Prometheus series, all labelled with the
+// shard ("i/n") so that producers sharing a registry stay apart.
+type metrics struct {
+	samples     *prometheus.CounterVec // by topic, acknowledged
+	failures    *prometheus.CounterVec // by topic, given up by the writer
+	deadLetters *prometheus.CounterVec // by reason
+	lag         *prometheus.GaugeVec   // by topic
+	newIDs      prometheus.Counter
+	skippedKeys prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, p *Producer) (*metrics, error) {
+	cl := prometheus.Labels{"shard": p.cfg.Shard.String()}
+	m := &metrics{
+		samples: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ffc_producer_samples_total", ConstLabels: cl,
+			Help: "Messages acknowledged by Kafka, by topic (id pairs, instance samples, dead letters)."}, []string{"topic"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ffc_producer_produce_failures_total", ConstLabels: cl,
+			Help: "Messages the Kafka writer gave up on after its retries, by topic."}, []string{"topic"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ffc_producer_dead_letters_total", ConstLabels: cl,
+			Help: "Objects that failed validation and were sent to the dead-letter topic, by reason."}, []string{"reason"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ffc_producer_lag_messages", ConstLabels: cl,
+			Help: "Messages of the topic not yet committed by the trainer group (Σ end − committed offset), last measured."}, []string{"topic"}),
+		newIDs: prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_producer_new_ids_total", ConstLabels: cl,
+			Help: "IDs put into rotation after the initial listing (announced or found by a rescan)."}),
+		skippedKeys: prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_producer_skipped_keys_total", ConstLabels: cl,
+			Help: "Listed objects under ids/ that are not ids/<id>/<name>.png."}),
+	}
+	for _, r := range schemas.Reasons() {
+		m.deadLetters.WithLabelValues(r)
+	}
+	for _, t := range []string{p.cfg.TopicByID, p.cfg.TopicInstance, p.cfg.TopicDeadLetter} {
+		m.samples.WithLabelValues(t)
+		m.failures.WithLabelValues(t)
+	}
+	for _, t := range []string{p.cfg.TopicByID, p.cfg.TopicInstance} {
+		m.lag.WithLabelValues(t)
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: cl}, f)
+	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: cl}, f)
+	}
+	blocked := func(topic string, g *gate) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ffc_producer_flow_blocked_seconds_total",
+			Help:        "Time the stream waited for the trainers (flow control) or for the writer (in-flight bound).",
+			ConstLabels: prometheus.Labels{"shard": p.cfg.Shard.String(), "topic": topic}},
+			func() float64 { return g.stats().blocked.Seconds() })
+	}
+	cs := []prometheus.Collector{
+		m.samples, m.failures, m.deadLetters, m.lag, m.newIDs, m.skippedKeys,
+		gauge("ffc_producer_catalog_ids", "IDs in this producer's catalog (its shard of the bucket).",
+			func() float64 { return float64(p.cat.Len()) }),
+		gauge("ffc_producer_catalog_images", "Images in this producer's catalog, bad ones included.",
+			func() float64 { return float64(p.cat.Images()) }),
+		gauge("ffc_producer_catalog_bad_images", "Images in the catalog that failed validation.",
+			func() float64 { return float64(p.cat.BadImages()) }),
+		gauge("ffc_producer_catalog_bytes", "Memory held by the catalog index.",
+			func() float64 { return float64(p.cat.MemBytes()) }),
+		counter("ffc_producer_id_passes_total", "Passes over the IDs begun by the id stream.",
+			func() float64 { return float64(p.rot.passCount()) }),
+		gauge("ffc_producer_instance_epoch", "Current epoch of the instance stream (from 0).",
+			func() float64 { return float64(p.epoch.Load()) }),
+		blocked(p.cfg.TopicByID, p.gByID),
+		blocked(p.cfg.TopicInstance, p.gInst),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,377 @@
+package producers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/ffc-stream/ffc/schemas"
+)
+
+// Producer publishes a bucket's images to Kafka: the id stream and the
+// instance stream, under flow control, with new IDs put into rotation as
+// they are announced. Create it with New, run it with Run.
+type Producer struct {
+	cfg  Config
+	log  *slog.Logger
+	seed uint64
+
+	maxImageBytes, maxMessageBytes int
+
+	reg      prometheus.Registerer
+	gatherer prometheus.Gatherer
+	met      *metrics
+
+	cat          *Catalog
+	rot          *idRotation
+	gByID, gInst *gate
+	epoch        atomic.Uint64
+	seqByID      atomic.Uint64
+	seqInst      atomic.Uint64
+	newIDs       atomic.Int64
+	skippedKeys  atomic.Int64
+
+	dlMu     sync.Mutex
+	dlCounts map[string]int64
+
+	transport *kafka.Transport
+	client    *kafka.Client
+	writer    *kafka.Writer
+
+	started atomic.Bool
+	ready   chan struct{}
+	// metricsAddr is where /metrics listens once Run has started it.
+	metricsAddr atomic.Pointer[string]
+}
+
+// New validates cfg (after defaults) and returns a Producer; it connects
+// to nothing until Run. Its metrics are registered on cfg.Registry, or on
+// a registry of its own (see Gatherer).
+func New(cfg Config) (*Producer, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	p := &Producer{
+		cfg:      cfg,
+		log:      cfg.Log.With("component", "producer", "shard", cfg.Shard.String()),
+		seed:     cfg.Seed,
+		cat:      newCatalog(),
+		gByID:    newGate(cfg.MaxLead, cfg.MaxInFlight),
+		gInst:    newGate(cfg.MaxLead, cfg.MaxInFlight),
+		dlCounts: map[string]int64{},
+		ready:    make(chan struct{}),
+	}
+	if p.seed == 0 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		p.seed = binary.LittleEndian.Uint64(b[:]) | 1
+	}
+	p.rot = newIDRotation(p.seed)
+	lim := schemas.DefaultLimits()
+	p.maxImageBytes, p.maxMessageBytes = lim.MaxImageBytes, lim.MaxMessageBytes
+	if cfg.Limits.MaxImageBytes > 0 {
+		p.maxImageBytes = cfg.Limits.MaxImageBytes
+	}
+	if cfg.Limits.MaxMessageBytes > 0 {
+		p.maxMessageBytes = cfg.Limits.MaxMessageBytes
+	}
+	if cfg.Registry != nil {
+		p.reg = cfg.Registry
+		p.gatherer, _ = cfg.Registry.(prometheus.Gatherer)
+	} else {
+		r := prometheus.NewRegistry()
+		p.reg, p.gatherer = r, r
+	}
+	met, err := newMetrics(p.reg, p)
+	if err != nil {
+		return nil, fmt.Errorf("producers: register metrics: %w", err)
+	}
+	p.met = met
+	return p, nil
+}
+
+// Ready is closed once Run has created the topics, listed the catalog and
+// started both streams.
+func (p *Producer) Ready() <-chan struct{} { return p.ready }
+
+// Catalog is the producer's view of the bucket (its shard of the IDs).
+func (p *Producer) Catalog() *Catalog { return p.cat }
+
+// Gatherer returns the registry the metrics are on when it can be
+// gathered (always when Config.Registry was nil), else nil.
+func (p *Producer) Gatherer() prometheus.Gatherer { return p.gatherer }
+
+// MetricsAddr is the address /metrics is served on once Ready (useful
+// with Config.MetricsAddr "127.0.0.1:0"); empty when not served.
+func (p *Producer) MetricsAddr() string {
+	if a := p.metricsAddr.Load(); a != nil {
+		return *a
+	}
+	return ""
+}
+
+// Run creates the topics if missing, lists the bucket, then emits both
+// streams, watches for new IDs and measures the lag until ctx ends. It
+// returns nil when ctx ends after a good start and an error when the
+// start fails (bucket missing, Kafka unreachable, ...). Run may be
+// called once.
+func (p *Producer) Run(ctx context.Context) (err error) {
+	if !p.started.CompareAndSwap(false, true) {
+		return errors.New("producers: Run called twice")
+	}
+	c := p.cfg
+	// kafka-go answers Metadata from a cache: a short TTL lets a topic
+	// that another producer created just now show up quickly.
+	p.transport = &kafka.Transport{ClientID: "ffc-producer", MetadataTTL: 2 * time.Second}
+	defer p.transport.CloseIdleConnections()
+	p.client = &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: 15 * time.Second, Transport: p.transport}
+
+	ok, err := c.S3.BucketExists(ctx, c.Bucket)
+	if err != nil {
+		return fmt.Errorf("producers: bucket %s: %w", c.Bucket, err)
+	}
+	if !ok {
+		return fmt.Errorf("producers: bucket %s does not exist", c.Bucket)
+	}
+	if err := p.ensureTopics(ctx); err != nil {
+		return err
+	}
+
+	start := time.Now()
+	nx, err := listAll(ctx, c.S3, c.Bucket, c.Shard, p.newSkipLog())
+	if err != nil {
+		return err
+	}
+	p.cat.replace(nx)
+	p.log.Info("catalog listed", "bucket", c.Bucket, "ids", p.cat.Len(), "images", p.cat.Images(),
+		"index_bytes", p.cat.MemBytes(), "took", time.Since(start).Round(time.Millisecond))
+
+	p.writer = &kafka.Writer{
+		Addr:         kafka.TCP(c.Brokers...),
+		Balancer:     &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll,
+		Async:        true,
+		BatchSize:    256,
+		BatchTimeout: 5 * time.Millisecond,
+		Transport:    p.transport,
+		Completion:   p.completed,
+	}
+	defer func() {
+		if cerr := p.writer.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("producers: close writer: %w", cerr))
+		}
+	}()
+
+	if c.MetricsAddr != "" {
+		stop, err := p.serveMetrics(c.MetricsAddr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
+	meter := &lagMeter{client: p.client, transport: p.transport, addr: p.client.Addr,
+		group: c.TrainerGroup, topics: []string{c.TopicByID, c.TopicInstance}}
+	p.measure(ctx, meter)
+
+	var wg sync.WaitGroup
+	spawn := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	spawn(func(ctx context.Context) { p.runFlow(ctx, meter) })
+	spawn(newWatcher(p, start).run)
+	if c.RescanInterval > 0 {
+		spawn(p.runRescan)
+	}
+	spawn(p.runByID)
+	spawn(p.runInstance)
+	close(p.ready)
+	p.log.Info("producing", "byid", c.TopicByID, "instance", c.TopicInstance, "deadletter", c.TopicDeadLetter,
+		"trainer_group", c.TrainerGroup, "max_lead", c.MaxLead, "source", c.Source)
+	wg.Wait()
+	return nil
+}
+
+func (p *Producer) serveMetrics(addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("producers: metrics listen %s: %w", addr, err)
+	}
+	a := ln.Addr().String()
+	p.metricsAddr.Store(&a)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(p.gatherer, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	p.log.Info("serving metrics", "addr", "http://"+a+"/metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// runFlow measures the lag every FlowInterval.
+func (p *Producer) runFlow(ctx context.Context, meter *lagMeter) {
+	t := time.NewTicker(p.cfg.FlowInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.measure(ctx, meter)
+	}
+}
+
+// measure takes one lag measurement and opens or closes the gates.
+func (p *Producer) measure(ctx context.Context, meter *lagMeter) {
+	a1, a2 := p.gByID.beginMeasure(), p.gInst.beginMeasure()
+	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	lag, err := meter.measure(mctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("measuring the lag failed; flow control holds the streams until it works", "err", err)
+		}
+		return
+	}
+	p.gByID.setMeasured(lag[p.cfg.TopicByID], a1)
+	p.gInst.setMeasured(lag[p.cfg.TopicInstance], a2)
+	p.met.lag.WithLabelValues(p.cfg.TopicByID).Set(float64(lag[p.cfg.TopicByID]))
+	p.met.lag.WithLabelValues(p.cfg.TopicInstance).Set(float64(lag[p.cfg.TopicInstance]))
+}
+
+// runRescan lists the whole bucket every RescanInterval.
+func (p *Producer) runRescan(ctx context.Context) {
+	t := time.NewTicker(p.cfg.RescanInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := p.rescan(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("rescan failed", "err", err)
+		}
+	}
+}
+
+// rescan lists ids/ and installs the result, putting IDs it finds for the
+// first time into rotation with priority.
+func (p *Producer) rescan(ctx context.Context) error {
+	start := time.Now()
+	p.cat.beginRescan()
+	nx, err := listAll(ctx, p.cfg.S3, p.cfg.Bucket, p.cfg.Shard, p.newSkipLog())
+	if err != nil {
+		p.cat.endRescan()
+		return err
+	}
+	added, removed := p.cat.replace(nx)
+	for _, id := range added {
+		p.newID(id, "rescan")
+	}
+	p.log.Info("rescanned", "ids", p.cat.Len(), "images", p.cat.Images(), "new_ids", len(added),
+		"removed_ids", removed, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// addID puts an ID's images into the catalog.
+func (p *Producer) addID(id uint64, names []string, why string) {
+	added, changed := p.cat.upsert(id, names)
+	switch {
+	case added:
+		p.newID(id, why)
+	case changed:
+		p.log.Info("id updated", "id", id, "images", len(names), "by", why)
+	}
+}
+
+// newID puts a new ID at the head of the id rotation.
+func (p *Producer) newID(id uint64, why string) {
+	p.rot.prioritize(id)
+	p.newIDs.Add(1)
+	p.met.newIDs.Inc()
+	p.log.Info("new id in rotation", "id", id, "by", why)
+}
+
+func (p *Producer) newSkipLog() *skipLog {
+	return &skipLog{log: p.log, maxLogs: 10, onSkip: func() {
+		p.skippedKeys.Add(1)
+		p.met.skippedKeys.Inc()
+	}}
+}
+
+// StreamStats describes one stream.
+type StreamStats struct {
+	Topic string
+	// Produced is the messages Kafka acknowledged; Failed those the writer
+	// gave up on; InFlight those handed to it and not settled.
+	Produced, Failed, InFlight int64
+	// Lag is the last measured Σ over partitions of end − committed offset
+	// of the trainer group (LagMeasured is false before the first
+	// measurement). LagBound is the bound flow control holds below
+	// MaxLead, which also counts what was written since.
+	Lag, LagBound int64
+	LagMeasured   bool
+	// Blocked is the total time flow control (or the in-flight bound) held
+	// the stream; Blocking says it holds it now.
+	Blocked  time.Duration
+	Blocking bool
+}
+
+// Stats is a snapshot of a Producer.
+type Stats struct {
+	// The catalog: IDs, images (bad ones included), images that failed
+	// validation.
+	IDs, Images, BadImages int
+	// NewIDs counts IDs put into rotation after the initial listing.
+	NewIDs int64
+	// SkippedKeys counts listed objects that are not image keys.
+	SkippedKeys int64
+	// Passes is the number of id-stream passes begun; Epoch the current
+	// instance epoch.
+	Passes, Epoch  uint64
+	ByID, Instance StreamStats
+	// DeadLetters counts rejected objects by schemas.Reason.
+	DeadLetters map[string]int64
+}
+
+// Stats returns a snapshot.
+func (p *Producer) Stats() Stats {
+	stream := func(topic string, g *gate) StreamStats {
+		s := g.stats()
+		return StreamStats{Topic: topic, Produced: s.acked, Failed: s.failed, InFlight: s.inflight,
+			Lag: s.lag, LagBound: s.bound, LagMeasured: s.measured, Blocked: s.blocked, Blocking: s.blocking}
+	}
+	st := Stats{
+		IDs: p.cat.Len(), Images: p.cat.Images(), BadImages: p.cat.BadImages(),
+		NewIDs: p.newIDs.Load(), SkippedKeys: p.skippedKeys.Load(),
+		Passes: p.rot.passCount(), Epoch: p.epoch.Load(),
+		ByID:        stream(p.cfg.TopicByID, p.gByID),
+		Instance:    stream(p.cfg.TopicInstance, p.gInst),
+		DeadLetters: map[string]int64{},
+	}
+	p.dlMu.Lock()
+	for k, v := range p.dlCounts {
+		st.DeadLetters[k] = v
+	}
+	p.dlMu.Unlock()
+	return st
+}
