@@ -116,12 +116,14 @@ func runPipeline(ctx context.Context, a *app, r *resolved, o pipelineOptions) er
 	fmt.Fprintf(out, "demo: data: %s — %d classes, %d images; %d classes held back to stream in later\n", what, len(classes), ds.Len(), len(back))
 
 	s3o := objstore.S3Options{Endpoint: r.S3Endpoint, AccessKey: r.S3AccessKey, SecretKey: r.S3SecretKey, Secure: r.S3Secure, Bucket: demoBucket, Logger: a.log}
-	s3o.Class = func(label int) bool { return classes[label].Split == "train" && !back[label] }
+	// Only train-split images: held-out fonts and open-set classes are
+	// never trained on.
+	s3o.Select = func(m dataset.Meta) bool { return m.Split == dataset.SplitTrain && !back[m.Class] }
 	up, err := objstore.Upload(ctx, ds.Dir(), s3o)
 	if err != nil {
 		return fmt.Errorf("demo: upload: %w", err)
 	}
-	fmt.Fprintf(out, "demo: uploaded %d images of the train classes to s3://%s/ids/ in %s (%.0f objects/s)\n", up.Uploaded, demoBucket, up.Elapsed.Round(time.Millisecond), up.ObjectsPerSec)
+	fmt.Fprintf(out, "demo: uploaded %d train-split images to s3://%s/ids/ in %s (%.0f objects/s); held-out fonts and open-set classes stay local for evaluation\n", up.Uploaded, demoBucket, up.Elapsed.Round(time.Millisecond), up.ObjectsPerSec)
 
 	cl, err := connect(r.endpoints)
 	if err != nil {
@@ -234,7 +236,7 @@ loop:
 		if !streamed && time.Since(start) >= newAt {
 			streamed = true
 			s3n := s3o
-			s3n.Class = func(label int) bool { return back[label] }
+			s3n.Select = func(m dataset.Meta) bool { return m.Split == dataset.SplitTrain && back[m.Class] }
 			if _, err := objstore.Upload(ctx, ds.Dir(), s3n); err != nil {
 				stop()
 				return fmt.Errorf("demo: upload new IDs: %w", err)

@@ -50,10 +50,10 @@ type S3Options struct {
 	Parallel int
 	Logger   *slog.Logger
 	Progress func(dataset.Progress)
-	// Class, when set, selects the classes (by label) whose images are
-	// uploaded; nil uploads all. The demo holds classes back this way and
-	// streams them in later.
-	Class func(label int) bool
+	// Select, when set, chooses the images to upload by their labels (class,
+	// source, split); nil uploads all. The demo uploads only train-split
+	// images this way, and holds classes back to stream them in later.
+	Select func(dataset.Meta) bool
 }
 
 // Result reports an upload.
@@ -234,7 +234,7 @@ func Upload(ctx context.Context, dir string, o S3Options) (*Result, error) {
 	}
 feed:
 	for i := range r.Len() {
-		if o.Class != nil && !o.Class(r.Meta(i).Class) {
+		if o.Select != nil && !o.Select(r.Meta(i)) {
 			done.Add(1)
 			continue
 		}

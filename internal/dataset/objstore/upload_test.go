@@ -185,3 +185,40 @@ func mustID(t *testing.T, c dataset.Class) uint64 {
 	}
 	return id
 }
+
+// TestUploadSelect uploads only the selected images.
+func TestUploadSelect(t *testing.T) {
+	o, dir := fakeS3(t), sampleSet(t, 60)
+	r, err := dataset.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	o.Select = func(m dataset.Meta) bool { return m.Split == dataset.SplitTrain }
+	if _, err := Upload(context.Background(), dir, o); err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClient(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{ManifestKey: true}
+	for i := 0; i < r.Len(); i++ {
+		if m := r.Meta(i); m.Split == dataset.SplitTrain {
+			want[ImageKey(mustID(t, r.Classes()[m.Class]), m.Source)] = true
+		}
+	}
+	got := 0
+	for obj := range c.ListObjects(context.Background(), o.Bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		if !want[obj.Key] {
+			t.Errorf("%s uploaded but not selected", obj.Key)
+		}
+		got++
+	}
+	if got != len(want) || len(want) < 3 || len(want) == r.Len()+1 {
+		t.Errorf("uploaded %d objects, want the %d selected (of %d images)", got, len(want), r.Len())
+	}
+}
