@@ -11,8 +11,27 @@ import (
 	"time"
 )
 
+// realEnv are the variables that point commands at real servers; run
+// clears them so a test meant for the embedded stack stays on it.
+var realEnv = []string{"FFC_KAFKA_BROKERS", "FFC_NATS_URL", "FFC_S3_ENDPOINT", "FFC_S3_ACCESS_KEY", "FFC_S3_SECRET_KEY", "FFC_S3_SECURE", "FFC_CONFIG"}
+
+// realArgs returns the flags for the real servers named in the
+// environment, or nil when they are not all set.
+func realArgs() []string {
+	b, n, s := os.Getenv("FFC_KAFKA_BROKERS"), os.Getenv("FFC_NATS_URL"), os.Getenv("FFC_S3_ENDPOINT")
+	if b == "" || n == "" || s == "" {
+		return nil
+	}
+	return []string{"--kafka-brokers", b, "--nats-url", n, "--s3-endpoint", s,
+		"--s3-access-key", os.Getenv("FFC_S3_ACCESS_KEY"), "--s3-secret-key", os.Getenv("FFC_S3_SECRET_KEY")}
+}
+
 func run(t *testing.T, env map[string]string, args ...string) (string, string, error) {
 	t.Helper()
+	for _, k := range realEnv {
+		t.Setenv(k, "") // restored after the test
+		os.Unsetenv(k)
+	}
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
@@ -102,8 +121,22 @@ func TestConfigPrecedenceThroughRoot(t *testing.T) {
 // synthetic identities and the fast mlp backbone: every ID in object
 // storage, including those streamed in mid-run, gets a center on NATS.
 func TestDemoPipeline(t *testing.T) {
-	out, _, err := run(t, nil, "demo", "--synthetic", "--backbone", "mlp", "--duration", "30s", "--new-ids", "5",
-		"--new-at", "0.3", "--data-dir", t.TempDir(), "--log-level", "warn")
+	stacks := map[string][]string{"embedded": nil}
+	if ra := realArgs(); ra != nil {
+		stacks["real"] = ra
+	} else if os.Getenv("FFC_REQUIRE_REAL") == "1" {
+		t.Fatal("FFC_REQUIRE_REAL=1 but FFC_KAFKA_BROKERS, FFC_NATS_URL or FFC_S3_ENDPOINT is unset")
+	}
+	data := t.TempDir() // shared: the synthetic set is written once
+	for name, extra := range stacks {
+		t.Run(name, func(t *testing.T) { testDemoPipeline(t, data, extra) })
+	}
+}
+
+func testDemoPipeline(t *testing.T, data string, extra []string) {
+	args := append([]string{"demo", "--synthetic", "--backbone", "mlp", "--duration", "30s", "--new-ids", "5",
+		"--new-at", "0.3", "--data-dir", data, "--log-level", "warn"}, extra...)
+	out, _, err := run(t, nil, args...)
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}

@@ -26,7 +26,6 @@ import (
 	"github.com/ffc-stream/ffc/trainers/nn"
 )
 
-const demoBucket = "ffc-data"
 
 // demoData returns the demo's data set: the CI glyph set, built into
 // dataDir (cached), or synthetic identities where the font packages cannot
@@ -115,6 +114,12 @@ func runPipeline(ctx context.Context, a *app, r *resolved, o pipelineOptions) er
 	}
 	fmt.Fprintf(out, "demo: data: %s — %d classes, %d images; %d classes held back to stream in later\n", what, len(classes), ds.Len(), len(back))
 
+	// Every run has its own bucket, topics, group and model, so runs against
+	// long-lived servers do not see each other's data, offsets or
+	// checkpoints.
+	run := time.Now().UTC().Format("20060102-150405")
+	demoBucket, model := "ffc-demo-"+run, "demo-"+run
+	topics := struct{ byID, inst, dead, group string }{"demo-" + run + ".byid", "demo-" + run + ".instance", "demo-" + run + ".deadletter", "demo-trainer-" + run}
 	s3o := objstore.S3Options{Endpoint: r.S3Endpoint, AccessKey: r.S3AccessKey, SecretKey: r.S3SecretKey, Secure: r.S3Secure, Bucket: demoBucket, Logger: a.log}
 	// Only train-split images: held-out fonts and open-set classes are
 	// never trained on.
@@ -123,6 +128,7 @@ func runPipeline(ctx context.Context, a *app, r *resolved, o pipelineOptions) er
 	if err != nil {
 		return fmt.Errorf("demo: upload: %w", err)
 	}
+	fmt.Fprintf(out, "demo: run %s: model %s, topics %s and %s\n", run, model, topics.byID, topics.inst)
 	fmt.Fprintf(out, "demo: uploaded %d train-split images to s3://%s/ids/ in %s (%.0f objects/s); held-out fonts and open-set classes stay local for evaluation\n", up.Uploaded, demoBucket, up.Elapsed.Round(time.Millisecond), up.ObjectsPerSec)
 
 	cl, err := connect(r.endpoints)
@@ -140,7 +146,6 @@ func runPipeline(ctx context.Context, a *app, r *resolved, o pipelineOptions) er
 	defer stop()
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
-	model := "demo"
 	// Producer.
 	if o.ckptEvery <= 0 {
 		o.ckptEvery = 4
@@ -151,7 +156,8 @@ func runPipeline(ctx context.Context, a *app, r *resolved, o pipelineOptions) er
 		// small lead keeps new IDs fresh (they queue behind the lead).
 		o.maxLead = 2 * o.batch * o.ckptEvery
 	}
-	prod, err := producers.New(producers.Config{Brokers: r.KafkaBrokers, S3: cl.mc, Bucket: demoBucket, MaxLead: o.maxLead, PollInterval: 200 * time.Millisecond, Log: a.log.With("component", "producer"), Seed: 1})
+	prod, err := producers.New(producers.Config{Brokers: r.KafkaBrokers, S3: cl.mc, Bucket: demoBucket, MaxLead: o.maxLead,
+		TopicByID: topics.byID, TopicInstance: topics.inst, TopicDeadLetter: topics.dead, TrainerGroup: topics.group, PollInterval: 200 * time.Millisecond, Log: a.log.With("component", "producer"), Seed: 1})
 	if err != nil {
 		return err
 	}
@@ -176,6 +182,7 @@ func runPipeline(ctx context.Context, a *app, r *resolved, o pipelineOptions) er
 	// Trainer.
 	tr, err := trainers.New(runCtx, trainers.Config{
 		Brokers: r.KafkaBrokers, Model: model, Backend: be, S3: cl.mc, Bucket: demoBucket, JS: cl.js,
+		TopicByID: topics.byID, TopicInstance: topics.inst, TopicDeadLetter: topics.dead, Group: topics.group,
 		Engine: engine.Options{Backbone: o.backbone, InLen: 32 * 32, Hidden: []int{512}, Dim: o.dim, Batch: o.batch, Pool: o.pool,
 			Margin:   kernels.Margin{Kind: kernels.CosFace, S: 32, M: 0.4},
 			SGD:      nn.SGD{Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true},
