@@ -26,7 +26,6 @@ import (
 	"github.com/ffc-stream/ffc/trainers/nn"
 )
 
-
 // demoData returns the demo's data set: the CI glyph set, built into
 // dataDir (cached), or synthetic identities where the font packages cannot
 // be fetched.
