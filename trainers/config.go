@@ -53,6 +53,9 @@ type Config struct {
 	// commits, so without it a producer lead smaller than what the trainer
 	// consumes between checkpoints would stall both.
 	IdleCheckpoint time.Duration
+	// JoinAttempts bounds consecutive failures to join the consumer group
+	// (about a second apart) before Run gives up (default 60).
+	JoinAttempts int
 
 	// JetStream for the center broadcast.
 	JS jetstream.JetStream
@@ -85,6 +88,9 @@ func (c *Config) defaults() error {
 	}
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = 30 * time.Second
+	}
+	if c.JoinAttempts == 0 {
+		c.JoinAttempts = 60
 	}
 	if c.IdleCheckpoint == 0 {
 		c.IdleCheckpoint = 2 * time.Second

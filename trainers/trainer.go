@@ -141,14 +141,24 @@ func (t *Trainer) Run(ctx context.Context) error {
 		return fmt.Errorf("trainer: consumer group %s: %w", t.cfg.Group, err)
 	}
 	defer cg.Close()
+	failures := 0
 	for {
 		gen, err := cg.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("trainer: join group %s: %w", t.cfg.Group, err)
+			// The group keeps trying to join (with backoff); errors such as
+			// "group coordinator not available" on a brand-new Kafka whose
+			// offsets topic does not exist yet are transient.
+			failures++
+			if failures >= t.cfg.JoinAttempts {
+				return fmt.Errorf("trainer: join group %s: %d attempts failed, last: %w", t.cfg.Group, failures, err)
+			}
+			t.cfg.Log.Warn("trainer: joining the consumer group failed; retrying", "group", t.cfg.Group, "attempt", failures, "err", err)
+			continue
 		}
+		failures = 0
 		done, err := t.runGeneration(ctx, gen)
 		if err != nil || done {
 			return err

@@ -42,7 +42,7 @@ import (
 // and the per-ID steps a subscriber's replica holds must never go down.
 //
 // The servers (NATS, Kafka via kfake, S3 via gofakes3), the producer, the
-// replica and a raw JetStream consumer of centers.<model>.> run in the test
+// replica and a raw subscriber of centers.<model>.> run in the test
 // process. FFC_CRASH_SEED fixes the random kill points.
 func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
@@ -114,8 +114,11 @@ func TestCrashRecovery(t *testing.T) {
 		}
 	}
 
-	// NATS: the centers stream, a raw consumer that records every message
-	// in stream order, and the replica a subscriber keeps.
+	// NATS: the centers stream, a raw subscriber that records every
+	// message in the order published, and the replica a subscriber keeps.
+	// (The raw log is a core NATS subscription: the stream keeps one
+	// message per subject, so a JetStream consumer that falls a message
+	// behind misses step commits that the next one replaced.)
 	nc, err := nats.Connect(st.NATS.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -130,15 +133,17 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := &rawLog{model: model, codec: broadcast.NewProtoCodec(dim)}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	sub, err := nc.Subscribe("centers."+model+".>", raw.handle)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := cons.Consume(raw.handle)
-	if err != nil {
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(cc.Stop)
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	rep, err := broadcast.NewReplica(js, broadcast.ReplicaOptions{Model: model, Codec: broadcast.NewProtoCodec(dim), Dim: dim})
 	if err != nil {
 		t.Fatal(err)
@@ -199,20 +204,24 @@ func TestCrashRecovery(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	// settle waits until the raw consumer has read everything the stream
-	// holds, and returns that stream sequence.
-	settle := func() uint64 {
+	// settle waits, after a trainer exited, until the stream and the raw
+	// log stop growing, and returns the raw log's length.
+	settle := func() int {
 		t.Helper()
-		var last uint64
-		waitFor("the raw consumer to catch up", 10*time.Second, func() bool {
+		var n int
+		var seq uint64
+		quiet := time.Now()
+		waitFor("the centers stream to settle", 10*time.Second, func() bool {
 			info, err := stream.Info(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			last = info.State.LastSeq
-			return raw.lastSeq() >= last
+			if m := raw.len(); m != n || info.State.LastSeq != seq {
+				n, seq, quiet = m, info.State.LastSeq, time.Now()
+			}
+			return time.Since(quiet) > 300*time.Millisecond
 		})
-		return last
+		return n
 	}
 
 	start := time.Now()
@@ -220,7 +229,7 @@ func TestCrashRecovery(t *testing.T) {
 	waitFor("the trainer's first steps", 60*time.Second, func() bool { return rep.Stats().LastStep >= 4 })
 	t.Logf("run0: step %d after %s", rep.Stats().LastStep, time.Since(start).Round(time.Millisecond))
 
-	var segBounds []uint64 // stream sequence at each kill
+	var segBounds []int // length of the raw log at each kill
 	preKill := int64(-1)
 	for k := 1; k <= kills; k++ {
 		delay := time.Duration(rng.Int64N(int64(1500 * time.Millisecond)))
@@ -263,7 +272,7 @@ func TestCrashRecovery(t *testing.T) {
 			}
 			return rep.Stats().LastStep >= target
 		})
-		cur := raw.segment(append(segBounds[:len(segBounds):len(segBounds)], settle()), k)
+		cur := raw.segment(append(segBounds[:len(segBounds):len(segBounds)], raw.len()), k)
 		first := cur.firstStep()
 		t.Logf("run%d: restored checkpoint of %d steps, first published step %d, replica at step %d after %s", k, ck, first, rep.Stats().LastStep, time.Since(start).Round(time.Millisecond))
 		if first != ck {
@@ -314,11 +323,15 @@ func TestCrashRecovery(t *testing.T) {
 	if rs.IDs != numIDs {
 		t.Errorf("the replica holds %d IDs, want the %d of the catalog", rs.IDs, numIDs)
 	}
-	if n := raw.leftoversApplied(rep, segBounds); len(n) > 0 {
-		// The replica applies updates of a step a killed trainer published
-		// but never committed once the restarted trainer commits that step
-		// number (centers/broadcast keys pending updates by step alone).
-		t.Logf("note: %d center(s) in the replica come from updates the killed trainer never committed: %v", len(n), n)
+	if n := raw.leftoversLanded(segBounds); len(n) > 0 {
+		// Known problem of centers/broadcast: the replica keys pending
+		// updates by step alone, so updates of a step that a killed trainer
+		// published but never committed are applied when the restarted
+		// trainer commits the same step number.
+		t.Logf("note: %d update(s) the killed trainers never committed were applied by the replica with the restarted trainer's commit of the same step: %v", len(n), n)
+	}
+	if d, _ := sub.Dropped(); d > 0 {
+		t.Errorf("the raw subscriber dropped %d messages", d)
 	}
 	t.Logf("done in %s: replica %+v (%d samples of every ID's step, never down); stale updates after restarts are expected",
 		time.Since(start).Round(time.Millisecond), rs, mon.samples)
@@ -378,6 +391,9 @@ func startTrainer(t *testing.T, bin, name string, args []string) *trainer {
 		if !tr.exited() {
 			_ = tr.cmd.Process.Kill()
 			<-tr.done
+		}
+		if strings.Contains(tr.out.String(), "WARNING: DATA RACE") {
+			t.Errorf("%s: the race detector reported a data race", tr.name)
 		}
 		if t.Failed() {
 			t.Logf("%s output:\n%s", tr.name, tail(tr.out.String(), 4000))
@@ -497,78 +513,62 @@ func (m *monotone) watch(ctx context.Context, rep *broadcast.Replica, ids []uint
 	}
 }
 
-// rawMsg is one message of the centers stream.
+// rawMsg is one message on centers.<model>.>.
 type rawMsg struct {
-	seq    uint64
 	commit bool
 	id     uint64
 	step   int64
 	kind   broadcast.Kind
-	vec    []float32
 }
 
-// rawLog records every message of centers.<model>.> in stream order.
+// rawLog records every message of centers.<model>.> in the order received.
 type rawLog struct {
 	model string
 	codec broadcast.ProtoCodec
 	mu    sync.Mutex
 	msgs  []rawMsg
 	bad   []string
-	seq   uint64
 }
 
-func (l *rawLog) handle(msg jetstream.Msg) {
-	meta, err := msg.Metadata()
+func (l *rawLog) handle(msg *nats.Msg) {
+	var m rawMsg
+	var err error
+	if msg.Subject == "centers."+l.model+".step" {
+		var c broadcast.Commit
+		c, err = l.codec.DecodeCommit(msg.Data)
+		m.commit, m.step = true, c.Step
+	} else {
+		var u broadcast.Update
+		u, err = l.codec.DecodeUpdate(msg.Data)
+		m.id, m.step, m.kind = u.ID, u.Step, u.Kind
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		l.bad = append(l.bad, "metadata: "+err.Error())
-		return
-	}
-	m := rawMsg{seq: meta.Sequence.Stream}
-	if msg.Subject() == "centers."+l.model+".step" {
-		c, err := l.codec.DecodeCommit(msg.Data())
-		if err != nil {
-			l.bad = append(l.bad, "commit: "+err.Error())
-		}
-		m.commit, m.step = true, c.Step
-	} else {
-		u, err := l.codec.DecodeUpdate(msg.Data())
-		if err != nil {
-			l.bad = append(l.bad, msg.Subject()+": "+err.Error())
-		}
-		m.id, m.step, m.kind, m.vec = u.ID, u.Step, u.Kind, u.Vector
+		l.bad = append(l.bad, msg.Subject+": "+err.Error())
 	}
 	l.msgs = append(l.msgs, m)
-	l.seq = m.seq
 }
 
-func (l *rawLog) lastSeq() uint64 {
+func (l *rawLog) len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.seq
+	return len(l.msgs)
 }
 
-// segment returns the messages of run s: stream sequences in
-// (bounds[s-1], bounds[s]].
-func (l *rawLog) segment(bounds []uint64, s int) segment {
-	var lo, hi uint64 = 0, ^uint64(0)
+// segment returns the messages of run s: raw log positions
+// [bounds[s-1], bounds[s]).
+func (l *rawLog) segment(bounds []int, s int) segment {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lo, hi := 0, len(l.msgs)
 	if s > 0 {
 		lo = bounds[s-1]
 	}
 	if s < len(bounds) {
 		hi = bounds[s]
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out segment
-	for _, m := range l.msgs {
-		if m.seq > lo && m.seq <= hi {
-			out.msgs = append(out.msgs, m)
-		}
-	}
-	out.bad = len(l.bad)
-	return out
+	return segment{msgs: append([]rawMsg(nil), l.msgs[lo:hi]...), bad: len(l.bad)}
 }
 
 // segment is what one trainer process published.
@@ -643,41 +643,27 @@ func (s segment) check() error {
 	return nil
 }
 
-// leftoversApplied lists the IDs whose center in the replica is an update
-// that a killed trainer (runs 0..len(bounds)-2) published for a step it
-// never committed.
-func (l *rawLog) leftoversApplied(rep *broadcast.Replica, bounds []uint64) []string {
-	type key struct {
-		id   uint64
-		step int64
-	}
-	left := map[key][]float32{}
+// leftoversLanded lists the updates a killed trainer (runs 0..len(bounds)-2)
+// published for a step it never committed, of IDs the next run's commit of
+// that step does not cover: a replica applies them with that commit.
+func (l *rawLog) leftoversLanded(bounds []int) []string {
+	var out []string
 	for s := 0; s < len(bounds)-1; s++ {
-		for _, m := range l.segment(bounds, s).uncommitted() {
-			if m.kind != broadcast.Evict {
-				left[key{m.id, m.step}] = m.vec
+		next := l.segment(bounds, s+1)
+		committed, covered := map[int64]bool{}, map[[2]int64]bool{}
+		for _, m := range next.msgs {
+			if m.commit {
+				committed[m.step] = true
+			} else {
+				covered[[2]int64{int64(m.id), m.step}] = true
 			}
 		}
-	}
-	var out []string
-	for k, v := range left {
-		if c, ok := rep.Get(k.id); ok && c.Step == k.step && sameDirection(c.Vector, v) {
-			out = append(out, fmt.Sprintf("id %d step %d", k.id, k.step))
+		for _, m := range l.segment(bounds, s).uncommitted() {
+			if committed[m.step] && !covered[[2]int64{int64(m.id), m.step}] {
+				out = append(out, fmt.Sprintf("run%d: %s of id %d at step %d", s, m.kind, m.id, m.step))
+			}
 		}
 	}
 	sort.Strings(out)
 	return out
-}
-
-func sameDirection(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	var ab, aa, bb float64
-	for i := range a {
-		ab += float64(a[i]) * float64(b[i])
-		aa += float64(a[i]) * float64(a[i])
-		bb += float64(b[i]) * float64(b[i])
-	}
-	return aa > 0 && bb > 0 && ab*ab > 0.999999*aa*bb && ab > 0
 }

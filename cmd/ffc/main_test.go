@@ -38,7 +38,7 @@ func run(t *testing.T, env map[string]string, args ...string) (string, string, e
 	var out, errb bytes.Buffer
 	root := newRootCmd(&out, &errb)
 	root.SetArgs(args)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	err := root.ExecuteContext(ctx)
 	return out.String(), errb.String(), err
@@ -134,7 +134,7 @@ func TestDemoPipeline(t *testing.T) {
 }
 
 func testDemoPipeline(t *testing.T, data string, extra []string) {
-	args := append([]string{"demo", "--synthetic", "--backbone", "mlp", "--duration", "30s", "--new-ids", "5",
+	args := append([]string{"demo", "--synthetic", "--synthetic-ids", "200", "--backbone", "mlp", "--duration", "30s", "--new-ids", "5",
 		"--new-at", "0.3", "--data-dir", data, "--log-level", "warn"}, extra...)
 	out, _, err := run(t, nil, args...)
 	if err != nil {

@@ -29,7 +29,7 @@ import (
 // demoData returns the demo's data set: the CI glyph set, built into
 // dataDir (cached), or synthetic identities where the font packages cannot
 // be fetched.
-func demoData(ctx context.Context, out io.Writer, log *slog.Logger, dataDir string, synthOnly bool) (*dataset.Reader, string, error) {
+func demoData(ctx context.Context, out io.Writer, log *slog.Logger, dataDir string, synthOnly bool, synthIDs int) (*dataset.Reader, string, error) {
 	if !synthOnly {
 		dir := filepath.Join(dataDir, "glyphs-ci")
 		pkgs, err := glyphs.PackageList(glyphs.PackagesCI)
@@ -48,19 +48,23 @@ func demoData(ctx context.Context, out io.Writer, log *slog.Logger, dataDir stri
 		}
 		fmt.Fprintf(out, "demo: the font packages could not be fetched or rendered (%v): RUNNING ON SYNTHETIC IDENTITIES instead\n", err)
 	}
-	dir := filepath.Join(dataDir, "synth-2000")
-	if r, err := dataset.Open(dir); err == nil {
-		return r, "synthetic identities (2,000 IDs)", nil
+	if synthIDs <= 0 {
+		synthIDs = 2000
 	}
-	g, err := synth.New(synth.Options{Seed: 1, IDs: 2000, Alpha: 1.5, Min: 4, Max: 30, Size: 32})
+	what := fmt.Sprintf("synthetic identities (%d IDs)", synthIDs)
+	dir := filepath.Join(dataDir, fmt.Sprintf("synth-%d", synthIDs))
+	if r, err := dataset.Open(dir); err == nil {
+		return r, what, nil
+	}
+	g, err := synth.New(synth.Options{Seed: 1, IDs: uint64(synthIDs), Alpha: 1.5, Min: 4, Max: 30, Size: 32})
 	if err != nil {
 		return nil, "", err
 	}
-	if _, err := synth.WriteSample(ctx, g, dir, synth.SampleOptions{IDs: 2000, OpensetFrac: 0.1, HeldoutFrac: 0.2}); err != nil {
+	if _, err := synth.WriteSample(ctx, g, dir, synth.SampleOptions{IDs: uint64(synthIDs), OpensetFrac: 0.1, HeldoutFrac: 0.2}); err != nil {
 		return nil, "", err
 	}
 	r, err := dataset.Open(dir)
-	return r, "synthetic identities (2,000 IDs)", err
+	return r, what, err
 }
 
 // pipelineOptions configure the pipeline part of the demo.
@@ -76,6 +80,7 @@ type pipelineOptions struct {
 	synthOnly bool
 	dataDir   string
 	threads   int
+	synthIDs  int
 	ckptEvery int
 	maxLead   int
 }
@@ -84,7 +89,7 @@ type pipelineOptions struct {
 // given endpoints and prints what happens.
 func runPipeline(ctx context.Context, a *app, r *resolved, o pipelineOptions) error {
 	out := a.stdout
-	ds, what, err := demoData(ctx, out, a.log, o.dataDir, o.synthOnly)
+	ds, what, err := demoData(ctx, out, a.log, o.dataDir, o.synthOnly, o.synthIDs)
 	if err != nil {
 		return fmt.Errorf("demo: data: %w", err)
 	}
