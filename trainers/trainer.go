@@ -247,7 +247,7 @@ func (t *Trainer) runGeneration(ctx context.Context, gen *kafka.Generation) (boo
 		if sinceCkpt == 0 {
 			return nil
 		}
-		if err := t.checkpoint(ctx, gen); err != nil {
+		if err := t.checkpoint(context.WithoutCancel(ctx), gen); err != nil {
 			return err
 		}
 		lastCkpt, sinceCkpt = time.Now(), 0
@@ -278,7 +278,8 @@ func (t *Trainer) runGeneration(ctx context.Context, gen *kafka.Generation) (boo
 		}
 		sinceCkpt++
 		if sinceCkpt >= t.cfg.CheckpointEvery || time.Since(lastCkpt) >= t.cfg.CheckpointInterval {
-			if err := t.checkpoint(ctx, gen); err != nil {
+			// A checkpoint once begun is finished even during shutdown.
+			if err := t.checkpoint(context.WithoutCancel(ctx), gen); err != nil {
 				return true, err
 			}
 			lastCkpt, sinceCkpt = time.Now(), 0
@@ -466,7 +467,10 @@ func (t *Trainer) step(ctx context.Context, bt *batch) error {
 			}
 			ups = append(ups, u)
 		}
-		if err := t.pub.PublishStep(ctx, int64(st.Step), ups); err != nil {
+		// Not cancelled by shutdown: a step the engine has taken is
+		// published whole (bounded by the publisher's ack timeout), so the
+		// final checkpoint that follows covers it.
+		if err := t.pub.PublishStep(context.WithoutCancel(ctx), int64(st.Step), ups); err != nil {
 			return fmt.Errorf("trainer: %w", err)
 		}
 		t.metrics.steps.Inc()

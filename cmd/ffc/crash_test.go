@@ -40,6 +40,8 @@ import (
 // exactly after it (its first published step is the checkpoint's step
 // count); no ID may be lost (every ID in the catalog ends with a center);
 // and the per-ID steps a subscriber's replica holds must never go down.
+// Finally SIGTERM must stop it with exit status 0 and a final checkpoint
+// covering every step it committed (subtest).
 //
 // The servers (NATS, Kafka via kfake, S3 via gofakes3), the producer, the
 // replica and a raw subscriber of centers.<model>.> run in the test

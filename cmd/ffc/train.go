@@ -80,7 +80,7 @@ y = [a2; h2]; --dual-loader=false (offline) uses 2·B instances instead.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runTrain(cmd, a, f) },
 	}
 	fs := cmd.Flags()
-	fs.BoolVar(&f.offline, "offline", false, "train from a local data set (required for now)")
+	fs.BoolVar(&f.offline, "offline", false, "train from a local data set instead of streaming from Kafka")
 	fs.StringVar(&f.data, "data", ".cache/ffc-data/glyphs-ci", "data set folder (images.bin, index.bin, manifest.json)")
 	fs.StringVar(&f.out, "out", "runs/latest", "output folder for checkpoints, curve.json and summary.json")
 	fs.StringVar(&f.head, "head", "ffc", "head: ffc, fc (full softmax over N classes) or pfc (Partial FC)")
