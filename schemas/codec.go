@@ -240,6 +240,9 @@ func ValidateCenterUpdate(m *ffcpb.CenterUpdate, lim Limits) error {
 	if err := checkVersion(m.GetVersion()); err != nil {
 		return err
 	}
+	if err := checkRun(m.GetRun()); err != nil {
+		return err
+	}
 	if err := checkModel(m.GetModel()); err != nil {
 		return err
 	}
@@ -279,6 +282,9 @@ func ValidateStepCommit(m *ffcpb.StepCommit, _ Limits) error {
 		return bad(ErrMissingField, "message", "nil")
 	}
 	if err := checkVersion(m.GetVersion()); err != nil {
+		return err
+	}
+	if err := checkRun(m.GetRun()); err != nil {
 		return err
 	}
 	if err := checkModel(m.GetModel()); err != nil {

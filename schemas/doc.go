@@ -13,7 +13,7 @@
 //   - IDPair: two images of one ID (id stream, samples.byid, key = id);
 //   - CenterUpdate: one center inserted, refreshed or evicted
 //     (centers.<model>.<id>);
-//   - StepCommit: every update of a step is out (centers.<model>.step);
+//   - StepCommit: every update of a step is out (centers.<model>.step.<run>);
 //   - CheckpointManifest: the parts, hashes and Kafka offsets of a
 //     checkpoint.
 //

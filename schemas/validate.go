@@ -36,6 +36,22 @@ func checkModel(s string) error {
 	return nil
 }
 
+// checkRun: an optional run name, a NATS subject token when set.
+func checkRun(s string) error {
+	if s == "" {
+		return nil
+	}
+	if len(s) > MaxNameBytes {
+		return bad(ErrTooLarge, "run", "%d bytes > %d", len(s), MaxNameBytes)
+	}
+	for _, r := range s {
+		if r == '.' || r == '*' || r == '>' || r <= ' ' || r == 0x7f {
+			return bad(ErrMalformed, "run", "%q: %q not allowed in a NATS subject token", s, r)
+		}
+	}
+	return nil
+}
+
 // checkTopic: a Kafka topic name, [a-zA-Z0-9._-]{1,249}.
 func checkTopic(field, s string) error {
 	if s == "" {

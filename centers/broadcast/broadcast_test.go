@@ -111,7 +111,7 @@ func TestPublishBootstrapLive(t *testing.T) {
 	}
 
 	// Live: a step without its commit is not applied; with it, it is.
-	b, _ := jsonCodec{}.EncodeUpdate(Update{Model: "m1", ID: 2, Vector: vec(-5), Step: 3, Kind: Refresh})
+	b, _ := jsonCodec{}.EncodeUpdate(Update{Model: "m1", ID: 2, Vector: vec(-5), Step: 3, Kind: Refresh, Run: pub.Run()})
 	if _, err := js.Publish(ctx, centerSubject("m1", 2), b); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestPublishBootstrapLive(t *testing.T) {
 	if _, err := js.Publish(ctx, centerSubject("m1", 9), []byte("{not json")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, centerSubject("m1", 9), mustJSON(t, Update{ID: 9, Vector: []float32{1}, Kind: Insert, Step: 9})); err != nil {
+	if _, err := js.Publish(ctx, centerSubject("m1", 9), mustJSON(t, Update{ID: 9, Vector: []float32{1}, Kind: Insert, Step: 9, Run: pub.Run()})); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "rejections", func() bool { return rep.Stats().Rejected == 2 })
@@ -185,9 +185,12 @@ func TestSearchExact(t *testing.T) {
 		return v
 	}
 	for id := uint64(0); id < 500; id++ {
-		r.pending[1] = append(r.pending[1], Update{ID: id, Vector: rv(), Step: 1, Kind: Insert})
+		if r.pending["r"] == nil {
+			r.pending["r"] = map[int64][]Update{}
+		}
+		r.pending["r"][1] = append(r.pending["r"][1], Update{ID: id, Vector: rv(), Step: 1, Kind: Insert, Run: "r"})
 	}
-	r.applyThrough(1)
+	r.applyThrough("r", 1)
 	for trial := 0; trial < 20; trial++ {
 		q := rv()
 		got, err := r.Search(q, 5)
@@ -267,5 +270,57 @@ func TestReplicaSurvivesServerRestart(t *testing.T) {
 	}
 	if c, _ := rep.Get(1); c.Step != 0 {
 		t.Fatalf("id 1 changed: %+v", c)
+	}
+}
+
+// TestCrashedRunTailNeverLands: a run that published updates of a step but
+// died before committing it; a new run commits the same step number. The
+// dead run's updates are dropped, the new run's applied.
+func TestCrashedRunTailNeverLands(t *testing.T) {
+	js, _ := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dead, err := NewPublisher(ctx, js, PublisherOptions{Model: "c", Codec: jsonCodec{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dead.PublishStep(ctx, 0, []Update{{ID: 1, Vector: vec(1), Kind: Insert}}); err != nil {
+		t.Fatal(err)
+	}
+	// Step 1 of the dead run: updates only, no commit.
+	for _, id := range []uint64{1, 2} {
+		b, _ := jsonCodec{}.EncodeUpdate(Update{Model: "c", ID: id, Vector: vec(-9), Step: 1, Kind: Refresh, Run: dead.Run()})
+		if _, err := js.Publish(ctx, centerSubject("c", id), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next, err := NewPublisher(ctx, js, PublisherOptions{Model: "c", Codec: jsonCodec{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.PublishStep(ctx, 1, []Update{{ID: 3, Vector: vec(3), Kind: Insert}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, live := range []bool{false, true} { // bootstrap from the stream, and live
+		rep, err := NewReplica(js, ReplicaOptions{Model: "c", Codec: jsonCodec{}, Dim: dim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, rcancel := context.WithCancel(ctx)
+		go func() { _ = rep.Run(rctx) }()
+		<-rep.Ready()
+		if live {
+			if err := next.PublishStep(ctx, 2, []Update{{ID: 4, Vector: vec(4), Kind: Insert}}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "step 2", func() bool { return rep.Stats().LastStep == 2 })
+		}
+		c1, _ := rep.Get(1)
+		_, has2 := rep.Get(2)
+		_, has3 := rep.Get(3)
+		if c1.Step != 0 || has2 || !has3 {
+			t.Errorf("live=%v: id1 %+v, id2 present %v, id3 present %v: the dead run's step 1 must not land", live, c1, has2, has3)
+		}
+		rcancel()
 	}
 }

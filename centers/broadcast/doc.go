@@ -3,7 +3,8 @@
 // centers.<model>.<id> (last value per subject, so the stream holds the
 // newest center of every ID ever trained, also after it left the pool),
 // evictions as centers.<model>.evicted.<id>, and one commit per training
-// step on centers.<model>.step after that step's changes.
+// step on centers.<model>.step.<run> after that step's changes (one
+// subject per publishing run, so the stream keeps each run's last commit).
 //
 // A Replica follows the stream: it bootstraps from the retained messages,
 // then goes live, applies a step's changes together when the step's commit

@@ -2,6 +2,8 @@ package broadcast
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -20,11 +22,18 @@ type PublisherOptions struct {
 	AckTimeout time.Duration
 }
 
-// Publisher publishes the center changes of one model.
+// Publisher publishes the center changes of one model. Each Publisher is
+// one run with a random name: subscribers apply its updates only when its
+// own commits cover them, so the uncommitted tail of a crashed run never
+// lands, even when a restarted run commits the same step numbers.
 type Publisher struct {
 	js   jetstream.JetStream
 	opts PublisherOptions
+	run  string
 }
+
+// Run is this publisher's run name.
+func (p *Publisher) Run() string { return p.run }
 
 // EnsureStream creates or updates the model's stream: subjects
 // centers.<model>.>, last value per subject, file storage.
@@ -60,7 +69,11 @@ func NewPublisher(ctx context.Context, js jetstream.JetStream, opts PublisherOpt
 	if _, err := EnsureStream(ctx, js, opts.Model, opts.Replicas); err != nil {
 		return nil, err
 	}
-	return &Publisher{js: js, opts: opts}, nil
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("publisher: run name: %w", err)
+	}
+	return &Publisher{js: js, opts: opts, run: hex.EncodeToString(b[:])}, nil
 }
 
 // PublishStep publishes the updates of one step, waits until JetStream has
@@ -71,7 +84,7 @@ func (p *Publisher) PublishStep(ctx context.Context, step int64, updates []Updat
 	ids := make([]uint64, 0, len(updates))
 	futures := make([]jetstream.PubAckFuture, 0, len(updates))
 	for _, u := range updates {
-		u.Model, u.Step = p.opts.Model, step
+		u.Model, u.Step, u.Run = p.opts.Model, step, p.run
 		b, err := p.opts.Codec.EncodeUpdate(u)
 		if err != nil {
 			return fmt.Errorf("publish step %d: id %d: %w", step, u.ID, err)
@@ -101,11 +114,11 @@ func (p *Publisher) PublishStep(ctx context.Context, step int64, updates []Updat
 			return ctx.Err()
 		}
 	}
-	b, err := p.opts.Codec.EncodeCommit(Commit{Model: p.opts.Model, Step: step, IDs: ids, Time: time.Now()})
+	b, err := p.opts.Codec.EncodeCommit(Commit{Model: p.opts.Model, Step: step, IDs: ids, Time: time.Now(), Run: p.run})
 	if err != nil {
 		return fmt.Errorf("publish step %d: commit: %w", step, err)
 	}
-	if _, err := p.js.Publish(ctx, stepSubject(p.opts.Model), b); err != nil {
+	if _, err := p.js.Publish(ctx, stepSubject(p.opts.Model, p.run), b); err != nil {
 		return fmt.Errorf("publish step %d: commit: %w", step, err)
 	}
 	return nil

@@ -46,7 +46,8 @@ type ReplicaStats struct {
 	Rejected  int64 // messages that failed to decode or validate
 	Commits   int64
 	LastStep  int64
-	Pending   int // updates waiting for their step's commit
+	Pending   int   // updates waiting for their step's commit
+	Dropped   int64 // updates of a run that never committed their step
 	IDs       int
 	Evictions int64
 }
@@ -62,7 +63,8 @@ type Replica struct {
 	vecs     []float32 // len(ids)·Dim, rows L2-normalised
 	steps    []int64
 	inPool   []bool
-	pending  map[int64][]Update
+	pending  map[string]map[int64][]Update // run → step → updates awaiting the run's commit
+	dropped  int64
 	lastStep int64
 	stats    ReplicaStats
 
@@ -82,7 +84,7 @@ func NewReplica(js jetstream.JetStream, opts ReplicaOptions) (*Replica, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Replica{js: js, opts: opts, index: map[uint64]int{}, pending: map[int64][]Update{}, lastStep: -1, ready: make(chan struct{})}, nil
+	return &Replica{js: js, opts: opts, index: map[uint64]int{}, pending: map[string]map[int64][]Update{}, lastStep: -1, ready: make(chan struct{})}, nil
 }
 
 // Ready is closed once the replica has applied everything the stream held
@@ -139,14 +141,14 @@ func (r *Replica) Run(ctx context.Context) error {
 func (r *Replica) handle(subject string, data []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if subject == stepSubject(r.opts.Model) {
+	if strings.HasPrefix(subject, stepPrefix(r.opts.Model)) {
 		c, err := r.opts.Codec.DecodeCommit(data)
 		if err != nil {
 			r.stats.Rejected++
 			r.opts.Log.Warn("replica: rejected step commit", "err", err)
 			return
 		}
-		r.applyThrough(c.Step)
+		r.applyThrough(c.Run, c.Step)
 		return
 	}
 	u, err := r.opts.Codec.DecodeUpdate(data)
@@ -161,26 +163,41 @@ func (r *Replica) handle(subject string, data []byte) {
 		r.opts.Log.Warn("replica: rejected center update", "subject", subject, "err", err)
 		return
 	}
-	// Applied when its step's commit arrives: a step's changes land
-	// together, and a step a crashed trainer never committed never lands.
-	r.pending[u.Step] = append(r.pending[u.Step], u)
+	// Applied when a commit of its run covers its step: a step's changes
+	// land together, and a step a crashed trainer never committed never
+	// lands, even when a restarted run commits the same step number.
+	if r.pending[u.Run] == nil {
+		r.pending[u.Run] = map[int64][]Update{}
+	}
+	r.pending[u.Run][u.Step] = append(r.pending[u.Run][u.Step], u)
 }
 
-// applyThrough applies every pending update of steps ≤ step, oldest step
-// first, and records the commit.
-func (r *Replica) applyThrough(step int64) {
+// applyThrough applies every pending update of run with a step ≤ step,
+// oldest step first, and records the commit. Runs follow one another (one
+// trainer per model), so what other runs still have pending was never
+// committed: it is dropped.
+func (r *Replica) applyThrough(run string, step int64) {
 	var steps []int64
-	for s := range r.pending {
+	for s := range r.pending[run] {
 		if s <= step {
 			steps = append(steps, s)
 		}
 	}
 	sort.Slice(steps, func(i, j int) bool { return steps[i] < steps[j] })
 	for _, s := range steps {
-		for _, u := range r.pending[s] {
+		for _, u := range r.pending[run][s] {
 			r.apply(u)
 		}
-		delete(r.pending, s)
+		delete(r.pending[run], s)
+	}
+	for other, byStep := range r.pending {
+		if other == run {
+			continue
+		}
+		for _, ups := range byStep {
+			r.dropped += int64(len(ups))
+		}
+		delete(r.pending, other)
 	}
 	r.stats.Commits++
 	if step > r.lastStep {
@@ -280,9 +297,11 @@ func (r *Replica) Stats() ReplicaStats {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	s := r.stats
-	s.LastStep, s.IDs = r.lastStep, len(r.ids)
-	for _, p := range r.pending {
-		s.Pending += len(p)
+	s.LastStep, s.IDs, s.Dropped = r.lastStep, len(r.ids), r.dropped
+	for _, byStep := range r.pending {
+		for _, p := range byStep {
+			s.Pending += len(p)
+		}
 	}
 	return s
 }

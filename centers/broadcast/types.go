@@ -40,6 +40,8 @@ type Update struct {
 	Slot   int32
 	Row    int32
 	Kind   Kind
+	// Run names the publishing trainer process (set by the Publisher).
+	Run string
 }
 
 // Commit closes a step: its updates are complete.
@@ -48,6 +50,7 @@ type Commit struct {
 	Step  int64
 	IDs   []uint64
 	Time  time.Time
+	Run   string
 }
 
 // Codec turns updates and commits into bytes and back; decoders validate
@@ -79,7 +82,14 @@ func centerSubject(model string, id uint64) string {
 func evictSubject(model string, id uint64) string {
 	return fmt.Sprintf("centers.%s.evicted.%d", model, id)
 }
-func stepSubject(model string) string { return "centers." + model + ".step" }
+
+// stepSubject is where a run's step commits go; the stream keeps the last
+// commit of every run, so a replica bootstrapping later still learns up to
+// which step each run committed.
+func stepSubject(model, run string) string { return "centers." + model + ".step." + run }
+
+// stepPrefix starts every commit subject of a model.
+func stepPrefix(model string) string { return "centers." + model + ".step." }
 
 // ErrDim reports a vector of the wrong length.
 var ErrDim = errors.New("vector length differs from the model's dimension")

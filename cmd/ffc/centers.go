@@ -31,7 +31,7 @@ func newCentersCmd(a *app) *cobra.Command {
 		Long: `The trainer publishes every center change on NATS JetStream: the center of
 ID <id> of model <model> on centers.<model>.<id> (the stream keeps the last
 value of each, also after the ID left the pool), evictions on
-centers.<model>.evicted.<id>, and a commit per step on centers.<model>.step.
+centers.<model>.evicted.<id>, and a commit per step on centers.<model>.step.<run>.
 These commands keep a replica of all centers (bootstrap from the stream,
 then live) and use it.`,
 	}

@@ -58,7 +58,7 @@ func newTrainCmd(a *app) *cobra.Command {
 		Short: "Train a model: streaming from Kafka, or --offline from a local data set",
 		Long: `Streaming (default): train consumes samples.byid and samples.instance as a
 Kafka consumer group (--group), runs FFC steps, publishes every class-center
-change on NATS (centers.<model>.<id>, centers.<model>.step), and every
+change on NATS (centers.<model>.<id>, centers.<model>.step.<run>), and every
 --checkpoint-every steps or --checkpoint-interval writes a checkpoint to
 object storage (model, optimizer, pool, LRU, pos bits, step and the Kafka
 offsets it covers) before committing those offsets. On start it restores the

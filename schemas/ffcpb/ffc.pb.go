@@ -355,7 +355,11 @@ type CenterUpdate struct {
 	Slot uint32            `protobuf:"varint,6,opt,name=slot,proto3" json:"slot,omitempty"`
 	Kind CenterUpdate_Kind `protobuf:"varint,7,opt,name=kind,proto3,enum=ffc.v1.CenterUpdate_Kind" json:"kind,omitempty"`
 	// Pool row written (0 or 1).
-	Row           uint32 `protobuf:"varint,8,opt,name=row,proto3" json:"row,omitempty"`
+	Row uint32 `protobuf:"varint,8,opt,name=row,proto3" json:"row,omitempty"`
+	// The publishing run (one trainer process); a subscriber applies the
+	// update only when a StepCommit of the same run covers its step. Empty
+	// for publishers that predate runs.
+	Run           string `protobuf:"bytes,9,opt,name=run,proto3" json:"run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -446,8 +450,16 @@ func (x *CenterUpdate) GetRow() uint32 {
 	return 0
 }
 
+func (x *CenterUpdate) GetRun() string {
+	if x != nil {
+		return x.Run
+	}
+	return ""
+}
+
 // StepCommit closes a step: every CenterUpdate of that step has been
-// published (NATS subject centers.<model>.step).
+// published (NATS subject centers.<model>.step.<run>: the stream keeps the
+// last commit of every run).
 type StepCommit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Schema version; 1.
@@ -459,7 +471,9 @@ type StepCommit struct {
 	// The IDs whose centers changed in the step.
 	ChangedIds []uint64 `protobuf:"varint,4,rep,packed,name=changed_ids,json=changedIds,proto3" json:"changed_ids,omitempty"`
 	// When the step was committed, Unix nanoseconds.
-	TimeUnixNano  int64 `protobuf:"varint,5,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	TimeUnixNano int64 `protobuf:"varint,5,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	// The publishing run, as in CenterUpdate.
+	Run           string `protobuf:"bytes,6,opt,name=run,proto3" json:"run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -527,6 +541,13 @@ func (x *StepCommit) GetTimeUnixNano() int64 {
 		return x.TimeUnixNano
 	}
 	return 0
+}
+
+func (x *StepCommit) GetRun() string {
+	if x != nil {
+		return x.Run
+	}
+	return ""
 }
 
 // PartitionOffset is the next offset to consume in one partition (Kafka
@@ -915,7 +936,7 @@ const file_ffc_v1_ffc_proto_rawDesc = "" +
 	"\x05first\x18\x03 \x01(\v2\r.ffc.v1.ImageR\x05first\x12%\n" +
 	"\x06second\x18\x04 \x01(\v2\r.ffc.v1.ImageR\x06second\x12\x1a\n" +
 	"\bsequence\x18\x05 \x01(\x04R\bsequence\x12\x16\n" +
-	"\x06source\x18\x06 \x01(\tR\x06source\"\x91\x02\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\"\xa3\x02\n" +
 	"\fCenterUpdate\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x0e\n" +
@@ -924,13 +945,14 @@ const file_ffc_v1_ffc_proto_rawDesc = "" +
 	"\x04step\x18\x05 \x01(\x04R\x04step\x12\x12\n" +
 	"\x04slot\x18\x06 \x01(\rR\x04slot\x12-\n" +
 	"\x04kind\x18\a \x01(\x0e2\x19.ffc.v1.CenterUpdate.KindR\x04kind\x12\x10\n" +
-	"\x03row\x18\b \x01(\rR\x03row\"@\n" +
+	"\x03row\x18\b \x01(\rR\x03row\x12\x10\n" +
+	"\x03run\x18\t \x01(\tR\x03run\"@\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06INSERT\x10\x01\x12\v\n" +
 	"\aREFRESH\x10\x02\x12\t\n" +
-	"\x05EVICT\x10\x03\"\x97\x01\n" +
+	"\x05EVICT\x10\x03\"\xa9\x01\n" +
 	"\n" +
 	"StepCommit\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
@@ -938,7 +960,8 @@ const file_ffc_v1_ffc_proto_rawDesc = "" +
 	"\x04step\x18\x03 \x01(\x04R\x04step\x12\x1f\n" +
 	"\vchanged_ids\x18\x04 \x03(\x04R\n" +
 	"changedIds\x12$\n" +
-	"\x0etime_unix_nano\x18\x05 \x01(\x03R\ftimeUnixNano\"G\n" +
+	"\x0etime_unix_nano\x18\x05 \x01(\x03R\ftimeUnixNano\x12\x10\n" +
+	"\x03run\x18\x06 \x01(\tR\x03run\"G\n" +
 	"\x0fPartitionOffset\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\"]\n" +
