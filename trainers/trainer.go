@@ -452,14 +452,8 @@ func (t *Trainer) step(ctx context.Context, bt *batch) error {
 		d := t.cfg.Engine.Dim
 		evictions := 0
 		for _, c := range st.Changes {
-			u := broadcast.Update{ID: uint64(c.Label), Slot: c.Slot, Row: int32(c.Row)}
-			switch c.Kind {
-			case centers.Inserted:
-				u.Kind = broadcast.Insert
-			case centers.Refreshed:
-				u.Kind = broadcast.Refresh
-			case centers.Evicted:
-				u.Kind = broadcast.Evict
+			u := broadcast.Update{ID: uint64(c.Label), Slot: c.Slot, Row: int32(c.Row), Kind: c.Kind}
+			if c.Kind == centers.Evicted {
 				evictions++
 			}
 			if c.Kind != centers.Evicted {

@@ -5,29 +5,19 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/ffc-stream/ffc/centers"
 )
 
-// Kind says what a center update is.
-type Kind int
+// Kind says what a center update is: the pool's change kind.
+type Kind = centers.ChangeKind
 
-// Update kinds, as in centers.ChangeKind.
+// Update kinds.
 const (
-	Insert Kind = iota + 1
-	Refresh
-	Evict
+	Insert  = centers.Inserted
+	Refresh = centers.Refreshed
+	Evict   = centers.Evicted
 )
-
-func (k Kind) String() string {
-	switch k {
-	case Insert:
-		return "insert"
-	case Refresh:
-		return "refresh"
-	case Evict:
-		return "evict"
-	}
-	return fmt.Sprintf("Kind(%d)", int(k))
-}
 
 // Update is one center change.
 type Update struct {
