@@ -12,6 +12,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ffc-stream/ffc/internal/dataset"
 	"github.com/ffc-stream/ffc/schemas"
 )
 
@@ -244,7 +245,7 @@ func checkTopicName(s string) error {
 }
 
 // Shard is this producer's part of the IDs when Count producers split a
-// bucket: it owns the IDs with mix(id) % Count == Index, where mix is the
+// bucket: it owns the IDs with dataset.Mix64(id) % Count == Index, Mix64 being the
 // SplitMix64 finalizer (so consecutive IDs spread evenly). The zero value
 // and {0, 1} own every ID.
 type Shard struct {
@@ -289,16 +290,5 @@ func (s Shard) Owns(id uint64) bool {
 	if s.Count <= 1 {
 		return true
 	}
-	return mix(id)%uint64(s.Count) == uint64(s.Index)
-}
-
-// mix is the SplitMix64 finalizer: a bijection on uint64 that spreads
-// consecutive IDs uniformly.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
+	return dataset.Mix64(id)%uint64(s.Count) == uint64(s.Index)
 }

@@ -16,7 +16,7 @@
 //
 // One concern per file:
 //
-//	config.go    Config, defaults and validation; Shard (mix(id) % n == i)
+//	config.go    Config, defaults and validation; Shard (Mix64(id) % n == i)
 //	catalog.go   the Catalog: a compact index of ids/<id>/<name>.png (sorted
 //	             16-byte entries per ID, names in one byte arena, a bad bit
 //	             per image), listing and incremental updates

@@ -80,6 +80,23 @@ func Train(ctx context.Context, e *Engine, ds Images, opts TrainOptions) (TrainR
 	lastLog := start
 	imagesAtLog := 0
 	ffc := e.opts.Head == HeadFFC
+	// split appends samples[:k] to x and the rest to y.
+	split := func(samples []Sample, k int) error {
+		for i, s := range samples {
+			var err error
+			if i < k {
+				x, err = sc.appendImage(x, s.Image)
+				xl = append(xl, s.Label)
+			} else {
+				y, err = sc.appendImage(y, s.Image)
+				yl = append(yl, s.Label)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 
 	for step := 0; step < opts.Steps; step++ {
 		if err := ctx.Err(); err != nil {
@@ -101,33 +118,15 @@ func Train(ctx context.Context, e *Engine, ds Images, opts TrainOptions) (TrainR
 				xl, yl = append(xl, p.Label), append(yl, p.Label)
 			}
 			half := b / 2
-			for i, s := range inst[:2*half] {
-				if i < half {
-					x, err = sc.appendImage(x, s.Image)
-					xl = append(xl, s.Label)
-				} else {
-					y, err = sc.appendImage(y, s.Image)
-					yl = append(yl, s.Label)
-				}
-				if err != nil {
-					return res, err
-				}
+			if err := split(inst[:2*half], half); err != nil {
+				return res, err
 			}
 			res.Images += 2*b + 2*half
 			st, err = e.StepFFC(x, xl, y, yl)
 		case ffc:
 			inl.Next(inst)
-			for i, s := range inst {
-				if i < b {
-					x, err = sc.appendImage(x, s.Image)
-					xl = append(xl, s.Label)
-				} else {
-					y, err = sc.appendImage(y, s.Image)
-					yl = append(yl, s.Label)
-				}
-				if err != nil {
-					return res, err
-				}
+			if err := split(inst, b); err != nil {
+				return res, err
 			}
 			res.Images += 2 * b
 			st, err = e.StepFFC(x, xl, y, yl)
