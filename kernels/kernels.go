@@ -7,7 +7,9 @@
 //   - kernels/cpu: Go loops parallelised over rows/channels, GEMM through
 //     OpenBLAS (cgo) or, with the noopenblas build tag or without cgo,
 //     through gonum's pure-Go Sgemm;
-//   - kernels/cuda (future, build tag cuda): the same operations on a GPU.
+//   - kernels/cuda: the same operations on an NVIDIA GPU (cuBLAS and custom
+//     kernels compiled to PTX; the GPU constructor needs the build tag
+//     cuda), with a CPU emulator of its kernel source for tests.
 //
 // The package is compute only: it imports nothing else of the project, and
 // it knows nothing about models, labels or the pool's bookkeeping.

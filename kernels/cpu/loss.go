@@ -108,13 +108,14 @@ func (be *Backend) MarginSoftmaxCE(rows, cols int, m kernels.Margin, cos kernels
 			}
 			phi, dphi := mf.target(float64(row[t]))
 			shift := s * max(float64(rowMax(row)), phi)
+			// Σ over j ≠ t directly: subtracting the raw target's term from
+			// the whole row's sum would cancel most digits of the rest when
+			// the target dominates (few columns, large S).
 			var sum float64
 			if g != nil {
-				sum = expScaleStore(row, g, s32, float32(shift))
-				sum -= float64(g[t])
+				sum = expScaleStore(row[:t], g[:t], s32, float32(shift)) + expScaleStore(row[t+1:], g[t+1:], s32, float32(shift))
 			} else {
-				sum = expScaleSum(row, s32, float32(shift))
-				sum -= float64(exp32(s32*row[t] - float32(shift)))
+				sum = expScaleSum(row[:t], s32, float32(shift)) + expScaleSum(row[t+1:], s32, float32(shift))
 			}
 			zt := s*phi - shift
 			et := math.Exp(zt)

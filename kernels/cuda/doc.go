@@ -1,0 +1,35 @@
+// Package cuda implements [kernels.Backend] on an NVIDIA GPU: matrix
+// products through cuBLAS (optionally with TF32 tensor cores), every other
+// operation as a custom kernel from kernels.cu, compiled to PTX for sm_80
+// and sm_90 (`make ptx`, embedded with go:embed) and launched through
+// gorgonia.org/cu.
+//
+// The GPU path is behind the build tag cuda (New): gorgonia.org/cu exits the
+// process in its init when no GPU is present, so nothing built without the
+// tag imports it. Without the tag the package still holds the whole backend
+// logic (shape checks, the memory pool, launch configuration), and
+// NewEmulated runs it against kernels/cuda/internal/emu, which compiles the
+// same kernels.cu as C++ and executes it on the CPU: the parity suite runs
+// the real kernel source in every CI build, though not on a GPU.
+//
+// # Memory
+//
+// Device memory comes from one pool allocated when the backend starts
+// (Options.PoolBytes); Alloc and Free only move offsets in a host-side free
+// list, so no step allocates device memory. The LRU and id→slot bookkeeping
+// of the class pool stay on the host: only slot indices (IndexBuffer) cross
+// to the device.
+//
+// # Ordering
+//
+// Every operation is queued on one stream, in call order. Upload returns
+// once its source has been staged; Download, Sum and AllFinite wait for the
+// stream; Sync waits and reports the first asynchronous error. Operations
+// that take indices (MarginSoftmaxCE targets, GatherRows, ScatterRows)
+// check them on the device and wait for the answer, so an out-of-range
+// index is an error wrapping kernels.ErrIndex as on the CPU; with
+// Options.SkipIndexChecks the check is skipped (no wait) and the kernels
+// skip or zero such rows instead.
+//
+// A Backend is safe for concurrent use; its operations are serialised.
+package cuda
