@@ -3,32 +3,88 @@
 package cuda
 
 /*
-#cgo LDFLAGS: -lcublas
+#cgo LDFLAGS: -ldl
 #cgo linux CFLAGS: -I/usr/local/cuda/include
 #cgo linux LDFLAGS: -L/usr/local/cuda/lib64 -L/usr/lib/x86_64-linux-gnu
+#include <dlfcn.h>
+#include <stdlib.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cuda.h>
 #include <cublas_v2.h>
 
+// cuBLAS is opened with dlopen rather than linked, so that one binary runs
+// with whichever cuBLAS the GPU machine has (libcublas.so.11, .12 or .13:
+// these entry points have kept their ABI). The function pointer types come
+// from the cublas_v2.h this was compiled with, which checks the calls.
+static void* ffc_blas_lib;
+static __typeof__(&cublasCreate_v2) ffc_p_create;
+static __typeof__(&cublasDestroy_v2) ffc_p_destroy;
+static __typeof__(&cublasSetStream_v2) ffc_p_set_stream;
+static __typeof__(&cublasSetMathMode) ffc_p_set_math_mode;
+static __typeof__(&cublasGetVersion_v2) ffc_p_get_version;
+static __typeof__(&cublasSgemm_v2) ffc_p_sgemm;
+static __typeof__(&cublasSgemv_v2) ffc_p_sgemv;
+static char ffc_blas_err[512];
+static char ffc_blas_path[256];
+
+// ffc_blas_open loads cuBLAS once; it returns NULL or an error message.
+static const char* ffc_blas_open(const char* override) {
+	if (ffc_blas_lib) return NULL;
+	const char* names[] = {override, "libcublas.so", "libcublas.so.13", "libcublas.so.12", "libcublas.so.11",
+	                       "/usr/local/cuda/lib64/libcublas.so", NULL};
+	void* lib = NULL;
+	ffc_blas_err[0] = 0;
+	for (int i = 0; i < 6 && !lib; i++) {
+		if (!names[i] || !names[i][0]) continue;
+		lib = dlopen(names[i], RTLD_NOW | RTLD_GLOBAL);
+		if (lib) snprintf(ffc_blas_path, sizeof ffc_blas_path, "%s", names[i]);
+		else if (!ffc_blas_err[0]) snprintf(ffc_blas_err, sizeof ffc_blas_err, "%s", dlerror());
+	}
+	if (!lib) return ffc_blas_err;
+#define FFC_SYM(var, name) \
+	if (!(*(void**)&var = dlsym(lib, name))) { \
+		snprintf(ffc_blas_err, sizeof ffc_blas_err, "%s: no symbol %s", ffc_blas_path, name); \
+		dlclose(lib); \
+		return ffc_blas_err; \
+	}
+	FFC_SYM(ffc_p_create, "cublasCreate_v2")
+	FFC_SYM(ffc_p_destroy, "cublasDestroy_v2")
+	FFC_SYM(ffc_p_set_stream, "cublasSetStream_v2")
+	FFC_SYM(ffc_p_set_math_mode, "cublasSetMathMode")
+	FFC_SYM(ffc_p_get_version, "cublasGetVersion_v2")
+	FFC_SYM(ffc_p_sgemm, "cublasSgemm_v2")
+	FFC_SYM(ffc_p_sgemv, "cublasSgemv_v2")
+#undef FFC_SYM
+	ffc_blas_lib = lib;
+	return NULL;
+}
+
+static const char* ffc_blas_loaded(void) { return ffc_blas_path; }
+
 // Device addresses cross from Go as uintptr_t and become pointers here, so
 // that Go never converts an integer back into a pointer.
-static cublasStatus_t ffc_cublas_create(cublasHandle_t* h, uintptr_t stream, int tf32) {
-	cublasStatus_t st = cublasCreate(h);
+static cublasStatus_t ffc_cublas_create(cublasHandle_t* h, uintptr_t stream, int tf32, int* version) {
+	cublasStatus_t st = ffc_p_create(h);
 	if (st != CUBLAS_STATUS_SUCCESS) return st;
-	st = cublasSetStream(*h, (cudaStream_t)stream);
+	st = ffc_p_set_stream(*h, (cudaStream_t)stream);
 	if (st != CUBLAS_STATUS_SUCCESS) return st;
-	return cublasSetMathMode(*h, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+	st = ffc_p_get_version(*h, version);
+	if (st != CUBLAS_STATUS_SUCCESS) return st;
+	return ffc_p_set_math_mode(*h, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
 }
+
+static cublasStatus_t ffc_cublas_destroy(cublasHandle_t h) { return ffc_p_destroy(h); }
 
 static cublasStatus_t ffc_sgemm(cublasHandle_t h, int ta, int tb, int m, int n, int k, float alpha, uintptr_t a,
                                 int lda, uintptr_t b, int ldb, float beta, uintptr_t c, int ldc) {
-	return cublasSgemm(h, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha,
+	return ffc_p_sgemm(h, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha,
 	                   (const float*)a, lda, (const float*)b, ldb, &beta, (float*)c, ldc);
 }
 
 static cublasStatus_t ffc_sgemv(cublasHandle_t h, int t, int m, int n, float alpha, uintptr_t a, int lda, uintptr_t x,
                                 float beta, uintptr_t y) {
-	return cublasSgemv(h, t ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, &alpha, (const float*)a, lda, (const float*)x, 1,
+	return ffc_p_sgemv(h, t ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, &alpha, (const float*)a, lda, (const float*)x, 1,
 	                   &beta, (float*)y, 1);
 }
 */
@@ -36,6 +92,7 @@ import "C"
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"unsafe"
 
@@ -107,6 +164,11 @@ func openDevice(ordinal int, tf32 bool) (d *cuDevice, err error) {
 	if ordinal < 0 || ordinal >= n {
 		return nil, fmt.Errorf("device %d: %d CUDA device(s) present", ordinal, n)
 	}
+	override := C.CString(os.Getenv("FFC_CUBLAS"))
+	defer C.free(unsafe.Pointer(override))
+	if msg := C.ffc_blas_open(override); msg != nil {
+		return nil, fmt.Errorf("load cuBLAS (set FFC_CUBLAS to the path of libcublas.so.N or add its folder to LD_LIBRARY_PATH): %s", C.GoString(msg))
+	}
 	d = &cuDevice{}
 	defer func() {
 		if err != nil {
@@ -155,10 +217,12 @@ func openDevice(ordinal int, tf32 bool) (d *cuDevice, err error) {
 		}
 		// cu.Stream holds only the CUstream pointer; read it for cuBLAS.
 		s := *(*uintptr)(unsafe.Pointer(&d.stream))
-		if err := blasErr(C.ffc_cublas_create(&d.blas, C.uintptr_t(s), boolInt(tf32))); err != nil {
+		var version C.int
+		if err := blasErr(C.ffc_cublas_create(&d.blas, C.uintptr_t(s), boolInt(tf32), &version)); err != nil {
 			return fmt.Errorf("cuBLAS handle: %w", err)
 		}
 		d.open.blas = true
+		d.label += fmt.Sprintf(", cuBLAS %d from %s", int(version), C.GoString(C.ffc_blas_loaded()))
 		return nil
 	})
 	if err != nil {
@@ -264,7 +328,7 @@ func (d *cuDevice) close() error {
 	}
 	keep(d.do(func() error {
 		if d.open.blas {
-			keep(blasErr(C.cublasDestroy(d.blas)))
+			keep(blasErr(C.ffc_cublas_destroy(d.blas)))
 		}
 		if d.open.mod {
 			keep(d.mod.Unload())

@@ -6,7 +6,11 @@
 //
 // The GPU path is behind the build tag cuda (New): gorgonia.org/cu exits the
 // process in its init when no GPU is present, so nothing built without the
-// tag imports it. Without the tag the package still holds the whole backend
+// tag imports it. Building it needs cuda.h and cublas_v2.h (Debian's
+// nvidia-cuda-dev) and links only libcuda; cuBLAS is opened at run time
+// (libcublas.so, .so.13, .so.12 or .so.11 on the library path, or the file
+// named by FFC_CUBLAS), so one binary runs with the CUDA 11, 12 or 13
+// libraries of the GPU machine. Without the tag the package still holds the whole backend
 // logic (shape checks, the memory pool, launch configuration), and
 // NewEmulated runs it against kernels/cuda/internal/emu, which compiles the
 // same kernels.cu as C++ and executes it on the CPU: the parity suite runs
