@@ -10,8 +10,17 @@ BIN := bin/ffc
 TAGS_CMD := deploy/local/blas.sh --install
 TEST_TIMEOUT ?= 45m
 ARGS ?=
+# CUDA backend (kernels/cuda, build tag cuda): the kernels are compiled to
+# PTX for each architecture and committed, so a GPU machine without nvcc
+# builds from kernels/cuda/ptx. No -lineinfo: it writes the absolute path of
+# kernels.cu into the PTX (the committed files would differ per checkout).
+NVCC ?= nvcc
+NVCCFLAGS ?= -ptx -O3 -std=c++17
+CUDA_SRC := kernels/cuda/kernels.cu
+PTX_ARCHS := 80 90
+CUDA_BIN := bin/ffc-cuda
 
-.PHONY: help build demo test check bench services-up services-down services-status test-real clean
+.PHONY: help build demo test check bench services-up services-down services-status test-real clean ptx emu-hash cuda cuda-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,6 +53,38 @@ services-status: ## show the real services
 
 test-real: services-up ## run the tests against real Kafka, NATS and MinIO as well as the embedded stack
 	eval "$$(deploy/local/services.sh env)"; FFC_REQUIRE_REAL=1 $(MAKE) test
+
+ptx: ## regenerate the CUDA kernels' PTX (kernels/cuda/ptx, committed) with nvcc
+	@command -v $(NVCC) >/dev/null 2>&1 || { echo "ptx: $(NVCC) not found: deploy/local/cuda.sh install (or set NVCC)"; exit 1; }
+	@mkdir -p kernels/cuda/ptx
+	@for a in $(PTX_ARCHS); do \
+	  echo "$(NVCC) $(NVCCFLAGS) -arch=compute_$$a -o kernels/cuda/ptx/ffc_sm$$a.ptx $(CUDA_SRC)"; \
+	  $(NVCC) $(NVCCFLAGS) -arch=compute_$$a -o kernels/cuda/ptx/ffc_sm$$a.ptx $(CUDA_SRC) || exit 1; \
+	done
+	@$(MAKE) --no-print-directory emu-hash
+
+emu-hash: ## record kernels.cu's hash for the CPU emulator (so Go rebuilds it when kernels.cu changes)
+	@h=$$(sha256sum $(CUDA_SRC) | cut -d' ' -f1); f=kernels/cuda/internal/emu/source_hash.go; \
+	  sed -i "s/^const kernelsSHA256 = .*/const kernelsSHA256 = \"$$h\"/" $$f; \
+	  grep -q "$$h" $$f || { echo "emu-hash: could not update $$f"; exit 1; }; echo "emu-hash: $$f = $$h"
+
+cuda: ## build bin/ffc-cuda with the CUDA backend (-tags cuda; runs only where there is a GPU)
+	@if command -v $(NVCC) >/dev/null 2>&1; then $(MAKE) --no-print-directory ptx; \
+	  else echo "cuda: no $(NVCC): building with the committed PTX in kernels/cuda/ptx"; fi
+	@tags=$$($(TAGS_CMD)); $(GO) build -tags "cuda$${tags:+ $$tags}" -o $(CUDA_BIN) ./cmd/ffc
+	@echo "cuda: built $(CUDA_BIN) (it exits at start on a machine without a GPU)"
+
+cuda-check: ## CUDA build without a GPU: committed PTX current, vet, build, test binaries compile (nothing runs)
+	@NVCC="$(NVCC)" NVCCFLAGS="$(NVCCFLAGS)" PTX_ARCHS="$(PTX_ARCHS)" deploy/local/cuda.sh ptx-check
+	@if [ -n "$$(git status --porcelain -- kernels/cuda/ptx)" ]; then \
+	  echo "cuda-check: kernels/cuda/ptx is not committed as it is:"; git status --short -- kernels/cuda/ptx; exit 1; fi
+	@tags=$$($(TAGS_CMD)); tags="cuda$${tags:+ $$tags}"; set -x; \
+	  $(GO) vet -tags "$$tags" ./...; \
+	  $(GO) build -tags "$$tags" ./...; \
+	  $(GO) build -tags "$$tags" -o /dev/null ./cmd/ffc; \
+	  for p in $$($(GO) list -tags "$$tags" ./kernels/cuda/... ./benchmarks/gpu); do \
+	    $(GO) test -tags "$$tags" -c -o /dev/null $$p; done
+	@echo "cuda-check: PTX current; vet, build and test compilation with -tags cuda passed (nothing was run: it needs a GPU)"
 
 clean: ## remove build outputs
 	rm -rf bin

@@ -68,6 +68,7 @@ service checks.`,
 	fs.BoolVar(&f.pipe.synthOnly, "synthetic", false, "use synthetic identities instead of the glyph set")
 	fs.IntVar(&f.pipe.synthIDs, "synthetic-ids", 2000, "number of synthetic identities (with --synthetic, or when the fonts cannot be fetched)")
 	fs.IntVar(&f.pipe.threads, "threads", 0, "CPU threads for compute (0: all cores)")
+	f.pipe.dev.addFlags(fs)
 	fs.IntVar(&f.pipe.ckptEvery, "checkpoint-every", 4, "trainer checkpoint (and offset commit) every N steps")
 	fs.IntVar(&f.pipe.maxLead, "max-lead", 0, "producer flow control: messages per topic ahead of the trainer's commits (0: 2·batch·checkpoint-every)")
 	fs.DurationVar(&f.timeout, "timeout", 3*time.Minute, "give up on the service checks after this long")
@@ -75,6 +76,9 @@ service checks.`,
 }
 
 func runDemo(ctx context.Context, a *app, f *demoFlags) (err error) {
+	if err := f.pipe.dev.check(); err != nil {
+		return err
+	}
 	start := time.Now()
 	r, err := f.ends.resolve(f.stackDir, a.log)
 	if err != nil {

@@ -83,6 +83,7 @@ type pipelineOptions struct {
 	synthIDs  int
 	ckptEvery int
 	maxLead   int
+	dev       deviceFlags
 }
 
 // runPipeline runs producer → Kafka → trainer → NATS → replica on the
@@ -140,7 +141,7 @@ func runPipeline(ctx context.Context, a *app, r *resolved, o pipelineOptions) er
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer cl.nc.Close()
-	be, err := newBackend(o.threads)
+	be, err := newBackend(a.log, o.threads, o.dev)
 	if err != nil {
 		return err
 	}

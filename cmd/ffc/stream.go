@@ -113,7 +113,7 @@ func runStreamTrain(ctx context.Context, a *app, f *trainFlags) error {
 	if f.pool == 0 {
 		f.pool = 3 * f.batch
 	}
-	be, err := newBackend(f.threads)
+	be, err := newBackend(a.log, f.threads, f.dev)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/ffc-stream/ffc/internal/chart"
 	"github.com/ffc-stream/ffc/internal/dataset"
 	"github.com/ffc-stream/ffc/kernels"
-	"github.com/ffc-stream/ffc/kernels/cpu"
 	"github.com/ffc-stream/ffc/trainers/engine"
 	"github.com/ffc-stream/ffc/trainers/nn"
 )
@@ -48,6 +47,7 @@ type trainFlags struct {
 	evalAfter     bool
 	impostorPairs int
 	maxSteps      int
+	dev           deviceFlags
 	stream        streamFlags
 }
 
@@ -108,13 +108,9 @@ y = [a2; h2]; --dual-loader=false (offline) uses 2·B instances instead.`,
 	fs.BoolVar(&f.evalAfter, "eval", true, "evaluate (top-1, TAR@FAR) after training")
 	fs.IntVar(&f.impostorPairs, "impostor-pairs", 200000, "impostor pairs for TAR@FAR in the evaluation")
 	fs.IntVar(&f.maxSteps, "max-steps", 0, "streaming: stop after this many steps in this run (0: until Ctrl-C)")
+	f.dev.addFlags(fs)
 	f.stream.addFlags(fs)
 	return cmd
-}
-
-// newBackend picks the compute backend.
-func newBackend(threads int) (kernels.Backend, error) {
-	return cpu.New(cpu.Options{Threads: threads})
 }
 
 func marginOf(kind string, s, m float64) (kernels.Margin, error) {
@@ -134,6 +130,9 @@ func marginOf(kind string, s, m float64) (kernels.Margin, error) {
 }
 
 func runTrain(cmd *cobra.Command, a *app, f *trainFlags) error {
+	if err := f.dev.check(); err != nil {
+		return err
+	}
 	if !f.offline {
 		return runStreamTrain(cmd.Context(), a, f)
 	}
@@ -154,7 +153,7 @@ func runTrain(cmd *cobra.Command, a *app, f *trainFlags) error {
 	if err != nil {
 		return err
 	}
-	be, err := newBackend(f.threads)
+	be, err := newBackend(a.log, f.threads, f.dev)
 	if err != nil {
 		return err
 	}
@@ -273,6 +272,7 @@ type evalFlags struct {
 	data, checkpoint, out string
 	threads, impostors    int
 	seed                  uint64
+	dev                   deviceFlags
 }
 
 func newEvalCmd(a *app) *cobra.Command {
@@ -289,6 +289,9 @@ and measures, on a local data set:
 It prints the numbers and writes eval.json (with the ROC points) to --out.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.dev.check(); err != nil {
+				return err
+			}
 			ds, err := dataset.Open(f.data)
 			if err != nil {
 				return fmt.Errorf("eval: %w", err)
@@ -298,7 +301,7 @@ It prints the numbers and writes eval.json (with the ROC points) to --out.`,
 			if err != nil {
 				return fmt.Errorf("eval: %w", err)
 			}
-			be, err := newBackend(f.threads)
+			be, err := newBackend(a.log, f.threads, f.dev)
 			if err != nil {
 				return err
 			}
@@ -335,5 +338,6 @@ It prints the numbers and writes eval.json (with the ROC points) to --out.`,
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads for compute (0: all cores)")
 	fs.IntVar(&f.impostors, "impostor-pairs", 200000, "impostor pairs sampled for TAR@FAR")
 	fs.Uint64Var(&f.seed, "seed", 1, "random seed for the impostor pairs")
+	f.dev.addFlags(fs)
 	return cmd
 }

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "8GiB": 8 << 30, "8 GiB": 8 << 30, "8gib": 8 << 30, "500MB": 500e6, "1.5e9": 1.5e9,
+		"1536MiB": 1536 << 20, "2T": 2e12, "4096": 4096, "1KiB": 1024, "10b": 10,
+	} {
+		var b byteSize
+		if err := b.Set(in); err != nil {
+			t.Errorf("Set(%q): %v", in, err)
+			continue
+		}
+		if int64(b) != want {
+			t.Errorf("Set(%q) = %d, want %d", in, int64(b), want)
+		}
+	}
+	for _, in := range []string{"", "GiB", "8 parsecs", "-1GiB", "1e30", "x8"} {
+		var b byteSize
+		if err := b.Set(in); err == nil {
+			t.Errorf("Set(%q) = %d, want an error", in, int64(b))
+		}
+	}
+	for v, want := range map[int64]string{0: "0", 8 << 30: "8GiB", 1536 << 20: "1536MiB", 1000: "1000"} {
+		b := byteSize(v)
+		if got := b.String(); got != want {
+			t.Errorf("String(%d) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// TestDeviceFlags: every command that computes has the device flags, with
+// documented help, and an unknown device is refused before any work.
+func TestDeviceFlags(t *testing.T) {
+	for _, c := range [][]string{{"train"}, {"eval"}, {"demo"}} {
+		out, _, err := run(t, nil, append(c, "--help")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"--device", "--gpu ", "--tf32", "--gpu-memory", "make cuda", "8GiB"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s --help lacks %q", c[0], want)
+			}
+		}
+	}
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"train", "--offline", "--data", dir, "--device", "bogus"},
+		{"train", "--device", "bogus"}, // streaming: refused before the missing addresses
+		{"eval", "--data", dir, "--device", "bogus"},
+		{"demo", "--check-only", "--device", "bogus"},
+	} {
+		_, _, err := run(t, nil, args...)
+		if err == nil || !strings.Contains(err.Error(), `--device "bogus": want cpu or cuda`) {
+			t.Errorf("%v: err = %v, want --device rejected", args, err)
+		}
+	}
+	_, _, err := run(t, nil, "train", "--offline", "--data", dir, "--gpu-memory", "lots")
+	if err == nil || !strings.Contains(err.Error(), "gpu-memory") {
+		t.Errorf("--gpu-memory lots: err = %v, want it rejected", err)
+	}
+	_, _, err = run(t, map[string]string{"FFC_GPU_MEMORY": "lots"}, "eval", "--data", dir)
+	if err == nil || !strings.Contains(err.Error(), "FFC_GPU_MEMORY") {
+		t.Errorf("FFC_GPU_MEMORY=lots: err = %v, want the variable named", err)
+	}
+}
+
+// TestDeviceDefaultCPU trains two offline steps on the default device, on
+// --device cpu given explicitly over FFC_DEVICE=bogus (the flag beats the
+// environment), and with the GPU flags set from the environment (ignored
+// on the CPU).
+func TestDeviceDefaultCPU(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "synth")
+	if _, _, err := run(t, nil, "data", "synth", "--ids", "40", "--sample", "40", "--min", "3", "--max", "6", "--out", data); err != nil {
+		t.Fatalf("data synth: %v", err)
+	}
+	train := []string{"train", "--offline", "--data", data, "--backbone", "mlp", "--dim", "16", "--batch", "4", "--pool", "12",
+		"--steps", "2", "--eval=false", "--log-level", "warn"}
+	for name, c := range map[string]struct {
+		env  map[string]string
+		args []string
+	}{
+		"default":             {nil, nil},
+		"flag over env":       {map[string]string{"FFC_DEVICE": "bogus"}, []string{"--device", "cpu"}},
+		"gpu flags from env":  {map[string]string{"FFC_GPU": "1", "FFC_TF32": "true", "FFC_GPU_MEMORY": "8GiB"}, nil},
+		"env device is used":  {map[string]string{"FFC_DEVICE": "CPU"}, nil},
+		"yaml file (via env)": {map[string]string{"FFC_CONFIG": writeConfig(t, "train:\n  device: cpu\n  gpu-memory: 1GiB\n")}, nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := append(append([]string{}, train...), "--out", filepath.Join(t.TempDir(), "run"))
+			out, _, err := run(t, c.env, append(args, c.args...)...)
+			if err != nil {
+				t.Fatalf("train: %v\n%s", err, out)
+			}
+			if !strings.Contains(out, "backend cpu-") || !strings.Contains(out, "train: 2 steps") {
+				t.Errorf("want 2 steps on a cpu backend:\n%s", out)
+			}
+		})
+	}
+	// The environment and the file are applied: a bad device there is
+	// refused.
+	if _, _, err := run(t, map[string]string{"FFC_DEVICE": "bogus"}, train...); err == nil || !strings.Contains(err.Error(), "--device") {
+		t.Errorf("FFC_DEVICE=bogus: err = %v, want --device rejected", err)
+	}
+	cfg := writeConfig(t, "train:\n  device: bogus\n")
+	if _, _, err := run(t, nil, append([]string{"--config", cfg}, train...)...); err == nil || !strings.Contains(err.Error(), "--device") {
+		t.Errorf("device: bogus in the file: err = %v, want --device rejected", err)
+	}
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "ffc.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
