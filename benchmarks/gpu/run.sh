@@ -127,7 +127,8 @@ if ! printf '#include <cuda.h>\n#include <cublas_v2.h>\n' | ${CC:-gcc} ${CGO_CFL
 fi
 fi
 linkdir=$(mktemp -d)
-libdirs=(/usr/lib/x86_64-linux-gnu /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib64 /lib/x86_64-linux-gnu)
+libdirs=(/usr/lib/x86_64-linux-gnu /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/local/cuda/lib64
+	/usr/local/cuda/targets/x86_64-linux/lib /usr/lib64 /lib/x86_64-linux-gnu)
 for lib in cuda cublas; do
 	found=
 	for d in "${libdirs[@]}"; do
@@ -145,6 +146,11 @@ for lib in cuda cublas; do
 			break 2
 		done
 	done
+	if [[ -z $found && $lib == cublas && -z ${FFC_CUBLAS:-} ]]; then
+		# Python wheels (nvidia-cublas) keep it under site-packages.
+		found=$(find /opt /usr/local /usr/lib/python3* -maxdepth 9 -name 'libcublas.so*' 2>/dev/null | sort -r | head -1)
+		[[ -n $found ]] && export FFC_CUBLAS=$found
+	fi
 	stamp "lib$lib: ${found:-NOT FOUND}"
 done
 
