@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ffc-stream/ffc/benchmarks/internal/benchutil"
 	"github.com/ffc-stream/ffc/centers"
 	"github.com/ffc-stream/ffc/kernels"
 	"github.com/ffc-stream/ffc/trainers/engine"
@@ -84,7 +84,7 @@ func run(ctx context.Context, c config, precisions []string, open opener, log io
 				rows = append(rows, row{Precision: p, Q: q, Failed: "time budget exhausted"})
 				continue
 			}
-			fmt.Fprintf(log, "gpu: %s Q=%s ... ", p, count(q))
+			fmt.Fprintf(log, "gpu: %s Q=%s ... ", p, benchutil.Count(q))
 			r := measure(ctx, be, c, q)
 			r.Precision, r.Backend = p, be.Name()
 			if r.Failed != "" {
@@ -234,12 +234,12 @@ func headTimes(ctx context.Context, be kernels.Backend, c config, q int, r *row)
 	}
 	defer h.Close()
 	rng := rand.New(rand.NewPCG(c.Seed+7, uint64(q)))
-	p, err := unitBuffer(be, rng, n, d)
+	p, err := benchutil.UnitBuffer(be, rng, n, d)
 	if err != nil {
 		return err
 	}
 	defer be.Free(p)
-	g, err := unitBuffer(be, rng, n, d)
+	g, err := benchutil.UnitBuffer(be, rng, n, d)
 	if err != nil {
 		return err
 	}
@@ -314,7 +314,7 @@ func gemmRates(be kernels.Backend, c config, q int) (nt, nn float64, err error) 
 		return b, err
 	}
 	rng := rand.New(rand.NewPCG(c.Seed+9, uint64(q)))
-	p, err := unitBuffer(be, rng, n, d)
+	p, err := benchutil.UnitBuffer(be, rng, n, d)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -367,29 +367,6 @@ func gemmRates(be kernels.Backend, c config, q int) (nt, nn float64, err error) 
 	return nt, nn, nil
 }
 
-func unitBuffer(be kernels.Backend, rng *rand.Rand, rows, d int) (kernels.Buffer, error) {
-	host := make([]float32, rows*d)
-	for r := 0; r < rows; r++ {
-		x := host[r*d : (r+1)*d]
-		var ss float64
-		for i := range x {
-			v := rng.NormFloat64()
-			x[i], ss = float32(v), ss+v*v
-		}
-		for i := range x {
-			x[i] = float32(float64(x[i]) / math.Sqrt(ss))
-		}
-	}
-	buf, err := be.Alloc(rows * d)
-	if err != nil {
-		return nil, err
-	}
-	if err := be.Upload(buf, host); err != nil {
-		return nil, errors.Join(err, be.Free(buf))
-	}
-	return buf, nil
-}
-
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
 
 func median(v []float64) float64 {
@@ -399,43 +376,6 @@ func median(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// parseCounts reads "10k,100k,1M".
-func parseCounts(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		mul := 1.0
-		switch {
-		case strings.HasSuffix(f, "k") || strings.HasSuffix(f, "K"):
-			mul, f = 1e3, f[:len(f)-1]
-		case strings.HasSuffix(f, "M"):
-			mul, f = 1e6, f[:len(f)-1]
-		}
-		v, err := strconv.ParseFloat(f, 64)
-		if err != nil || !(v*mul >= 1) || v*mul > math.MaxInt32 {
-			return nil, fmt.Errorf("bad count %q", f)
-		}
-		out = append(out, int(math.Round(v*mul)))
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no counts")
-	}
-	return out, nil
-}
-
-func count(n int) string {
-	switch {
-	case n >= 1e6 && n%1e5 == 0:
-		return strconv.FormatFloat(float64(n)/1e6, 'f', -1, 64) + "M"
-	case n >= 1e3 && n%100 == 0:
-		return strconv.FormatFloat(float64(n)/1e3, 'f', -1, 64) + "k"
-	}
-	return strconv.Itoa(n)
 }
 
 // render prints the table and its notes.
@@ -448,7 +388,7 @@ func render(w io.Writer, c config, rows []row, machine, cmd string, took time.Du
 	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		if r.Failed != "" {
-			fmt.Fprintf(w, "| %s | %s | failed: %s | | | | | | |\n", r.Precision, count(r.Q), strings.ReplaceAll(r.Failed, "|", "/"))
+			fmt.Fprintf(w, "| %s | %s | failed: %s | | | | | | |\n", r.Precision, benchutil.Count(r.Q), strings.ReplaceAll(r.Failed, "|", "/"))
 			continue
 		}
 		nt, nn := fmt.Sprintf("%.0f", r.GemmNT), fmt.Sprintf("%.0f", r.GemmNN)
@@ -456,7 +396,7 @@ func render(w io.Writer, c config, rows []row, machine, cmd string, took time.Du
 			nt, nn = "failed: "+strings.ReplaceAll(r.GemmErr, "|", "/"), "—"
 		}
 		fmt.Fprintf(w, "| %s | %s | %.0f | %.2f | %.2f | %.2f | %.0f | %s | %s |\n",
-			r.Precision, count(r.Q), r.SamplesPerS, r.StepMS, r.StepMinMS, r.HeadMS, r.HeadGFLOPS, nt, nn)
+			r.Precision, benchutil.Count(r.Q), r.SamplesPerS, r.StepMS, r.StepMinMS, r.HeadMS, r.HeadGFLOPS, nt, nn)
 	}
 	n := rowsPerPass(c.Batch)
 	hidden := make([]string, len(c.Hidden))

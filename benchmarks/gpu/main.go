@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ffc-stream/ffc/benchmarks/internal/benchutil"
 	"github.com/ffc-stream/ffc/kernels"
 	"github.com/ffc-stream/ffc/kernels/cuda"
 )
@@ -37,7 +38,7 @@ func main() {
 	out := flag.String("out", "", "also write the table to this file")
 	flag.Parse()
 
-	qs, err := parseCounts(*qList)
+	qs, err := benchutil.ParseCounts(*qList)
 	if err != nil {
 		fatal(fmt.Errorf("--q: %w", err))
 	}

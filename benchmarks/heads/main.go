@@ -46,6 +46,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ffc-stream/ffc/benchmarks/internal/benchutil"
 	"github.com/ffc-stream/ffc/centers"
 	"github.com/ffc-stream/ffc/kernels"
 	"github.com/ffc-stream/ffc/kernels/cpu"
@@ -151,13 +152,13 @@ func main() {
 		runChild(*child)
 		return
 	}
-	ns, err := parseCounts(*nList)
+	ns, err := benchutil.ParseCounts(*nList)
 	if err != nil {
 		fatal(err)
 	}
 	fixed := 0
 	if *qFixed != "" && *qFixed != "0" {
-		f, err := parseCounts(*qFixed)
+		f, err := benchutil.ParseCounts(*qFixed)
 		if err != nil || len(f) != 1 {
 			fatal(fmt.Errorf("--q-fixed %q: want one count", *qFixed))
 		}
@@ -282,35 +283,6 @@ func fatal(err error) {
 	os.Exit(2)
 }
 
-// parseCounts reads "10k,100k,1M,10M".
-func parseCounts(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		mul := 1.0
-		switch {
-		case strings.HasSuffix(f, "k") || strings.HasSuffix(f, "K"):
-			mul, f = 1e3, f[:len(f)-1]
-		case strings.HasSuffix(f, "M"):
-			mul, f = 1e6, f[:len(f)-1]
-		case strings.HasSuffix(f, "G"):
-			mul, f = 1e9, f[:len(f)-1]
-		}
-		v, err := strconv.ParseFloat(f, 64)
-		if err != nil || !(v*mul >= 1) || v*mul > math.MaxInt32 {
-			return nil, fmt.Errorf("bad count %q", f)
-		}
-		out = append(out, int(math.Round(v*mul)))
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no counts")
-	}
-	return out, nil
-}
-
 // spawn runs one configuration in a child process and parses its report.
 func spawn(self string, c config, timeout time.Duration) result {
 	js, _ := json.Marshal(c)
@@ -414,7 +386,7 @@ func measure(c config) (r result) {
 func setup(be kernels.Backend, c config) (func() (float64, error), error) {
 	rng := rand.New(rand.NewPCG(1, uint64(c.N)))
 	b, d := c.Batch, c.Dim
-	p, err := unitBuffer(be, rng, b, d)
+	p, err := benchutil.UnitBuffer(be, rng, b, d)
 	if err != nil {
 		return nil, err
 	}
@@ -472,7 +444,7 @@ func setup(be kernels.Backend, c config) (func() (float64, error), error) {
 		if err != nil {
 			return nil, err
 		}
-		g, err := unitBuffer(be, rng, ins, d)
+		g, err := benchutil.UnitBuffer(be, rng, ins, d)
 		if err != nil {
 			return nil, err
 		}
@@ -493,27 +465,6 @@ func setup(be kernels.Backend, c config) (func() (float64, error), error) {
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown head %q", c.Head)
-}
-
-func unitBuffer(be kernels.Backend, rng *rand.Rand, rows, d int) (kernels.Buffer, error) {
-	host := make([]float32, rows*d)
-	for r := 0; r < rows; r++ {
-		var ss float64
-		x := host[r*d : (r+1)*d]
-		for i := range x {
-			v := rng.NormFloat64()
-			x[i] = float32(v)
-			ss += v * v
-		}
-		for i := range x {
-			x[i] = float32(float64(x[i]) / math.Sqrt(ss))
-		}
-	}
-	buf, err := be.Alloc(rows * d)
-	if err != nil {
-		return nil, err
-	}
-	return buf, be.Upload(buf, host)
 }
 
 // procField returns the value in kB of a "Name:   123 kB" line of a /proc
@@ -581,16 +532,6 @@ func human(b int64) string {
 	}
 }
 
-func count(n int) string {
-	switch {
-	case n >= 1e6 && n%1e5 == 0:
-		return strconv.FormatFloat(float64(n)/1e6, 'f', -1, 64) + "M"
-	case n >= 1e3 && n%100 == 0:
-		return strconv.FormatFloat(float64(n)/1e3, 'f', -1, 64) + "k"
-	}
-	return strconv.Itoa(n)
-}
-
 func ratio(a, b float64) string {
 	if !(a > 0 && b > 0) {
 		return "—"
@@ -612,7 +553,7 @@ func render(rows []row, mach, cmd string, rate float64, steps, warmup, bigSteps 
 	w("| N | Q | head | step ms | peak RSS | mem estimate | time ÷ FFC | RSS ÷ FFC |\n")
 	w("|---:|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, x := range rows {
-		q := count(x.q)
+		q := benchutil.Count(x.q)
 		if x.head != "FFC" {
 			q = "(" + q + ")"
 		}
@@ -633,7 +574,7 @@ func render(rows []row, mach, cmd string, rate float64, steps, warmup, bigSteps 
 				tr, mr = ratio(x.r.StepMS, f.StepMS), ratio(float64(x.r.PeakRSS), float64(f.PeakRSS))
 			}
 		}
-		w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", count(x.n), q, x.head, ms, rss, est, tr, mr)
+		w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", benchutil.Count(x.n), q, x.head, ms, rss, est, tr, mr)
 	}
 	w("\n")
 	w("- Each row is its own process; peak RSS is its VmHWM at the end (the whole process: Go runtime, OpenBLAS, features included; the FC/Partial FC momentum is touched once at start, as training eventually does). FC and Partial FC do not depend on Q: their rows repeat the same measurement next to each FFC pool size, in parentheses.\n")
@@ -655,7 +596,7 @@ func render(rows []row, mach, cmd string, rate float64, steps, warmup, bigSteps 
 			}
 			return "NOT met"
 		}
-		w("  - N = 1M, Q = %s: FC/FFC time %.1f× (%s), memory %.1f× (%s).\n", count(x.q), t, verdict(t >= 10), m, verdict(m >= 20))
+		w("  - N = 1M, Q = %s: FC/FFC time %.1f× (%s), memory %.1f× (%s).\n", benchutil.Count(x.q), t, verdict(t >= 10), m, verdict(m >= 20))
 	}
 	return sb.String()
 }

@@ -1,25 +1,9 @@
 package main
 
 import (
-	"slices"
 	"strings"
 	"testing"
 )
-
-func TestParseCounts(t *testing.T) {
-	got, err := parseCounts("10k, 100k,1M,10M,384")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []int{10_000, 100_000, 1_000_000, 10_000_000, 384}; !slices.Equal(got, want) {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-	for _, bad := range []string{"", "x", "0", "-5k", "1e12"} {
-		if _, err := parseCounts(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
 
 // Every head runs end to end at a tiny size, and an impossible one is
 // refused with the message the table shows.

@@ -1,0 +1,80 @@
+// Package benchutil holds what the benchmark programs share: parsing and
+// printing counts like "10k" and "1M", and random unit-norm rows on a
+// backend.
+package benchutil
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+
+	"github.com/ffc-stream/ffc/kernels"
+)
+
+// ParseCounts reads a comma-separated list of counts with optional k, M or
+// G suffixes ("10k,100k,1M,10M").
+func ParseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		mul := 1.0
+		switch {
+		case strings.HasSuffix(f, "k") || strings.HasSuffix(f, "K"):
+			mul, f = 1e3, f[:len(f)-1]
+		case strings.HasSuffix(f, "M"):
+			mul, f = 1e6, f[:len(f)-1]
+		case strings.HasSuffix(f, "G"):
+			mul, f = 1e9, f[:len(f)-1]
+		}
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || !(v*mul >= 1) || v*mul > math.MaxInt32 {
+			return nil, fmt.Errorf("bad count %q", f)
+		}
+		out = append(out, int(math.Round(v*mul)))
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no counts")
+	}
+	return out, nil
+}
+
+// Count prints n as ParseCounts reads it: 10k, 1.5M, 384.
+func Count(n int) string {
+	switch {
+	case n >= 1e6 && n%1e5 == 0:
+		return strconv.FormatFloat(float64(n)/1e6, 'f', -1, 64) + "M"
+	case n >= 1e3 && n%100 == 0:
+		return strconv.FormatFloat(float64(n)/1e3, 'f', -1, 64) + "k"
+	}
+	return strconv.Itoa(n)
+}
+
+// UnitBuffer allocates rows×d random rows of unit L2 norm on be.
+func UnitBuffer(be kernels.Backend, rng *rand.Rand, rows, d int) (kernels.Buffer, error) {
+	host := make([]float32, rows*d)
+	for r := 0; r < rows; r++ {
+		x := host[r*d : (r+1)*d]
+		var ss float64
+		for i := range x {
+			v := rng.NormFloat64()
+			x[i], ss = float32(v), ss+v*v
+		}
+		for i := range x {
+			x[i] = float32(float64(x[i]) / math.Sqrt(ss))
+		}
+	}
+	buf, err := be.Alloc(rows * d)
+	if err != nil {
+		return nil, err
+	}
+	if err := be.Upload(buf, host); err != nil {
+		return nil, errors.Join(err, be.Free(buf))
+	}
+	return buf, nil
+}

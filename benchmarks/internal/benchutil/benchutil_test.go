@@ -1,0 +1,27 @@
+package benchutil
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestParseCounts(t *testing.T) {
+	got, err := ParseCounts("10k, 100k,1M,10M,384")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{10_000, 100_000, 1_000_000, 10_000_000, 384}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for _, bad := range []string{"", "x", "0", "-5k", "1e12"} {
+		if _, err := ParseCounts(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	for _, n := range []int{384, 10_000, 1_500_000} {
+		back, err := ParseCounts(Count(n))
+		if err != nil || back[0] != n {
+			t.Errorf("Count(%d) = %q reads back as %v, %v", n, Count(n), back, err)
+		}
+	}
+}
