@@ -1616,6 +1616,21 @@ func (c *cmp) lossCos(m kernels.Margin, rows, cols int, tg []int32) []float32 {
 	return cos
 }
 
+// lossOutputs returns the grad buffers of a row loss ("nil", "separate"
+// poisoned, or "in place" over cos) and, withLoss, poisoned rowLoss buffers.
+func (c *cmp) lossOutputs(grad string, withLoss bool, cos bufs, rows, cols int) (gb, lb bufs) {
+	switch grad {
+	case "separate":
+		gb = c.out(rows * cols)
+	case "in place":
+		gb = cos
+	}
+	if withLoss {
+		lb = c.out(rows)
+	}
+	return gb, lb
+}
+
 func cmpMarginSoftmaxCE(c *cmp) {
 	margins := []kernels.Margin{
 		{Kind: kernels.NoMargin, S: float32(c.pick(1, 8))},
@@ -1635,16 +1650,7 @@ func cmpMarginSoftmaxCE(c *cmp) {
 						cosH := c.lossCos(m, rows, cols, tg)
 						scale := float32(1 / float64(max(count, 1)))
 						cos, tb := c.up(cosH), c.upIdx(tg)
-						var gb, lb bufs
-						switch grad {
-						case "separate":
-							gb = c.out(rows * cols)
-						case "in place":
-							gb = cos
-						}
-						if withLoss {
-							lb = c.out(rows)
-						}
+						gb, lb := c.lossOutputs(grad, withLoss, cos, rows, cols)
 						c.do(func(be kernels.Backend, i int) error {
 							return be.MarginSoftmaxCE(rows, cols, m, cos[i], tb[i], scale, gb[i], lb[i])
 						})
@@ -1790,16 +1796,7 @@ func cmpFreshTopKLoss(c *cmp) {
 						}
 						scale := float32(1 / float64(max(fresh*k, 1)))
 						cos := c.up(cosH)
-						var gb, lb bufs
-						switch grad {
-						case "separate":
-							gb = c.out(rows * cols)
-						case "in place":
-							gb = cos
-						}
-						if withLoss {
-							lb = c.out(rows)
-						}
+						gb, lb := c.lossOutputs(grad, withLoss, cos, rows, cols)
 						c.do(func(be kernels.Backend, i int) error {
 							return be.FreshTopKLoss(rows, cols, k, cos[i], tb[i], scale, gb[i], lb[i])
 						})
