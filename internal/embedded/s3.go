@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/johannesboyne/gofakes3"
@@ -37,6 +39,12 @@ type S3 struct {
 	closeDB   func() error
 	accessKey string
 	secretKey string
+	// active counts connections with a request on them (read, handled or
+	// being answered); Close waits for these, not for connections that
+	// have not sent a request yet.
+	active atomic.Int64
+	// grace is how long Close waits for requests in flight.
+	grace time.Duration
 }
 
 // StartS3 starts the S3 server and returns once it is listening.
@@ -74,12 +82,35 @@ func StartS3(opts S3Options) (*S3, error) {
 		return nil, fmt.Errorf("embedded s3: listen %s: %w", opts.Addr, err)
 	}
 	s := &S3{
-		srv:       &http.Server{Handler: fake.Server(), ReadHeaderTimeout: 10 * time.Second},
 		ln:        ln,
 		done:      make(chan error, 1),
 		accessKey: opts.AccessKey,
 		secretKey: opts.SecretKey,
 		closeDB:   closeBackend,
+		grace:     5 * time.Second,
+	}
+	var (
+		mu    sync.Mutex
+		state = map[net.Conn]http.ConnState{}
+	)
+	s.srv = &http.Server{
+		Handler:           fake.Server(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(c net.Conn, st http.ConnState) {
+			mu.Lock()
+			defer mu.Unlock()
+			if state[c] == http.StateActive {
+				s.active.Add(-1)
+			}
+			if st == http.StateActive {
+				s.active.Add(1)
+			}
+			if st == http.StateClosed || st == http.StateHijacked {
+				delete(state, c)
+			} else {
+				state[c] = st
+			}
+		},
 	}
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return s, nil
@@ -91,11 +122,38 @@ func (s *S3) Endpoint() string { return s.ln.Addr().String() }
 // Credentials returns the access and secret key clients should use.
 func (s *S3) Credentials() (accessKey, secretKey string) { return s.accessKey, s.secretKey }
 
-// Close stops the server, waiting up to five seconds for requests in flight.
+// Close stops the server. It stops accepting connections, waits up to five
+// seconds for the requests in flight to be answered, then closes every
+// connection. A connection with no request on it (a client that has dialled
+// but sent nothing yet) does not hold Close up: http.Server.Shutdown alone
+// would wait five seconds for it. Requests still running when the grace
+// period ends are cut off and reported in the error.
 func (s *S3) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), s.grace)
 	defer cancel()
-	err := s.srv.Shutdown(ctx)
+	shut := make(chan error, 1)
+	go func() { shut <- s.srv.Shutdown(ctx) }()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+wait:
+	for {
+		select {
+		case serr := <-shut:
+			if errors.Is(serr, context.DeadlineExceeded) {
+				serr = fmt.Errorf("%d request(s) still in flight after %v were cut off", s.active.Load(), s.grace)
+			}
+			err = serr
+			break wait
+		case <-tick.C:
+			if s.active.Load() == 0 {
+				// Nothing is being answered: the connections left are idle
+				// or have not sent a request. Shut them now.
+				_ = s.srv.Close()
+			}
+		}
+	}
+	_ = s.srv.Close()
 	if serr := <-s.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
