@@ -39,10 +39,10 @@
 //   - Unless an operation says otherwise, an output may alias an input of
 //     the same shape exactly (in-place), but must not partially overlap one.
 //   - Operations are ordered: on an asynchronous backend they are queued on
-//     one stream. Sync waits for all queued work; Download, Sum and
-//     AllFinite return host values and therefore synchronise implicitly. On
-//     the CPU every operation completes before it returns and Sync is a
-//     no-op.
+//     one stream. Sync waits for all queued work; Download, Sum, AllFinite
+//     and [FirstNonFinite] return host values and therefore synchronise
+//     implicitly. On the CPU every operation completes before it returns
+//     and Sync is a no-op.
 //   - Negative indices in an IndexBuffer mean "none" where documented.
 //     Out-of-range indices are an error ([ErrIndex]) where the backend can
 //     check cheaply (the CPU backend always checks); a GPU backend may skip
@@ -188,6 +188,39 @@ type Elementwise interface {
 	Sum(n int, x Buffer) (float64, error)
 	// AllFinite reports whether no x[i] is NaN or ±Inf.
 	AllFinite(n int, x Buffer) (bool, error)
+}
+
+// FiniteChecker is implemented by backends that can check several buffers
+// for NaN and ±Inf with one wait for the device, where AllFinite on each
+// would wait once per buffer (a training step checks every parameter's
+// gradient). Call it through [FirstNonFinite], which falls back to
+// AllFinite.
+type FiniteChecker interface {
+	// FirstNonFinite returns the smallest j such that xs[j][0:ns[j]] holds
+	// a NaN or ±Inf, or −1 when every buffer is finite.
+	FirstNonFinite(ns []int, xs []Buffer) (int, error)
+}
+
+// FirstNonFinite returns the smallest j such that xs[j][0:ns[j]] holds a
+// NaN or ±Inf, or −1 when all are finite, using be's FiniteChecker when it
+// has one and AllFinite on each buffer otherwise.
+func FirstNonFinite(be Backend, ns []int, xs []Buffer) (int, error) {
+	if len(ns) != len(xs) {
+		return -1, fmt.Errorf("first non-finite: %w: %d lengths for %d buffers", ErrShape, len(ns), len(xs))
+	}
+	if fc, ok := be.(FiniteChecker); ok {
+		return fc.FirstNonFinite(ns, xs)
+	}
+	for j, x := range xs {
+		ok, err := be.AllFinite(ns[j], x)
+		if err != nil {
+			return -1, fmt.Errorf("buffer %d: %w", j, err)
+		}
+		if !ok {
+			return j, nil
+		}
+	}
+	return -1, nil
 }
 
 // Layers holds the operations of the network layers besides GEMM.

@@ -27,9 +27,11 @@ type Options struct {
 	// channel (a loss row of Q cosines, a batch-norm channel), so that a
 	// few hundred such blocks still fill the GPU.
 	BlockSize int
-	// SkipIndexChecks skips the device-side check of indices (targets,
-	// gather/scatter rows) and the wait it costs; out-of-range indices are
-	// then skipped or zeroed by the kernels instead of reported.
+	// SkipIndexChecks skips the check of indices (targets, gather/scatter
+	// rows); out-of-range indices are then skipped or zeroed by the kernels
+	// instead of reported. The check is made on the host copy of uploaded
+	// indices and costs no wait; only indices written by TopK that might be
+	// out of range are checked on the device, which waits for the stream.
 	SkipIndexChecks bool
 }
 
@@ -53,10 +55,14 @@ type Backend struct {
 	parts  *buffer // maxParts+1 doubles: reduction partials and result
 	word   *buffer // one int32: index-check result
 	owner  *buffer // scatter ownership, grown to the largest dstRows seen
+	counts *buffer // FirstNonFinite's per-buffer counts (doubles), grown on demand
 	closed bool
 }
 
-var _ kernels.Backend = (*Backend)(nil)
+var (
+	_ kernels.Backend       = (*Backend)(nil)
+	_ kernels.FiniteChecker = (*Backend)(nil)
+)
 
 // newBackend allocates the pool on dev and the backend's scratch buffers.
 func newBackend(dev device, o Options, defaultPool int64, defaultBlock int, label string) (*Backend, error) {
@@ -153,6 +159,23 @@ type buffer struct {
 	off    int64   // arena offset of the root allocation
 	parent *buffer // root allocation of a view; nil for a root
 	freed  bool
+	// idx is the host's knowledge of an index buffer (roots only): after
+	// the queued work, element k holds idx.val[k] exactly, or, where
+	// idx.bound[k], some value ≤ idx.val[k] (written by a kernel).
+	idx *indexShadow
+}
+
+// indexShadow mirrors a root index buffer on the host, so that indices can
+// be checked without waiting for the device.
+type indexShadow struct {
+	val   []int32
+	bound []bool // nil until a kernel writes the buffer
+}
+
+// shadow returns b's root shadow and the offset of b's element 0 in it.
+func (b *buffer) shadow() (*indexShadow, int) {
+	r := b.root()
+	return r.idx, int(b.ptr-r.ptr) / 4
 }
 
 func (b *buffer) Len() int {
@@ -227,7 +250,9 @@ func (be *Backend) AllocIndex(n int) (kernels.IndexBuffer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cuda: alloc %d indices: %w", n, err)
 	}
-	return &ibuffer{*b}, nil
+	ib := &ibuffer{*b}
+	ib.idx = &indexShadow{val: make([]int32, n)} // zeroed, as the device memory
+	return ib, nil
 }
 
 func (be *Backend) alive(op string) error {
@@ -348,6 +373,11 @@ func (be *Backend) UploadIndex(dst kernels.IndexBuffer, src []int32) error {
 	}
 	if err := be.dev.htod(d.ptr, unsafe.Pointer(&src[0]), int64(len(src))*4); err != nil {
 		return fmt.Errorf("cuda: upload index: %w", err)
+	}
+	sh, o := d.shadow()
+	copy(sh.val[o:], src)
+	if sh.bound != nil {
+		clear(sh.bound[o : o+len(src)])
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ package cuda
 import (
 	"errors"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ffc-stream/ffc/kernels"
@@ -70,7 +72,7 @@ func TestBackendErrors(t *testing.T) {
 	}
 }
 
-// TestSkipIndexChecks: without the device-side check, out-of-range indices
+// TestSkipIndexChecks: without the index checks, out-of-range indices
 // are skipped (gather zeroes the row, scatter and the loss leave theirs
 // alone) instead of reported; with it they are errors.
 func TestSkipIndexChecks(t *testing.T) {
@@ -134,5 +136,104 @@ func TestSkipIndexChecks(t *testing.T) {
 		if got := down(loss, 2); math.IsNaN(float64(got[0])) || !math.IsNaN(float64(got[1])) {
 			t.Errorf("unchecked margin ce losses = %v: want row 0 written, row 1 (target 3 ≥ 3 columns) untouched", got)
 		}
+	}
+}
+
+// TestIndexChecksOnHost: indices uploaded from the host are checked against
+// the host's copy, with no wait for the device, through any view of the
+// buffer; indices written by TopK are checked on the device only when they
+// might be out of range, and an upload over them makes them host-known
+// again.
+func TestIndexChecksOnHost(t *testing.T) {
+	dev := &countingDevice{device: emuDevice{}}
+	be, err := newBackend(dev, Options{PoolBytes: 8 << 20}, 0, 64, "cuda-emulated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	up := func(x []float32) kernels.Buffer {
+		t.Helper()
+		b, err := be.Alloc(len(x))
+		must(err)
+		must(be.Upload(b, x))
+		return b
+	}
+	view := func(b kernels.IndexBuffer, off, n int) kernels.IndexBuffer {
+		t.Helper()
+		v, err := be.ViewIndex(b, off, n)
+		must(err)
+		return v
+	}
+	// waitsOf runs fn and returns how often it waited for the stream.
+	waitsOf := func(fn func()) int {
+		w := dev.waits
+		fn()
+		return dev.waits - w
+	}
+	src := up([]float32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}) // 5 rows of 2
+	dst := up(make([]float32, 8))
+	idx, err := be.AllocIndex(8)
+	must(err)
+
+	var gerr, serr error
+	if w := waitsOf(func() {
+		must(be.UploadIndex(view(idx, 2, 3), []int32{2, 7, 0}))
+		// Another view of the same elements sees the upload.
+		gerr = be.GatherRows(3, 2, src, 3, view(idx, 2, 3), dst)
+		serr = be.ScatterRows(2, 2, src, view(idx, 3, 2), dst, 4)
+	}); w != 0 {
+		t.Errorf("checking uploaded indices waited %d times, want 0", w)
+	}
+	for name, err := range map[string]error{"gather": gerr, "scatter": serr} {
+		if !errors.Is(err, kernels.ErrIndex) {
+			t.Errorf("%s with index 7: %v, want ErrIndex", name, err)
+		}
+	}
+	if gerr != nil && !strings.Contains(gerr.Error(), "idx[1] = 7") {
+		t.Errorf("gather error %q does not name idx[1] = 7", gerr)
+	}
+	// Fresh elements are zero on the host as on the device.
+	if w := waitsOf(func() { must(be.GatherRows(2, 2, src, 1, idx, dst)) }); w != 0 {
+		t.Errorf("checking zeroed indices waited %d times", w)
+	}
+
+	// TopK writes columns < 5: checking them against 5 or more rows needs
+	// no wait, against fewer it asks the device.
+	x := up([]float32{
+		9, 8, 0, 0, 0, // top-2: columns 0, 1
+		0, 8, 9, 0, 0, // top-2: columns 2, 1
+		0, 0, 0, 8, 9, // top-2: columns 4, 3
+	})
+	vals, err := be.Alloc(6)
+	must(err)
+	must(be.TopK(3, 5, 2, x, vals, view(idx, 2, 6)))
+	if w := waitsOf(func() { must(be.GatherRows(6, 2, src, 5, view(idx, 2, 6), up(make([]float32, 12)))) }); w != 0 {
+		t.Errorf("top-k columns against 5 rows: waited %d times, want 0", w)
+	}
+	if w := waitsOf(func() { must(be.GatherRows(4, 2, src, 3, view(idx, 2, 4), dst)) }); w != 1 {
+		t.Errorf("top-k columns < 3 against 3 rows: waited %d times, want 1 (the device check)", w)
+	}
+	got := make([]float32, 8)
+	must(be.Download(got, dst))
+	if want := []float32{1, 2, 3, 4, 5, 6, 3, 4}; !slices.Equal(got, want) {
+		t.Errorf("gather by top-k columns = %v, want %v", got, want)
+	}
+	err = be.GatherRows(6, 2, src, 4, view(idx, 2, 6), up(make([]float32, 12)))
+	if !errors.Is(err, kernels.ErrIndex) || !strings.Contains(err.Error(), "idx[4] = 4") {
+		t.Errorf("top-k column 4 against 4 rows: %v, want ErrIndex naming idx[4] = 4", err)
+	}
+	// Uploading over part of them makes that part host-known again.
+	must(be.UploadIndex(view(idx, 6, 2), []int32{0, 1}))
+	if w := waitsOf(func() { must(be.GatherRows(6, 2, src, 3, view(idx, 2, 6), up(make([]float32, 12)))) }); w != 1 {
+		t.Errorf("top-k columns (< 3) then uploads: waited %d times, want 1", w)
+	}
+	if w := waitsOf(func() { must(be.GatherRows(2, 2, src, 2, view(idx, 6, 2), dst)) }); w != 0 {
+		t.Errorf("uploaded over top-k columns: waited %d times, want 0", w)
 	}
 }

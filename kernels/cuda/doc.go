@@ -27,13 +27,20 @@
 // # Ordering
 //
 // Every operation is queued on one stream, in call order. Upload returns
-// once its source has been staged; Download, Sum and AllFinite wait for the
-// stream; Sync waits and reports the first asynchronous error. Operations
-// that take indices (MarginSoftmaxCE targets, GatherRows, ScatterRows)
-// check them on the device and wait for the answer, so an out-of-range
-// index is an error wrapping kernels.ErrIndex as on the CPU; with
-// Options.SkipIndexChecks the check is skipped (no wait) and the kernels
-// skip or zero such rows instead.
+// once its source has been staged; Download, Sum, AllFinite and
+// FirstNonFinite wait for the stream; Sync waits and reports the first
+// asynchronous error. FirstNonFinite (kernels.FiniteChecker) checks many
+// buffers with one wait, so a training step checks all its gradients at
+// once.
+//
+// Operations that take indices (MarginSoftmaxCE targets, GatherRows,
+// ScatterRows) check them, so an out-of-range index is an error wrapping
+// kernels.ErrIndex as on the CPU. The backend keeps a host copy of every
+// index buffer (what UploadIndex wrote), and checks that copy without
+// waiting. Only indices written by TopK are unknown to the host (it knows
+// they are below TopK's cols): where they might be out of range they are
+// checked on the device, which waits. With Options.SkipIndexChecks nothing
+// is checked and the kernels skip or zero such rows instead.
 //
 // A Backend is safe for concurrent use; its operations are serialised.
 package cuda

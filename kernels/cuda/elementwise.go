@@ -136,13 +136,8 @@ func (be *Backend) reduce(partial kernel, n int, x *buffer) (float64, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	g := grid(int64(n), be.block)
-	g.x = min(g.x, maxParts)
-	if err := be.dev.launch(partial, g, dim3{be.block, 1, 1}, []uint64{ptr(x), i(n), ptr(be.parts)}); err != nil {
-		return 0, err
-	}
 	out := be.parts.ptr + maxParts*8
-	if err := be.dev.launch(kSumFinal, dim3{1, 1, 1}, dim3{be.block, 1, 1}, []uint64{ptr(be.parts), i(g.x), uint64(out)}); err != nil {
+	if err := be.queueReduce(partial, n, x, out); err != nil {
 		return 0, err
 	}
 	var v float64
@@ -150,6 +145,17 @@ func (be *Backend) reduce(partial kernel, n int, x *buffer) (float64, error) {
 		return 0, err
 	}
 	return v, nil
+}
+
+// queueReduce queues a two-pass reduction of x[0:n] (n > 0) whose float64
+// result lands at device address out.
+func (be *Backend) queueReduce(partial kernel, n int, x *buffer, out uintptr) error {
+	g := grid(int64(n), be.block)
+	g.x = min(g.x, maxParts)
+	if err := be.dev.launch(partial, g, dim3{be.block, 1, 1}, []uint64{ptr(x), i(n), ptr(be.parts)}); err != nil {
+		return err
+	}
+	return be.dev.launch(kSumFinal, dim3{1, 1, 1}, dim3{be.block, 1, 1}, []uint64{ptr(be.parts), i(g.x), uint64(out)})
 }
 
 // Sum returns Σ x[i], accumulated in float64 on the device.
@@ -177,6 +183,65 @@ func (be *Backend) AllFinite(n int, x kernels.Buffer) (bool, error) {
 		return false, wrap("all finite", err)
 	}
 	return bad == 0, nil
+}
+
+// FirstNonFinite checks every xs[j][0:ns[j]] with one wait: each buffer's
+// two-pass count of NaN and ±Inf is queued, writing one double per buffer,
+// and the counts are read back together (see kernels.FiniteChecker).
+func (be *Backend) FirstNonFinite(ns []int, xs []kernels.Buffer) (int, error) {
+	be.mu.Lock()
+	defer be.mu.Unlock()
+	const op = "first non-finite"
+	if len(ns) != len(xs) {
+		return -1, fmt.Errorf("cuda: %s: %w: %d lengths for %d buffers", op, kernels.ErrShape, len(ns), len(xs))
+	}
+	if len(xs) == 0 {
+		return -1, nil
+	}
+	bufs := make([]*buffer, len(xs))
+	for j, x := range xs {
+		s, err := be.vecs(op, ns[j], []string{fmt.Sprintf("xs[%d]", j)}, x)
+		if err != nil {
+			return -1, err
+		}
+		bufs[j] = s[0]
+	}
+	if be.counts == nil || be.counts.n < 2*len(xs) {
+		// Grows to the most buffers checked at once (a model's
+		// parameters), so steady-state steps allocate nothing.
+		if be.counts != nil {
+			if err := be.release(be.counts); err != nil {
+				return -1, err
+			}
+		}
+		var err error
+		if be.counts, err = be.allocBuf(2 * len(xs)); err != nil { // doubles as pairs of float32
+			be.counts = nil
+			return -1, fmt.Errorf("cuda: %s: scratch for %d counts: %w", op, len(xs), err)
+		}
+	}
+	for j, b := range bufs {
+		out := be.counts.ptr + uintptr(j)*8
+		if ns[j] == 0 {
+			if err := be.dev.memsetD32(out, 0, 2); err != nil {
+				return -1, wrap(op, err)
+			}
+			continue
+		}
+		if err := be.queueReduce(kNonfinitePartial, ns[j], b, out); err != nil {
+			return -1, wrap(op, err)
+		}
+	}
+	counts := make([]float64, len(xs))
+	if err := be.dev.dtoh(unsafe.Pointer(&counts[0]), be.counts.ptr, int64(len(xs))*8); err != nil {
+		return -1, wrap(op, err)
+	}
+	for j, c := range counts {
+		if c != 0 {
+			return j, nil
+		}
+	}
+	return -1, nil
 }
 
 // SGDStep applies SGD with momentum, weight decay and optionally Nesterov

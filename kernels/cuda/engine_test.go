@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/ffc-stream/ffc/kernels"
 	"github.com/ffc-stream/ffc/kernels/cpu"
@@ -27,25 +28,50 @@ func TestEmulatedEngineMatchesCPU(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer em.Close()
+			waits := dev.waits
 			compareEngines(t, em, c)
 			// The pool is the only device allocation: training steps only
 			// move offsets in it.
 			if dev.mallocs != 1 {
 				t.Errorf("%d device allocations, want 1 (the pool)", dev.mallocs)
 			}
+			// Waits for the stream do not grow with the number of
+			// parameters or of pool rows moved. A plain step reads its
+			// loss and checks the gradients (2); an FFC step checks the
+			// probe features and reads up to two losses in each of its two
+			// passes, then checks the gradients (at most 7). The final
+			// Embed reads once.
+			perStep := 2
+			if c.opts.Head == engine.HeadFFC {
+				perStep = 7
+			}
+			if got, most := dev.waits-waits, c.steps*perStep+1; got > most {
+				t.Errorf("%d waits for the stream in %d steps and an embed, want at most %d", got, c.steps, most)
+			}
 		})
 	}
 }
 
-// countingDevice counts device allocations.
+// countingDevice counts device allocations and waits for the stream.
 type countingDevice struct {
 	device
 	mallocs int
+	waits   int // dtoh and sync calls
 }
 
 func (d *countingDevice) malloc(bytes int64) (uintptr, error) {
 	d.mallocs++
 	return d.device.malloc(bytes)
+}
+
+func (d *countingDevice) dtoh(dst unsafe.Pointer, src uintptr, bytes int64) error {
+	d.waits++
+	return d.device.dtoh(dst, src, bytes)
+}
+
+func (d *countingDevice) sync() error {
+	d.waits++
+	return d.device.sync()
 }
 
 type engineCase struct {

@@ -294,11 +294,27 @@ func (be *Backend) L2NormalizeRowsBackward(rows, cols int, eps float32, y, norms
 }
 
 // checkIndex reports, as an error wrapping kernels.ErrIndex, the first
-// idx[i] ≥ limit among n, checked on the device (one small launch and a
-// 4-byte read, which waits for the stream). Skipped with
+// idx[i] ≥ limit among n. It reads the host's copy of the indices, so it
+// waits for nothing, unless one of them was written by a kernel (TopK) and
+// may be out of range: then one small launch and a 4-byte read check them
+// on the device, which waits for the stream. Skipped with
 // Options.SkipIndexChecks.
 func (be *Backend) checkIndex(name string, idx *buffer, n, limit int, what string) error {
 	if !be.check || n == 0 {
+		return nil
+	}
+	sh, o := idx.shadow()
+	onDevice := false
+	for k, v := range sh.val[o : o+n] {
+		if v < int32(limit) {
+			continue
+		}
+		if sh.bound == nil || !sh.bound[o+k] {
+			return fmt.Errorf("%w: %s[%d] = %d, %s", kernels.ErrIndex, name, k, v, what)
+		}
+		onDevice = true
+	}
+	if !onDevice {
 		return nil
 	}
 	if err := be.dev.launch(kCheckIndex, dim3{1, 1, 1}, dim3{be.block, 1, 1}, []uint64{ptr(idx), i(n), i(limit), ptr(be.word)}); err != nil {

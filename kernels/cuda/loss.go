@@ -104,7 +104,18 @@ func (be *Backend) TopK(rows, cols, k int, x kernels.Buffer, vals kernels.Buffer
 	if overlap(vb, rows*k, xb, rows*cols) {
 		return fmt.Errorf("cuda: %s: %w: vals overlaps x", op, kernels.ErrShape)
 	}
-	return wrap(op, be.launchBlocks(kTopK, rows, cols, ptr(xb), ptr(vb), ptr(ib), i(rows), i(cols), i(k)))
+	if err := be.launchBlocks(kTopK, rows, cols, ptr(xb), ptr(vb), ptr(ib), i(rows), i(cols), i(k)); err != nil {
+		return wrap(op, err)
+	}
+	// The columns written are below cols; which ones only the device knows.
+	sh, o := ib.shadow()
+	if sh.bound == nil {
+		sh.bound = make([]bool, len(sh.val))
+	}
+	for j := o; j < o+rows*k; j++ {
+		sh.val[j], sh.bound[j] = int32(cols-1), true
+	}
+	return nil
 }
 
 // FreshTopKLoss is the fresh-ID loss Σ max(topK(cos), 0) per selected row

@@ -270,6 +270,87 @@ func testSumAllFinite(t *testing.T, h *h) {
 	}
 }
 
+// testFirstNonFinite checks kernels.FirstNonFinite through the backend's
+// own FiniteChecker (when it has one) and through the AllFinite fallback.
+func testFirstNonFinite(t *testing.T, h *h) {
+	be := h.be
+	nan, inf := float32(math.NaN()), float32(math.Inf(-1))
+	for _, via := range []struct {
+		name string
+		be   kernels.Backend
+	}{
+		{"backend", be},
+		{"fallback", struct{ kernels.Backend }{be}}, // hides FiniteChecker
+	} {
+		first := func(ns []int, xs []kernels.Buffer) int {
+			j, err := kernels.FirstNonFinite(via.be, ns, xs)
+			h.must(err)
+			return j
+		}
+		if j := first(nil, nil); j != -1 {
+			t.Errorf("%s: no buffers: %d, want -1", via.name, j)
+		}
+		// Many buffers of every size (buffer j holds elemSizes[j%7]), the
+		// long ones past one reduction's blocks; asked for a few, then all,
+		// then one, so that a backend's scratch grows and is reused.
+		var ns []int
+		var xs []kernels.Buffer
+		for range 6 {
+			for _, n := range elemSizes {
+				ns, xs = append(ns, n), append(xs, h.up(h.normal(n)))
+			}
+		}
+		for _, m := range []int{3, len(xs), 1} {
+			if j := first(ns[:m], xs[:m]); j != -1 {
+				t.Errorf("%s: %d finite buffers: %d, want -1", via.name, m, j)
+			}
+		}
+		for _, c := range []struct {
+			name string
+			bad  map[int]int // buffer → position of the bad value
+			want int
+		}{
+			{"one", map[int]int{9: 0}, 9},
+			{"last of a long one", map[int]int{13: 100002}, 13},
+			{"two", map[int]int{31: 16, 12: 1}, 12},
+			{"first buffer", map[int]int{1: 0, 40: 5}, 1},
+		} {
+			bx := append([]kernels.Buffer(nil), xs...)
+			for j, pos := range c.bad {
+				y := h.normal(ns[j])
+				y[pos] = nan
+				if j%2 == 0 {
+					y[pos] = inf
+				}
+				bx[j] = h.up(y)
+			}
+			if j := first(ns, bx); j != c.want {
+				t.Errorf("%s: %s: %d, want %d", via.name, c.name, j, c.want)
+			}
+		}
+		// Only the first ns[j] elements count, views included.
+		y := h.normal(40)
+		y[20] = nan
+		yb := h.up(y)
+		head, err := be.View(yb, 0, 20)
+		h.must(err)
+		tail, err := be.View(yb, 20, 20)
+		h.must(err)
+		if j := first([]int{20, 20, 19}, []kernels.Buffer{yb, head, xs[5]}); j != -1 {
+			t.Errorf("%s: NaN past the lengths checked: %d, want -1", via.name, j)
+		}
+		if j := first([]int{20, 1}, []kernels.Buffer{head, tail}); j != 1 {
+			t.Errorf("%s: NaN at a view's start: %d, want 1", via.name, j)
+		}
+		_, err = kernels.FirstNonFinite(via.be, []int{1}, nil)
+		h.wantErr(via.name+": lengths for no buffers", err, kernels.ErrShape)
+		_, err = kernels.FirstNonFinite(via.be, []int{1, 41}, []kernels.Buffer{yb, yb})
+		h.wantErr(via.name+": too long", err, kernels.ErrShape)
+		_, err = kernels.FirstNonFinite(via.be, []int{1, 1}, []kernels.Buffer{yb, nil})
+		h.wantErr(via.name+": nil buffer", err, kernels.ErrBuffer)
+	}
+}
+
 func testSGD(t *testing.T, h *h) {
 	for _, n := range []int{1, 17, 1000, 100003} {
 		for _, nesterov := range []bool{false, true} {

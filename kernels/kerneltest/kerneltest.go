@@ -31,6 +31,7 @@ func Test(t *testing.T, be kernels.Backend) {
 		{"Gemv", testGemv},
 		{"Elementwise", testElementwise},
 		{"SumAllFinite", testSumAllFinite},
+		{"FirstNonFinite", testFirstNonFinite},
 		{"SGD", testSGD},
 		{"Im2Col", testIm2Col},
 		{"Col2ImAdjoint", testCol2ImAdjoint},

@@ -75,6 +75,10 @@ type Engine struct {
 	g       kernels.Buffer // gallery features kept across the probe pass
 	dp      kernels.Buffer
 	step    int
+
+	// gradN and grads list the probe's gradients for gradsFinite.
+	gradN []int
+	grads []kernels.Buffer
 }
 
 // StepStats reports one step.
@@ -439,16 +443,22 @@ func (e *Engine) skip(err error) error {
 	return err
 }
 
-// gradsFinite checks every probe gradient for NaN or Inf.
+// gradsFinite checks every probe gradient for NaN or Inf, with one wait on
+// a backend that checks several buffers at once (kernels.FiniteChecker).
 func (e *Engine) gradsFinite() error {
-	for _, p := range e.probe.Params() {
-		ok, err := e.be.AllFinite(p.N, p.G)
-		if err != nil {
-			return err
+	params := e.probe.Params()
+	if len(e.gradN) != len(params) {
+		e.gradN, e.grads = make([]int, len(params)), make([]kernels.Buffer, len(params))
+		for k, p := range params {
+			e.gradN[k], e.grads[k] = p.N, p.G
 		}
-		if !ok {
-			return fmt.Errorf("gradient of %s: %w", p.Name, centers.ErrNonFinite)
-		}
+	}
+	j, err := kernels.FirstNonFinite(e.be, e.gradN, e.grads)
+	if err != nil {
+		return err
+	}
+	if j >= 0 {
+		return fmt.Errorf("gradient of %s: %w", params[j].Name, centers.ErrNonFinite)
 	}
 	return nil
 }

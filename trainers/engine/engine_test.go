@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 
+	"github.com/ffc-stream/ffc/centers"
 	"github.com/ffc-stream/ffc/internal/dataset"
 	"github.com/ffc-stream/ffc/internal/dataset/synth"
 	"github.com/ffc-stream/ffc/kernels"
@@ -296,5 +298,40 @@ func TestStatePartsResume(t *testing.T) {
 	}
 	if sa.Loss != sb.Loss || sa.PoolLen != sb.PoolLen || len(sa.Changes) != len(sb.Changes) {
 		t.Fatalf("resumed step differs: loss %v vs %v, pool %d vs %d", sa.Loss, sb.Loss, sa.PoolLen, sb.PoolLen)
+	}
+}
+
+// TestGradsFinite: the gradient check names the first parameter whose
+// gradient holds a NaN or Inf, on a backend with and without
+// kernels.FiniteChecker.
+func TestGradsFinite(t *testing.T) {
+	be := testBackend(t)
+	for _, b := range []kernels.Backend{be, struct{ kernels.Backend }{be}} {
+		e, err := New(b, mlpOptions(HeadFFC))
+		if err != nil {
+			t.Fatal(err)
+		}
+		params := e.probe.Params()
+		for _, p := range params {
+			if err := b.Fill(p.N, 0, p.G); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.gradsFinite(); err != nil {
+			t.Fatalf("zero gradients: %v", err)
+		}
+		for _, k := range []int{len(params) - 1, 1} {
+			p := params[k]
+			g := make([]float32, p.N)
+			g[p.N-1] = float32(math.Inf(1))
+			if err := b.Upload(p.G, g); err != nil {
+				t.Fatal(err)
+			}
+			err := e.gradsFinite()
+			if !errors.Is(err, centers.ErrNonFinite) || !strings.Contains(err.Error(), "gradient of "+p.Name+":") {
+				t.Errorf("Inf in the gradient of %s: %v, want ErrNonFinite naming it", p.Name, err)
+			}
+		}
+		e.Close()
 	}
 }
