@@ -140,7 +140,11 @@ func NATS(ctx context.Context, url string, opts NATSOptions) (rep NATSReport, er
 }
 
 func checkKV(ctx context.Context, js jetstream.JetStream, bucket string, ops *int) (err error) {
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 1, Storage: jetstream.FileStorage})
+	// History 5, not 1: a consumer delivers from the stream, so with one
+	// revision per key kept, an update replaced (here by the delete) before
+	// the watcher's consumer reached it is never delivered — the watcher
+	// then sees put and delete only (it happened on a loaded CI machine).
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 5, Storage: jetstream.FileStorage})
 	if err != nil {
 		return fmt.Errorf("nats check: create KV bucket %s: %w", bucket, err)
 	}
