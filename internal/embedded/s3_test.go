@@ -11,19 +11,28 @@ import (
 	"time"
 )
 
-// TestS3CloseWithIdleDial: a client that has dialled but not yet sent a
-// request (net/http keeps such a connection "new" and waits five seconds
-// before it treats it as idle) must not make Close fail or stall.
-func TestS3CloseWithIdleDial(t *testing.T) {
+// startS3Dial starts an in-memory S3 server and opens a raw connection to
+// it, closed when the test ends.
+func startS3Dial(t *testing.T) (*S3, net.Conn) {
+	t.Helper()
 	s, err := StartS3(S3Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	conn, err := net.Dial("tcp", s.Endpoint())
 	if err != nil {
+		_ = s.Close()
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	return s, conn
+}
+
+// TestS3CloseWithIdleDial: a client that has dialled but not yet sent a
+// request (net/http keeps such a connection "new" and waits five seconds
+// before it treats it as idle) must not make Close fail or stall.
+func TestS3CloseWithIdleDial(t *testing.T) {
+	s, conn := startS3Dial(t)
 	// Let the server accept it.
 	time.Sleep(50 * time.Millisecond)
 	start := time.Now()
@@ -43,15 +52,7 @@ func TestS3CloseWithIdleDial(t *testing.T) {
 // TestS3CloseWaitsForRequest: a request in flight when Close is called is
 // answered before the server goes away.
 func TestS3CloseWaitsForRequest(t *testing.T) {
-	s, err := StartS3(S3Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.Dial("tcp", s.Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	s, conn := startS3Dial(t)
 	// Send the headers of a PUT whose body arrives only after Close began,
 	// so the handler is running (reading the body) when Close is called.
 	body := "hello"
@@ -88,22 +89,14 @@ func TestS3CloseWaitsForRequest(t *testing.T) {
 // grace period makes Close return an error naming it, after forcing the
 // connection shut.
 func TestS3CloseReportsStuckRequest(t *testing.T) {
-	s, err := StartS3(S3Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, conn := startS3Dial(t)
 	s.grace = 300 * time.Millisecond
-	conn, err := net.Dial("tcp", s.Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	hdr := fmt.Sprintf("PUT /bucket HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\n\r\n", s.Endpoint())
 	if _, err := io.WriteString(conn, hdr); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)
-	err = s.Close()
+	err := s.Close()
 	if err == nil || !strings.Contains(err.Error(), "1 request(s) still in flight") {
 		t.Fatalf("Close with a stuck request: got %v, want an error naming 1 request in flight", err)
 	}
