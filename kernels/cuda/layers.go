@@ -293,12 +293,12 @@ func (be *Backend) L2NormalizeRowsBackward(rows, cols int, eps float32, y, norms
 		ptr(ms[0]), ptr(ps[0]), ptr(ms[1]), ptr(ms[2]), i(rows), i(cols), f(eps)))
 }
 
-// checkIndex reports, as an error wrapping kernels.ErrIndex, the first
-// idx[i] ≥ limit among n. It reads the host's copy of the indices, so it
-// waits for nothing, unless one of them was written by a kernel (TopK) and
-// may be out of range: then one small launch and a 4-byte read check them
-// on the device, which waits for the stream. Skipped with
-// Options.SkipIndexChecks.
+// checkIndex reports, as an error wrapping kernels.ErrIndex, an idx[i] ≥
+// limit among n: the first the host knows of. It reads the host's copy of
+// the indices, so it waits for nothing, unless one of them was written by a
+// kernel (TopK) and may be out of range: then one small launch and a 4-byte
+// read find the first on the device, which waits for the stream. Skipped
+// with Options.SkipIndexChecks.
 func (be *Backend) checkIndex(name string, idx *buffer, n, limit int, what string) error {
 	if !be.check || n == 0 {
 		return nil
@@ -306,7 +306,7 @@ func (be *Backend) checkIndex(name string, idx *buffer, n, limit int, what strin
 	sh, o := idx.shadow()
 	onDevice := false
 	for k, v := range sh.val[o : o+n] {
-		if v < int32(limit) {
+		if int(v) < limit {
 			continue
 		}
 		if sh.bound == nil || !sh.bound[o+k] {
