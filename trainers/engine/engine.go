@@ -75,10 +75,6 @@ type Engine struct {
 	g       kernels.Buffer // gallery features kept across the probe pass
 	dp      kernels.Buffer
 	step    int
-
-	// gradN and grads list the probe's gradients for gradsFinite.
-	gradN []int
-	grads []kernels.Buffer
 }
 
 // StepStats reports one step.
@@ -447,13 +443,11 @@ func (e *Engine) skip(err error) error {
 // a backend that checks several buffers at once (kernels.FiniteChecker).
 func (e *Engine) gradsFinite() error {
 	params := e.probe.Params()
-	if len(e.gradN) != len(params) {
-		e.gradN, e.grads = make([]int, len(params)), make([]kernels.Buffer, len(params))
-		for k, p := range params {
-			e.gradN[k], e.grads[k] = p.N, p.G
-		}
+	ns, gs := make([]int, len(params)), make([]kernels.Buffer, len(params))
+	for k, p := range params {
+		ns[k], gs[k] = p.N, p.G
 	}
-	j, err := kernels.FirstNonFinite(e.be, e.gradN, e.grads)
+	j, err := kernels.FirstNonFinite(e.be, ns, gs)
 	if err != nil {
 		return err
 	}
