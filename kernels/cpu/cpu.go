@@ -193,22 +193,13 @@ func f32(name string, b kernels.Buffer, need int) ([]float32, error) {
 		return nil, fmt.Errorf("%s: %w: nil", name, kernels.ErrBuffer)
 	case !ok:
 		return nil, fmt.Errorf("%s: %w: %T is not a CPU buffer", name, kernels.ErrBuffer, b)
-	case bb.dead():
-		return nil, fmt.Errorf("%s: %w: freed", name, kernels.ErrBuffer)
-	case need < 0:
-		return nil, fmt.Errorf("%s: %w: negative size %d", name, kernels.ErrShape, need)
-	case len(bb.data) < need:
-		return nil, fmt.Errorf("%s: %w: has %d elements, needs %d", name, kernels.ErrShape, len(bb.data), need)
 	}
-	return bb.data[:need:need], nil
+	return prefix(name, bb.data, bb.dead(), need)
 }
 
 // optF32 is f32 for an optional buffer: nil gives a nil slice.
 func optF32(name string, b kernels.Buffer, need int) ([]float32, error) {
-	if b == nil {
-		return nil, nil
-	}
-	if bb, ok := b.(*buffer); ok && bb == nil {
+	if bb, ok := b.(*buffer); b == nil || (ok && bb == nil) {
 		return nil, nil
 	}
 	return f32(name, b, need)
@@ -222,25 +213,31 @@ func i32(name string, b kernels.IndexBuffer, need int) ([]int32, error) {
 		return nil, fmt.Errorf("%s: %w: nil", name, kernels.ErrBuffer)
 	case !ok:
 		return nil, fmt.Errorf("%s: %w: %T is not a CPU index buffer", name, kernels.ErrBuffer, b)
-	case bb.dead():
-		return nil, fmt.Errorf("%s: %w: freed", name, kernels.ErrBuffer)
-	case need < 0:
-		return nil, fmt.Errorf("%s: %w: negative size %d", name, kernels.ErrShape, need)
-	case len(bb.data) < need:
-		return nil, fmt.Errorf("%s: %w: has %d elements, needs %d", name, kernels.ErrShape, len(bb.data), need)
 	}
-	return bb.data[:need:need], nil
+	return prefix(name, bb.data, bb.dead(), need)
 }
 
 // optI32 is i32 for an optional index buffer.
 func optI32(name string, b kernels.IndexBuffer, need int) ([]int32, error) {
-	if b == nil {
-		return nil, nil
-	}
-	if bb, ok := b.(*indexBuffer); ok && bb == nil {
+	if bb, ok := b.(*indexBuffer); b == nil || (ok && bb == nil) {
 		return nil, nil
 	}
 	return i32(name, b, need)
+}
+
+// prefix is the part of f32 and i32 past the type check: it returns
+// data[:need:need], checking that the buffer is live (dead is false) and
+// long enough.
+func prefix[T float32 | int32](name string, data []T, dead bool, need int) ([]T, error) {
+	switch {
+	case dead:
+		return nil, fmt.Errorf("%s: %w: freed", name, kernels.ErrBuffer)
+	case need < 0:
+		return nil, fmt.Errorf("%s: %w: negative size %d", name, kernels.ErrShape, need)
+	case len(data) < need:
+		return nil, fmt.Errorf("%s: %w: has %d elements, needs %d", name, kernels.ErrShape, len(data), need)
+	}
+	return data[:need:need], nil
 }
 
 // dims checks that every dimension is ≥ 0 and that their product does not

@@ -299,31 +299,43 @@ func (be *Backend) L2NormalizeRowsBackward(rows, cols int, eps float32, y, norms
 	return nil
 }
 
-// GatherRows sets dst[i] = src[idx[i]], zeroing rows with a negative index.
-func (be *Backend) GatherRows(n, cols int, src kernels.Buffer, srcRows int, idx kernels.IndexBuffer, dst kernels.Buffer) error {
-	const op = "gather rows"
-	if err := dims(n, cols, srcRows); err != nil {
-		return fmt.Errorf("cpu: %s: %w", op, err)
+// rowArgs checks the arguments of GatherRows (scatter false) and
+// ScatterRows (scatter true): n rows of cols elements move between src and
+// dst, whose table side (src for gather, dst for scatter) has rows rows, and
+// every idx[i] must be below rows. It returns the buffers' slices.
+func rowArgs(op string, n, cols, rows int, scatter bool, src kernels.Buffer, idx kernels.IndexBuffer, dst kernels.Buffer) (ss, ds []float32, is []int32, err error) {
+	if err = dims(n, cols, rows); err != nil {
+		return nil, nil, nil, fmt.Errorf("cpu: %s: %w", op, err)
 	}
-	ss, err := f32("src", src, srcRows*cols)
-	if err != nil {
-		return fmt.Errorf("cpu: %s: %w", op, err)
+	srcLen, dstLen, table := rows*cols, n*cols, "src"
+	if scatter {
+		srcLen, dstLen, table = n*cols, rows*cols, "dst"
 	}
-	ds, err := f32("dst", dst, n*cols)
-	if err != nil {
-		return fmt.Errorf("cpu: %s: %w", op, err)
+	if ss, err = f32("src", src, srcLen); err != nil {
+		return nil, nil, nil, fmt.Errorf("cpu: %s: %w", op, err)
 	}
-	is, err := i32("idx", idx, n)
-	if err != nil {
-		return fmt.Errorf("cpu: %s: %w", op, err)
+	if ds, err = f32("dst", dst, dstLen); err != nil {
+		return nil, nil, nil, fmt.Errorf("cpu: %s: %w", op, err)
+	}
+	if is, err = i32("idx", idx, n); err != nil {
+		return nil, nil, nil, fmt.Errorf("cpu: %s: %w", op, err)
 	}
 	if overlap(ss, ds) {
-		return fmt.Errorf("cpu: %s: %w: dst overlaps src", op, kernels.ErrShape)
+		return nil, nil, nil, fmt.Errorf("cpu: %s: %w: dst overlaps src", op, kernels.ErrShape)
 	}
 	for i, j := range is {
-		if int(j) >= srcRows {
-			return fmt.Errorf("cpu: %s: %w: idx[%d] = %d, src has %d rows", op, kernels.ErrIndex, i, j, srcRows)
+		if int(j) >= rows {
+			return nil, nil, nil, fmt.Errorf("cpu: %s: %w: idx[%d] = %d, %s has %d rows", op, kernels.ErrIndex, i, j, table, rows)
 		}
+	}
+	return ss, ds, is, nil
+}
+
+// GatherRows sets dst[i] = src[idx[i]], zeroing rows with a negative index.
+func (be *Backend) GatherRows(n, cols int, src kernels.Buffer, srcRows int, idx kernels.IndexBuffer, dst kernels.Buffer) error {
+	ss, ds, is, err := rowArgs("gather rows", n, cols, srcRows, false, src, idx, dst)
+	if err != nil {
+		return err
 	}
 	be.parallel(n, grainFor(cols), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -342,29 +354,9 @@ func (be *Backend) GatherRows(n, cols int, src kernels.Buffer, srcRows int, idx 
 // repeated indices wins), skipping negative indices. It runs on one
 // goroutine: rows are few (a batch) and repeats must be ordered.
 func (be *Backend) ScatterRows(n, cols int, src kernels.Buffer, idx kernels.IndexBuffer, dst kernels.Buffer, dstRows int) error {
-	const op = "scatter rows"
-	if err := dims(n, cols, dstRows); err != nil {
-		return fmt.Errorf("cpu: %s: %w", op, err)
-	}
-	ss, err := f32("src", src, n*cols)
+	ss, ds, is, err := rowArgs("scatter rows", n, cols, dstRows, true, src, idx, dst)
 	if err != nil {
-		return fmt.Errorf("cpu: %s: %w", op, err)
-	}
-	ds, err := f32("dst", dst, dstRows*cols)
-	if err != nil {
-		return fmt.Errorf("cpu: %s: %w", op, err)
-	}
-	is, err := i32("idx", idx, n)
-	if err != nil {
-		return fmt.Errorf("cpu: %s: %w", op, err)
-	}
-	if overlap(ss, ds) {
-		return fmt.Errorf("cpu: %s: %w: dst overlaps src", op, kernels.ErrShape)
-	}
-	for i, j := range is {
-		if int(j) >= dstRows {
-			return fmt.Errorf("cpu: %s: %w: idx[%d] = %d, dst has %d rows", op, kernels.ErrIndex, i, j, dstRows)
-		}
+		return err
 	}
 	for i, j := range is {
 		if j >= 0 {
