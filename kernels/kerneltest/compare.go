@@ -343,27 +343,42 @@ func (c *cmp) do(fn func(be kernels.Backend, s int) error) bool {
 	return true
 }
 
+// allocBoth allocates len(host) elements on got, then on want, with alloc
+// and, unless put is nil, uploads host into each right after allocating
+// it; allocName and putName name the methods in messages. After a
+// failure, which it reports and which ends the case, it returns the
+// buffers allocated so far and ok = false.
+func allocBoth[B, T any](c *cmp, host []T, alloc func(kernels.Backend, int) (B, error), allocName string,
+	put func(kernels.Backend, B, []T) error, putName string) (b [2]B, ok bool) {
+	c.r.Helper()
+	for s, be := range c.be {
+		buf, err := alloc(be, len(host))
+		if err != nil {
+			c.fail(s, allocName, err)
+			return b, false
+		}
+		b[s] = buf
+		if put == nil {
+			continue
+		}
+		if err := put(be, buf, host); err != nil {
+			c.fail(s, putName, err)
+			return b, false
+		}
+	}
+	return b, true
+}
+
 // up uploads x followed by a poisoned tail to fresh buffers on both sides.
 func (c *cmp) up(x []float32) bufs {
 	c.r.Helper()
-	var b bufs
 	if c.broken {
-		return b
+		return bufs{}
 	}
-	host := slices.Concat(x, poisoned(tail))
-	for s, be := range c.be {
-		buf, err := be.Alloc(len(host))
-		if err != nil {
-			c.fail(s, "Alloc", err)
-			return b
-		}
-		b[s] = buf
-		if err := be.Upload(buf, host); err != nil {
-			c.fail(s, "Upload", err)
-			return b
-		}
+	b, ok := allocBoth(c, slices.Concat(x, poisoned(tail)), kernels.Backend.Alloc, "Alloc", kernels.Backend.Upload, "Upload")
+	if ok {
+		c.owned = append(c.owned, b)
 	}
-	c.owned = append(c.owned, b)
 	return b
 }
 
@@ -373,24 +388,14 @@ func (c *cmp) out(n int) bufs { return c.up(poisoned(n)) }
 // upIdx uploads x followed by a poisoned tail.
 func (c *cmp) upIdx(x []int32) ibufs {
 	c.r.Helper()
-	var b ibufs
 	if c.broken {
-		return b
+		return ibufs{}
 	}
 	host := slices.Concat(x, []int32{poisonIndex, poisonIndex, poisonIndex})
-	for s, be := range c.be {
-		buf, err := be.AllocIndex(len(host))
-		if err != nil {
-			c.fail(s, "AllocIndex", err)
-			return b
-		}
-		b[s] = buf
-		if err := be.UploadIndex(buf, host); err != nil {
-			c.fail(s, "UploadIndex", err)
-			return b
-		}
+	b, ok := allocBoth(c, host, kernels.Backend.AllocIndex, "AllocIndex", kernels.Backend.UploadIndex, "UploadIndex")
+	if ok {
+		c.ownedI = append(c.ownedI, b)
 	}
-	c.ownedI = append(c.ownedI, b)
 	return b
 }
 
@@ -654,17 +659,13 @@ func cmpMemory(c *cmp) {
 			if c.broken {
 				return
 			}
-			var z bufs
-			for s, be := range c.be {
-				b, err := be.Alloc(n)
-				if err != nil {
-					c.fail(s, "Alloc", err)
-					return
-				}
-				z[s] = b
+			zero := make([]float32, n)
+			z, ok := allocBoth(c, zero, kernels.Backend.Alloc, "Alloc", nil, "")
+			if !ok {
+				return
 			}
 			c.owned = append(c.owned, z)
-			c.unchanged("Alloc is zeroed", z, make([]float32, n))
+			c.unchanged("Alloc is zeroed", z, zero)
 
 			x := c.normal(n)
 			p := c.up(x)
@@ -721,19 +722,15 @@ func cmpMemory(c *cmp) {
 			}
 
 			// Index buffers.
-			var zi ibufs
-			for s, be := range c.be {
-				b, err := be.AllocIndex(n)
-				if err != nil {
-					c.fail(s, "AllocIndex", err)
-					return
-				}
-				zi[s] = b
+			zeroI := make([]int32, n)
+			zi, ok := allocBoth(c, zeroI, kernels.Backend.AllocIndex, "AllocIndex", nil, "")
+			if !ok {
+				return
 			}
 			c.ownedI = append(c.ownedI, zi)
 			if g, w, ok := c.getIdx("AllocIndex is zeroed", zi, n); ok {
-				c.equalIdx("AllocIndex is zeroed (got)", g, make([]int32, n))
-				c.equalIdx("AllocIndex is zeroed (want)", w, make([]int32, n))
+				c.equalIdx("AllocIndex is zeroed (got)", g, zeroI)
+				c.equalIdx("AllocIndex is zeroed (want)", w, zeroI)
 			}
 			xi := make([]int32, n)
 			for i := range xi {
@@ -1031,17 +1028,19 @@ func cmpReLUBackward(c *cmp) {
 	}
 }
 
-func nonFinite() []float32 {
-	return []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))}
+// plants returns the values to plant in an input of n elements: 0 (none)
+// and, when n > 0, NaN, +Inf and −Inf.
+func plants(n int) []float32 {
+	ps := []float32{0}
+	if n > 0 {
+		ps = append(ps, float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)))
+	}
+	return ps
 }
 
 func cmpSum(c *cmp) {
 	for _, n := range c.lengths() {
-		plants := []float32{0}
-		if n > 0 {
-			plants = append(plants, nonFinite()...)
-		}
-		for _, bad := range plants {
+		for _, bad := range plants(n) {
 			x := c.normal(n)
 			for i := range x {
 				x[i] += 0.3 // a non-zero mean
@@ -1081,11 +1080,7 @@ func cmpSum(c *cmp) {
 
 func cmpAllFinite(c *cmp) {
 	for _, n := range c.lengths() {
-		plants := []float32{0}
-		if n > 0 {
-			plants = append(plants, nonFinite()...)
-		}
-		for _, bad := range plants {
+		for _, bad := range plants(n) {
 			x := c.normal(n)
 			pos := -1
 			if bad != 0 {
@@ -1631,6 +1626,29 @@ func (c *cmp) lossOutputs(grad string, withLoss bool, cos bufs, rows, cols int) 
 	return gb, lb
 }
 
+// checkLossOutputs checks the buffers of lossOutputs after a row loss: grad
+// within gradTol and rowLoss within the red tolerance, with the rows in
+// alone (no target, or not selected) left as they were, and cos unchanged
+// unless the grad was written over it (cosH is what was uploaded).
+func (c *cmp) checkLossOutputs(grad string, withLoss bool, gb, lb, cos bufs, cosH []float32, rows, cols int, alone []int, gradTol float64) {
+	c.r.Helper()
+	switch grad {
+	case "separate":
+		c.check("grad", gb, rows*cols, gradTol)
+		c.keeps("grad", gb, cols, alone, poisoned(rows*cols))
+		c.unchanged("input cos unchanged", cos, cosH)
+	case "in place":
+		c.check("grad (in place over cos)", gb, rows*cols, gradTol)
+		c.keeps("cos (in place)", gb, cols, alone, cosH)
+	default:
+		c.unchanged("input cos unchanged", cos, cosH)
+	}
+	if withLoss {
+		c.check("rowLoss", lb, rows, c.tol.red)
+		c.keeps("rowLoss", lb, 1, alone, poisoned(rows))
+	}
+}
+
 func cmpMarginSoftmaxCE(c *cmp) {
 	margins := []kernels.Margin{
 		{Kind: kernels.NoMargin, S: float32(c.pick(1, 8))},
@@ -1654,21 +1672,7 @@ func cmpMarginSoftmaxCE(c *cmp) {
 						c.do(func(be kernels.Backend, i int) error {
 							return be.MarginSoftmaxCE(rows, cols, m, cos[i], tb[i], scale, gb[i], lb[i])
 						})
-						switch grad {
-						case "separate":
-							c.check("grad", gb, rows*cols, c.tol.red)
-							c.keeps("grad", gb, cols, none, poisoned(rows*cols))
-							c.unchanged("input cos unchanged", cos, cosH)
-						case "in place":
-							c.check("grad (in place over cos)", gb, rows*cols, c.tol.red)
-							c.keeps("cos (in place)", gb, cols, none, cosH)
-						default:
-							c.unchanged("input cos unchanged", cos, cosH)
-						}
-						if withLoss {
-							c.check("rowLoss", lb, rows, c.tol.red)
-							c.keeps("rowLoss", lb, 1, none, poisoned(rows))
-						}
+						c.checkLossOutputs(grad, withLoss, gb, lb, cos, cosH, rows, cols, none, c.tol.red)
 					})
 				}
 			}
@@ -1800,21 +1804,7 @@ func cmpFreshTopKLoss(c *cmp) {
 						c.do(func(be kernels.Backend, i int) error {
 							return be.FreshTopKLoss(rows, cols, k, cos[i], tb[i], scale, gb[i], lb[i])
 						})
-						switch grad {
-						case "separate":
-							c.check("grad", gb, rows*cols, 0)
-							c.keeps("grad", gb, cols, unselected, poisoned(rows*cols))
-							c.unchanged("input cos unchanged", cos, cosH)
-						case "in place":
-							c.check("grad (in place over cos)", gb, rows*cols, 0)
-							c.keeps("cos (in place)", gb, cols, unselected, cosH)
-						default:
-							c.unchanged("input cos unchanged", cos, cosH)
-						}
-						if withLoss {
-							c.check("rowLoss", lb, rows, c.tol.red)
-							c.keeps("rowLoss", lb, 1, unselected, poisoned(rows))
-						}
+						c.checkLossOutputs(grad, withLoss, gb, lb, cos, cosH, rows, cols, unselected, 0)
 					})
 				}
 			}
