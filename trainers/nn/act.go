@@ -25,10 +25,7 @@ func NewPReLU(be kernels.Backend, c Config, name string, channels, spatial int, 
 	if l.Slope, err = newParam(be, c, name+".weight", []int{channels}, false, initConst, 0.25, 0); err != nil {
 		return nil, err
 	}
-	if l.y, err = l.alloc("output", l.outLen); err != nil {
-		return nil, err
-	}
-	if l.dx, err = l.allocDx(); err != nil {
+	if l.y, l.dx, err = l.allocOutput(); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -76,10 +73,7 @@ func NewReLU(be kernels.Backend, c Config, name string, length int) (*ReLU, erro
 		return nil, err
 	}
 	l := &ReLU{base: b}
-	if l.y, err = l.alloc("output", length); err != nil {
-		return nil, err
-	}
-	if l.dx, err = l.allocDx(); err != nil {
+	if l.y, l.dx, err = l.allocOutput(); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -126,10 +120,7 @@ func NewFlatten(be kernels.Backend, c Config, name string, channels, spatial int
 		return nil, err
 	}
 	l := &Flatten{base: b, C: channels, Spatial: spatial}
-	if l.y, err = l.alloc("output", l.outLen); err != nil {
-		return nil, err
-	}
-	if l.dx, err = l.allocDx(); err != nil {
+	if l.y, l.dx, err = l.allocOutput(); err != nil {
 		return nil, err
 	}
 	return l, nil

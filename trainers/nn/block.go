@@ -141,10 +141,7 @@ func NewIRBlock(be kernels.Backend, c Config, name string, channels, h, w int) (
 	if l.Path, err = NewSequential(be, c, name, bn1, conv1, bn2, prelu, conv2, bn3); err != nil {
 		return nil, err
 	}
-	if l.y, err = l.alloc("output", l.outLen); err != nil {
-		return nil, err
-	}
-	if l.dx, err = l.allocDx(); err != nil {
+	if l.y, l.dx, err = l.allocOutput(); err != nil {
 		return nil, err
 	}
 	return l, nil

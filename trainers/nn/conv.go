@@ -75,10 +75,7 @@ func NewConv2d(be kernels.Backend, c Config, name string, s ConvShape) (*Conv2d,
 	if l.W, err = newParam(be, c, name+".weight", []int{s.OutC, s.InC, s.K, s.K}, true, initKaiming, 0, fanIn); err != nil {
 		return nil, err
 	}
-	if l.y, err = l.alloc("output", l.outLen); err != nil {
-		return nil, err
-	}
-	if l.dx, err = l.allocDx(); err != nil {
+	if l.y, l.dx, err = l.allocOutput(); err != nil {
 		return nil, err
 	}
 	if !c.ForwardOnly {

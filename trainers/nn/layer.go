@@ -82,6 +82,18 @@ func (b *base) allocDx() (kernels.Buffer, error) {
 	return b.alloc("dx", b.inLen)
 }
 
+// allocOutput allocates the output (OutLen floats per sample) and, unless
+// the layer is forward-only, the input gradient.
+func (b *base) allocOutput() (y, dx kernels.Buffer, err error) {
+	if y, err = b.alloc("output", b.outLen); err != nil {
+		return nil, nil, err
+	}
+	if dx, err = b.allocDx(); err != nil {
+		return nil, nil, err
+	}
+	return y, dx, nil
+}
+
 // begin validates a Forward and records its input.
 func (b *base) begin(x kernels.Buffer, n int, train bool) error {
 	b.x, b.n, b.trained = nil, 0, false

@@ -28,10 +28,7 @@ func NewLinear(be kernels.Backend, c Config, name string, in, out int) (*Linear,
 	if l.B, err = newParam(be, c, name+".bias", []int{out}, false, initZero, 0, 0); err != nil {
 		return nil, err
 	}
-	if l.y, err = l.alloc("output", out); err != nil {
-		return nil, err
-	}
-	if l.dx, err = l.allocDx(); err != nil {
+	if l.y, l.dx, err = l.allocOutput(); err != nil {
 		return nil, err
 	}
 	return l, nil

@@ -100,6 +100,58 @@ func (c *chain) FLOPs() int64 { return c.seq.FLOPs() }
 // Layers are the top-level layers of the network.
 func (c *chain) Layers() []Layer { return c.seq.Layers }
 
+// netBuilder collects the layers of a net under construction.
+type netBuilder struct {
+	be     kernels.Backend
+	c      Config
+	name   string
+	layers []Layer
+}
+
+// newNetBuilder validates the configuration and the backend of the net
+// called name.
+func newNetBuilder(be kernels.Backend, c Config, name string) (*netBuilder, error) {
+	if err := c.validate(name); err != nil {
+		return nil, err
+	}
+	if be == nil {
+		return nil, fmt.Errorf("nn: %s: %w: nil backend", name, kernels.ErrBuffer)
+	}
+	return &netBuilder{be: be, c: c, name: name}, nil
+}
+
+// add appends l when err is nil, and returns err: it takes a layer
+// constructor's results as they are.
+func (nb *netBuilder) add(l Layer, err error) error {
+	if err == nil {
+		nb.layers = append(nb.layers, l)
+	}
+	return err
+}
+
+// addHead appends the embedding head every net ends with: Linear in → dim,
+// BN1d, L2-normalise.
+func (nb *netBuilder) addHead(in, dim int) error {
+	if err := nb.add(NewLinear(nb.be, nb.c, "head.fc", in, dim)); err != nil {
+		return err
+	}
+	if err := nb.add(NewBatchNorm(nb.be, nb.c, "head.bn1d", dim, 1, kernels.NCHW)); err != nil {
+		return err
+	}
+	return nb.add(NewL2Norm(nb.be, nb.c, "head.l2", dim))
+}
+
+// chain allocates the shared workspace, if the configuration has one (after
+// every layer has reserved its share), and chains the layers.
+func (nb *netBuilder) chain() (chain, error) {
+	if nb.c.ws != nil {
+		if err := nb.c.ws.alloc(); err != nil {
+			return chain{}, err
+		}
+	}
+	return newChain(nb.be, nb.c, nb.name, nb.layers...)
+}
+
 // IRResNetOptions configures [NewIRResNet]. Zero values take the defaults
 // of the yardstick backbone.
 type IRResNetOptions struct {
@@ -177,19 +229,11 @@ func NewIRResNet(be kernels.Backend, o IRResNetOptions) (*IRResNet, error) {
 	if o.ForwardOnly || o.RecomputeColumns {
 		c.ws = &workspace{be: be}
 	}
-	if err := c.validate("ir-resnet"); err != nil {
+	nb, err := newNetBuilder(be, c, "ir-resnet")
+	if err != nil {
 		return nil, err
 	}
-	if be == nil {
-		return nil, fmt.Errorf("nn: ir-resnet: %w: nil backend", kernels.ErrBuffer)
-	}
-	var layers []Layer
-	add := func(l Layer, err error) error {
-		if err == nil {
-			layers = append(layers, l)
-		}
-		return err
-	}
+	add := nb.add
 	// convBNPReLU appends conv (from inC at size s, with stride) + BN + PReLU.
 	convBNPReLU := func(prefix string, inC, outC, s, stride int, layout kernels.Layout) error {
 		conv, err := NewConv2d(be, c, prefix+".conv", ConvShape{InC: inC, OutC: outC, H: s, W: s, K: 3, Stride: stride, Pad: 1, InLayout: layout})
@@ -227,21 +271,10 @@ func NewIRResNet(be kernels.Backend, o IRResNetOptions) (*IRResNet, error) {
 	if err := add(NewFlatten(be, c, "head.flatten", last, hw)); err != nil {
 		return nil, err
 	}
-	if err := add(NewLinear(be, c, "head.fc", last*hw, o.Dim)); err != nil {
+	if err := nb.addHead(last*hw, o.Dim); err != nil {
 		return nil, err
 	}
-	if err := add(NewBatchNorm(be, c, "head.bn1d", o.Dim, 1, kernels.NCHW)); err != nil {
-		return nil, err
-	}
-	if err := add(NewL2Norm(be, c, "head.l2", o.Dim)); err != nil {
-		return nil, err
-	}
-	if c.ws != nil {
-		if err := c.ws.alloc(); err != nil {
-			return nil, err
-		}
-	}
-	ch, err := newChain(be, c, "ir-resnet", layers...)
+	ch, err := nb.chain()
 	if err != nil {
 		return nil, err
 	}
@@ -278,19 +311,11 @@ func NewMLP(be kernels.Backend, o MLPOptions) (*MLP, error) {
 		return nil, fmt.Errorf("nn: mlp: %w: In %d, Dim %d", kernels.ErrShape, o.In, o.Dim)
 	}
 	c := Config{MaxBatch: o.MaxBatch, Seed: o.Seed, ForwardOnly: o.ForwardOnly}
-	if err := c.validate("mlp"); err != nil {
+	nb, err := newNetBuilder(be, c, "mlp")
+	if err != nil {
 		return nil, err
 	}
-	if be == nil {
-		return nil, fmt.Errorf("nn: mlp: %w: nil backend", kernels.ErrBuffer)
-	}
-	var layers []Layer
-	add := func(l Layer, err error) error {
-		if err == nil {
-			layers = append(layers, l)
-		}
-		return err
-	}
+	add := nb.add
 	in := o.In
 	for i, h := range o.Hidden {
 		if h < 1 {
@@ -308,16 +333,10 @@ func NewMLP(be kernels.Backend, o MLPOptions) (*MLP, error) {
 		}
 		in = h
 	}
-	if err := add(NewLinear(be, c, "head.fc", in, o.Dim)); err != nil {
+	if err := nb.addHead(in, o.Dim); err != nil {
 		return nil, err
 	}
-	if err := add(NewBatchNorm(be, c, "head.bn1d", o.Dim, 1, kernels.NCHW)); err != nil {
-		return nil, err
-	}
-	if err := add(NewL2Norm(be, c, "head.l2", o.Dim)); err != nil {
-		return nil, err
-	}
-	ch, err := newChain(be, c, "mlp", layers...)
+	ch, err := nb.chain()
 	if err != nil {
 		return nil, err
 	}

@@ -42,10 +42,7 @@ func NewBatchNorm(be kernels.Backend, c Config, name string, channels, spatial i
 	if l.RunVar, err = newState(be, name+".running_var", []int{channels}, 1); err != nil {
 		return nil, err
 	}
-	if l.y, err = l.alloc("output", l.outLen); err != nil {
-		return nil, err
-	}
-	if l.dx, err = l.allocDx(); err != nil {
+	if l.y, l.dx, err = l.allocOutput(); err != nil {
 		return nil, err
 	}
 	if l.mean, err = be.Alloc(channels); err != nil {
@@ -115,10 +112,7 @@ func NewL2Norm(be kernels.Backend, c Config, name string, dim int) (*L2Norm, err
 		return nil, err
 	}
 	l := &L2Norm{base: b, Dim: dim, Eps: 1e-12}
-	if l.y, err = l.alloc("output", dim); err != nil {
-		return nil, err
-	}
-	if l.dx, err = l.allocDx(); err != nil {
+	if l.y, l.dx, err = l.allocOutput(); err != nil {
 		return nil, err
 	}
 	if l.norms, err = l.alloc("norms", 1); err != nil {
