@@ -168,6 +168,36 @@ func makeBatches(c config, q, count int) []batch {
 	return out
 }
 
+// timeSteps runs c.Warmup untimed steps and then up to c.Steps timed ones,
+// cycling through 4 synthetic batches of pool size q, and stops early (after
+// at least 2 timed steps) once c.StepBudget is spent or ctx is done. step
+// runs step i on b and drains the queue; timed says whether it is measured.
+// It returns the timed steps' durations in ms, or the first step error.
+func timeSteps(ctx context.Context, c config, q int, step func(i int, b batch, timed bool) error) ([]float64, error) {
+	bs := makeBatches(c, q, 4)
+	var times []float64
+	start := time.Now()
+	for i := 0; i < c.Warmup+c.Steps; i++ {
+		if i == c.Warmup {
+			start = time.Now()
+		}
+		if i >= c.Warmup+2 && (time.Since(start) > c.StepBudget || ctx.Err() != nil) {
+			break
+		}
+		t := time.Now()
+		if err := step(i, bs[i%len(bs)], i >= c.Warmup); err != nil {
+			return nil, err
+		}
+		if i >= c.Warmup {
+			times = append(times, ms(time.Since(t)))
+		}
+	}
+	if len(times) == 0 {
+		return nil, errors.New("no timed step")
+	}
+	return times, nil
+}
+
 // stepTimes times engine.StepFFC (host upload of the batch included, the
 // queue drained with Sync after each step).
 func stepTimes(ctx context.Context, be kernels.Backend, c config, q int, r *row) error {
@@ -186,18 +216,7 @@ func stepTimes(ctx context.Context, be kernels.Backend, c config, q int, r *row)
 		return fmt.Errorf("engine: %w", err)
 	}
 	r.InitS = time.Since(t0).Seconds()
-	bs := makeBatches(c, q, 4)
-	var times []float64
-	start := time.Now()
-	for i := 0; i < c.Warmup+c.Steps; i++ {
-		if i == c.Warmup {
-			start = time.Now()
-		}
-		if i >= c.Warmup+2 && (time.Since(start) > c.StepBudget || ctx.Err() != nil) {
-			break
-		}
-		b := bs[i%len(bs)]
-		t := time.Now()
+	times, err := timeSteps(ctx, c, q, func(i int, b batch, timed bool) error {
 		st, err := e.StepFFC(b.x, b.xl, b.y, b.yl)
 		if err == nil {
 			err = be.Sync()
@@ -205,15 +224,15 @@ func stepTimes(ctx context.Context, be kernels.Backend, c config, q int, r *row)
 		if err != nil {
 			return fmt.Errorf("step %d: %w", i, err)
 		}
-		if i >= c.Warmup {
-			times = append(times, ms(time.Since(t)))
+		if timed {
 			r.Loss = st.Loss
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if len(times) == 0 {
-		return errors.New("no timed step")
-	}
-	r.Steps, r.StepMS, r.StepMinMS = len(times), median(times), slices.Min(times)
+	r.Steps, r.StepMS, r.StepMinMS = len(times), benchutil.Median(times), slices.Min(times)
 	r.SamplesPerS = float64(samplesPerStep(c.Batch)) / (r.StepMS / 1e3)
 	return nil
 }
@@ -249,19 +268,8 @@ func headTimes(ctx context.Context, be kernels.Backend, c config, q int, r *row)
 		return err
 	}
 	defer be.Free(dp)
-	bs := makeBatches(c, q, 4)
-	var times []float64
 	var sets float64
-	start := time.Now()
-	for i := 0; i < c.Warmup+c.Steps; i++ {
-		if i == c.Warmup {
-			start = time.Now()
-		}
-		if i >= c.Warmup+2 && (time.Since(start) > c.StepBudget || ctx.Err() != nil) {
-			break
-		}
-		b := bs[i%len(bs)]
-		t := time.Now()
+	times, err := timeSteps(ctx, c, q, func(_ int, b batch, timed bool) error {
 		if err := pool.BeginPass(); err != nil {
 			return err
 		}
@@ -275,19 +283,19 @@ func headTimes(ctx context.Context, be kernels.Backend, c config, q int, r *row)
 		if err != nil {
 			return err
 		}
-		if i >= c.Warmup {
-			times = append(times, ms(time.Since(t)))
+		if timed {
 			if out.Refreshed > 0 {
 				sets += 2
 			} else {
 				sets++
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if len(times) == 0 {
-		return errors.New("no timed step")
-	}
-	r.HeadMS = median(times)
+	r.HeadMS = benchutil.Median(times)
 	r.HeadSets = sets / float64(len(times))
 	// Two products of 2·n·Q·D flops per logit set.
 	r.HeadGFLOPS = r.HeadSets * 2 * gemmFlops(n, q, d) / (r.HeadMS / 1e3) / 1e9
@@ -368,15 +376,6 @@ func gemmRates(be kernels.Backend, c config, q int) (nt, nn float64, err error) 
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
 
 // render prints the table and its notes.
 func render(w io.Writer, c config, rows []row, machine, cmd string, took time.Duration) {

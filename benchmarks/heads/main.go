@@ -369,13 +369,7 @@ func measure(c config) (r result) {
 			r.Steps = append(r.Steps, float64(time.Since(t).Microseconds())/1e3)
 		}
 	}
-	s := slices.Clone(r.Steps)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		r.StepMS = s[len(s)/2]
-	} else {
-		r.StepMS = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
+	r.StepMS = benchutil.Median(r.Steps)
 	if r.PeakRSS, err = vmHWM(); err != nil {
 		r.Failed = err.Error()
 	}

@@ -1,6 +1,6 @@
 // Package benchutil holds what the benchmark programs share: parsing and
-// printing counts like "10k" and "1M", and random unit-norm rows on a
-// backend.
+// printing counts like "10k" and "1M", the median of step times, and random
+// unit-norm rows on a backend.
 package benchutil
 
 import (
@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -53,6 +54,17 @@ func Count(n int) string {
 		return strconv.FormatFloat(float64(n)/1e3, 'f', -1, 64) + "k"
 	}
 	return strconv.Itoa(n)
+}
+
+// Median is the median of v (the mean of the middle two for an even
+// count), leaving v as it is; v must not be empty.
+func Median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // UnitBuffer allocates rows×d random rows of unit L2 norm on be.

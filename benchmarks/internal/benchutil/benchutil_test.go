@@ -25,3 +25,18 @@ func TestParseCounts(t *testing.T) {
 		}
 	}
 }
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		v    []float64
+		want float64
+	}{{[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		in := slices.Clone(c.v)
+		if got := Median(c.v); got != c.want {
+			t.Errorf("Median(%v) = %g, want %g", c.v, got, c.want)
+		}
+		if !slices.Equal(c.v, in) {
+			t.Errorf("Median changed its input to %v", c.v)
+		}
+	}
+}
