@@ -81,25 +81,15 @@ func NewFC(be kernels.Backend, opts FCOptions) (*FC, error) {
 	if h.norms, err = be.Alloc(n); err != nil {
 		return nil, errors.Join(fmt.Errorf("%s: %w", name, err), h.Close())
 	}
-	if err := h.core.alloc(n); err != nil {
+	if err := h.core.allocInit(n, h.w, n, opts.Seed); err != nil {
 		return nil, errors.Join(err, h.Close())
-	}
-	if err := initWeights(be, h.w, n, d, opts.Seed); err != nil {
-		return nil, errors.Join(fmt.Errorf("%s: %w", name, err), h.Close())
 	}
 	return h, nil
 }
 
 // Close frees the backend buffers.
 func (h *FC) Close() error {
-	errs := h.core.free()
-	for _, b := range []*kernels.Buffer{&h.w, &h.v, &h.g, &h.wn, &h.norms} {
-		if *b != nil {
-			errs = append(errs, h.core.be.Free(*b))
-			*b = nil
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(freeBuffers(h.core.be, h.core.free(), &h.w, &h.v, &h.g, &h.wn, &h.norms)...)
 }
 
 // Classes is N; Dim is D.

@@ -45,17 +45,23 @@ func refFC(w, p [][]float64, labels []int, m kernels.Margin) float64 {
 				z[j] = float64(m.S) * phi
 			}
 		}
-		mx := math.Inf(-1)
-		for _, v := range z {
-			mx = math.Max(mx, v)
-		}
-		var sum float64
-		for _, v := range z {
-			sum += math.Exp(v - mx)
-		}
-		total += -(z[labels[r]] - mx - math.Log(sum))
+		total += softmaxCE(z, labels[r])
 	}
 	return total / float64(len(p))
+}
+
+// softmaxCE is the cross-entropy −log softmax(z)_t of the logits z, in
+// float64.
+func softmaxCE(z []float64, t int) float64 {
+	mx := math.Inf(-1)
+	for _, v := range z {
+		mx = math.Max(mx, v)
+	}
+	var sum float64
+	for _, v := range z {
+		sum += math.Exp(v - mx)
+	}
+	return -(z[t] - mx - math.Log(sum))
 }
 
 // unitRows returns rows×d random rows of unit length.
@@ -122,17 +128,44 @@ func fdCheck(x [][]float64, grad []float32, f func() float64) float64 {
 	return maxErr
 }
 
+// checkRefLoss fails t unless the loss got is within 1e-4 (relative to
+// max(1, |want|)) of the float64 reference want.
+func checkRefLoss(t *testing.T, got, want float64) {
+	t.Helper()
+	if math.Abs(got-want) > 1e-4*math.Max(1, math.Abs(want)) {
+		t.Fatalf("loss %v, float64 reference %v", got, want)
+	}
+}
+
+// checkGrad reports an error on t when fdCheck(x, grad, f) exceeds 2e-3,
+// naming the gradient what; it returns that error.
+func checkGrad(t *testing.T, what string, x [][]float64, grad []float32, f func() float64) float64 {
+	t.Helper()
+	maxErr := fdCheck(x, grad, f)
+	if maxErr > 2e-3 {
+		t.Errorf("%s differs from finite differences: max relative error %.2e", what, maxErr)
+	}
+	return maxErr
+}
+
+// newFC returns a full FC head on be, closed when the test ends.
+func newFC(t *testing.T, be kernels.Backend, o FCOptions) *FC {
+	t.Helper()
+	h, err := NewFC(be, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	return h
+}
+
 func TestFCLossAgainstFloat64AndFiniteDifferences(t *testing.T) {
 	for _, m := range []kernels.Margin{cosFace, arcFace} {
 		t.Run(m.Kind.String(), func(t *testing.T) {
 			be := newBackend(t)
 			const nc, d, n = 11, 6, 7
 			rng := rand.New(rand.NewPCG(3, 4))
-			h, err := NewFC(be, FCOptions{Classes: nc, Dim: d, Margin: m, MaxBatch: n, Seed: 5})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer h.Close()
+			h := newFC(t, be, FCOptions{Classes: nc, Dim: d, Margin: m, MaxBatch: n, Seed: 5})
 			labels := []int64{3, 0, 10, 3, 7, 1, 5}
 			pHost := unitRows(rng, n, d)
 			dp, err := be.Alloc(n * d)
@@ -151,21 +184,13 @@ func TestFCLossAgainstFloat64AndFiniteDifferences(t *testing.T) {
 			lab := ints(labels)
 			f := func() float64 { return refFC(w, p, lab, m) }
 			want := f()
-			if math.Abs(got.Loss-want) > 1e-4*math.Max(1, math.Abs(want)) {
-				t.Fatalf("loss %v, float64 reference %v", got.Loss, want)
-			}
-			dpErr := fdCheck(p, download(t, be, dp, n*d), f)
-			if dpErr > 2e-3 {
-				t.Errorf("dp differs from finite differences: max relative error %.2e", dpErr)
-			}
+			checkRefLoss(t, got.Loss, want)
+			dpErr := checkGrad(t, "dp", p, download(t, be, dp, n*d), f)
 			g, err := h.WeightGrad()
 			if err != nil {
 				t.Fatal(err)
 			}
-			dwErr := fdCheck(w, download(t, be, g, nc*d), f)
-			if dwErr > 2e-3 {
-				t.Errorf("dW differs from finite differences: max relative error %.2e", dwErr)
-			}
+			dwErr := checkGrad(t, "dW", w, download(t, be, g, nc*d), f)
 			t.Logf("loss %.6f (ref %.6f), max error dp %.1e dW %.1e", got.Loss, want, dpErr, dwErr)
 		})
 	}
@@ -178,16 +203,8 @@ func TestFCAccumulatesOverLossCalls(t *testing.T) {
 	const nc, d, n = 9, 5, 4
 	rng := rand.New(rand.NewPCG(8, 9))
 	opts := FCOptions{Classes: nc, Dim: d, Margin: cosFace, MaxBatch: 2 * n, Seed: 1}
-	a, err := NewFC(be, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := NewFC(be, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a := newFC(t, be, opts)
+	b := newFC(t, be, opts)
 	pHost := unitRows(rng, 2*n, d)
 	labels := randLabels(rng, 2*n, nc)
 	dp, _ := be.Alloc(2 * n * d)
@@ -225,12 +242,8 @@ func TestFCStepReducesLoss(t *testing.T) {
 	be := newBackend(t)
 	const nc, d, n = 40, 16, 32
 	rng := rand.New(rand.NewPCG(21, 22))
-	h, err := NewFC(be, FCOptions{Classes: nc, Dim: d, Margin: cosFace, MaxBatch: n, Seed: 2,
+	h := newFC(t, be, FCOptions{Classes: nc, Dim: d, Margin: cosFace, MaxBatch: n, Seed: 2,
 		SGD: kernels.SGD{Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
 	p := upload(t, be, unitRows(rng, n, d))
 	labels := randLabels(rng, n, nc)
 	dp, _ := be.Alloc(n * d)
@@ -270,11 +283,7 @@ func TestFCRejectsBadInput(t *testing.T) {
 		}
 	}
 	const nc, d = 6, 4
-	h, err := NewFC(be, FCOptions{Classes: nc, Dim: d, Margin: cosFace, MaxBatch: 2, Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := newFC(t, be, FCOptions{Classes: nc, Dim: d, Margin: cosFace, MaxBatch: 2, Seed: 1})
 	testHeadBadInput(t, be, h, nc, d)
 }
 

@@ -30,15 +30,7 @@ func refFFC(pool0, w [][]float64, p [][]float64, targets []int32, m kernels.Marg
 				}
 				phi, _ := m.Target(cos[t])
 				logits[t] = float64(m.S) * phi
-				mx := math.Inf(-1)
-				for _, z := range logits {
-					mx = math.Max(mx, z)
-				}
-				var sum float64
-				for _, z := range logits {
-					sum += math.Exp(z - mx)
-				}
-				ce += -(logits[t] - mx - math.Log(sum))
+				ce += softmaxCE(logits, int(t))
 			} else {
 				nf++
 				s := append([]float64(nil), cos...)
@@ -79,21 +71,7 @@ func checkFFC(t *testing.T, margin kernels.Margin, withRefresh bool) {
 	const q, d, n = 9, 6, 7
 	pool := newPool(t, be, q, d, 16)
 	// Permanent inserts of labels 0..6, then (this pass) refresh a few.
-	randUnit := func(rows int) []float32 {
-		out := make([]float32, rows*d)
-		for r := 0; r < rows; r++ {
-			var ss float64
-			for i := 0; i < d; i++ {
-				v := rng.NormFloat64()
-				out[r*d+i] = float32(v)
-				ss += v * v
-			}
-			for i := 0; i < d; i++ {
-				out[r*d+i] /= float32(math.Sqrt(ss))
-			}
-		}
-		return out
-	}
+	randUnit := func(rows int) []float32 { return unitRows(rng, rows, d) }
 	if _, err := pool.Insert(upload(t, be, randUnit(7)), []int64{0, 1, 2, 3, 4, 5, 6}); err != nil {
 		t.Fatal(err)
 	}
@@ -144,32 +122,14 @@ func checkFFC(t *testing.T, margin kernels.Margin, withRefresh bool) {
 	}
 	targets := make([]int32, n)
 	pool.Targets(labels, targets)
-	p64 := make([][]float64, n)
-	for r := range p64 {
-		p64[r] = f64(pHost[r*d : (r+1)*d])
-	}
+	p64 := matrix(pHost, n, d)
 	want := refFFC(pool0, w, p64, targets, margin, 3)
-	if math.Abs(got.Total-want) > 1e-4*math.Max(1, math.Abs(want)) {
-		t.Fatalf("loss %v, float64 reference %v", got.Total, want)
-	}
+	checkRefLoss(t, got.Total, want)
 
 	// Finite differences of the reference against the head's gradient.
-	grad := download(t, be, dp, n*d)
-	const h = 1e-6
-	var maxErr float64
-	for r := 0; r < n; r++ {
-		for i := 0; i < d; i++ {
-			orig := p64[r][i]
-			p64[r][i] = orig + h
-			up := refFFC(pool0, w, p64, targets, margin, 3)
-			p64[r][i] = orig - h
-			down := refFFC(pool0, w, p64, targets, margin, 3)
-			p64[r][i] = orig
-			num := (up - down) / (2 * h)
-			e := math.Abs(num-float64(grad[r*d+i])) / math.Max(1, math.Abs(num))
-			maxErr = math.Max(maxErr, e)
-		}
-	}
+	maxErr := fdCheck(p64, download(t, be, dp, n*d), func() float64 {
+		return refFFC(pool0, w, p64, targets, margin, 3)
+	})
 	if maxErr > 2e-3 {
 		t.Fatalf("gradient differs from finite differences: max relative error %.2e", maxErr)
 	}

@@ -45,6 +45,18 @@ const normEps = 1e-12
 // class weights start from (insightface: normal(0, 0.01)).
 const WeightInitStd = 0.01
 
+// freeBuffers frees every non-nil buffer of bufs on be, sets it to nil and
+// returns errs with the errors of the frees appended.
+func freeBuffers(be kernels.Backend, errs []error, bufs ...*kernels.Buffer) []error {
+	for _, b := range bufs {
+		if *b != nil {
+			errs = append(errs, be.Free(*b))
+			*b = nil
+		}
+	}
+	return errs
+}
+
 // initWeights fills the rows×d matrix w with normal(0, WeightInitStd)
 // values, block by block of initChunkRows rows, block i drawn from a PCG
 // seeded with (seed, i): the host never holds the whole matrix, the blocks
@@ -207,14 +219,20 @@ func (h *fcCore) alloc(c int) error {
 	return nil
 }
 
-func (h *fcCore) free() []error {
-	var errs []error
-	for _, b := range []*kernels.Buffer{&h.cos, &h.rowLoss} {
-		if *b != nil {
-			errs = append(errs, h.be.Free(*b))
-			*b = nil
-		}
+// allocInit allocates the scratch for c classes (see alloc) and fills the
+// n×d weights w from seed (see initWeights).
+func (h *fcCore) allocInit(c int, w kernels.Buffer, n int, seed uint64) error {
+	if err := h.alloc(c); err != nil {
+		return err
 	}
+	if err := initWeights(h.be, w, n, h.d, seed); err != nil {
+		return fmt.Errorf("%s: %w", h.name, err)
+	}
+	return nil
+}
+
+func (h *fcCore) free() []error {
+	errs := freeBuffers(h.be, nil, &h.cos, &h.rowLoss)
 	if h.targets != nil {
 		errs = append(errs, h.be.FreeIndex(h.targets))
 		h.targets = nil

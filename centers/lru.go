@@ -186,21 +186,18 @@ func (l *LRU) pushHead(s int32) { l.linkBetween(s, nilSlot, l.head) }
 
 // linkBetween inserts s between p and n (nilSlot for the ends).
 func (l *LRU) linkBetween(s, p, n int32) {
-	l.prev[s], l.next[s] = p, n
-	if p == nilSlot {
-		l.head = s
-	} else {
-		l.next[p] = s
-	}
-	if n == nilSlot {
-		l.tail = s
-	} else {
-		l.prev[n] = s
-	}
+	l.join(p, s)
+	l.join(s, n)
 }
 
 func (l *LRU) unlink(s int32) {
-	p, n := l.prev[s], l.next[s]
+	l.join(l.prev[s], l.next[s])
+	l.prev[s], l.next[s] = nilSlot, nilSlot
+}
+
+// join makes n follow p (nilSlot for the ends: p == nilSlot makes n the
+// head, n == nilSlot makes p the tail).
+func (l *LRU) join(p, n int32) {
 	if p == nilSlot {
 		l.head = n
 	} else {
@@ -211,5 +208,4 @@ func (l *LRU) unlink(s int32) {
 	} else {
 		l.prev[n] = p
 	}
-	l.prev[s], l.next[s] = nilSlot, nilSlot
 }

@@ -133,24 +133,15 @@ func NewPFC(be kernels.Backend, opts PFCOptions) (*PFC, error) {
 	if h.idx, err = be.AllocIndex(h.cap); err != nil {
 		return nil, errors.Join(fmt.Errorf("%s: %w", name, err), h.Close())
 	}
-	if err := h.core.alloc(h.cap); err != nil {
+	if err := h.core.allocInit(h.cap, h.w, n, opts.Seed); err != nil {
 		return nil, errors.Join(err, h.Close())
-	}
-	if err := initWeights(be, h.w, n, d, opts.Seed); err != nil {
-		return nil, errors.Join(fmt.Errorf("%s: %w", name, err), h.Close())
 	}
 	return h, nil
 }
 
 // Close frees the backend buffers.
 func (h *PFC) Close() error {
-	errs := h.core.free()
-	for _, b := range []*kernels.Buffer{&h.w, &h.v, &h.ws, &h.gs, &h.wns, &h.norms} {
-		if *b != nil {
-			errs = append(errs, h.core.be.Free(*b))
-			*b = nil
-		}
-	}
+	errs := freeBuffers(h.core.be, h.core.free(), &h.w, &h.v, &h.ws, &h.gs, &h.wns, &h.norms)
 	if h.idx != nil {
 		errs = append(errs, h.core.be.FreeIndex(h.idx))
 		h.idx = nil

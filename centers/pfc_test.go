@@ -156,13 +156,8 @@ func TestPFCLossAgainstFloat64AndFiniteDifferences(t *testing.T) {
 			p := matrix(pHost, n, d)
 			f := func() float64 { return refFC(ws, p, remap, m) }
 			want := f()
-			if math.Abs(got.Loss-want) > 1e-4*math.Max(1, math.Abs(want)) {
-				t.Fatalf("loss %v, float64 reference %v", got.Loss, want)
-			}
-			dpErr := fdCheck(p, download(t, be, dp, n*d), f)
-			if dpErr > 2e-3 {
-				t.Errorf("dp differs from finite differences: max relative error %.2e", dpErr)
-			}
+			checkRefLoss(t, got.Loss, want)
+			dpErr := checkGrad(t, "dp", p, download(t, be, dp, n*d), f)
 			if err := h.Step(1); err != nil {
 				t.Fatal(err)
 			}
@@ -188,10 +183,7 @@ func TestPFCLossAgainstFloat64AndFiniteDifferences(t *testing.T) {
 					}
 				}
 			}
-			dwErr := fdCheck(ws, grad, f)
-			if dwErr > 2e-3 {
-				t.Errorf("dW differs from finite differences: max relative error %.2e", dwErr)
-			}
+			dwErr := checkGrad(t, "dW", ws, grad, f)
 			t.Logf("loss %.6f (ref %.6f), max error dp %.1e dW %.1e", got.Loss, want, dpErr, dwErr)
 		})
 	}
@@ -203,11 +195,7 @@ func TestPFCRateOneEqualsFC(t *testing.T) {
 	be := newBackend(t)
 	const nc, d, n = 37, 8, 12
 	sgd := kernels.SGD{Momentum: 0.9, WeightDecay: 5e-4, Nesterov: true}
-	fc, err := NewFC(be, FCOptions{Classes: nc, Dim: d, Margin: arcFace, MaxBatch: n, SGD: sgd, Seed: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fc.Close()
+	fc := newFC(t, be, FCOptions{Classes: nc, Dim: d, Margin: arcFace, MaxBatch: n, SGD: sgd, Seed: 4})
 	pfc := newPFC(t, be, PFCOptions{Classes: nc, Dim: d, Margin: arcFace, MaxBatch: n, SGD: sgd, Seed: 4, Rate: 1})
 	rng := rand.New(rand.NewPCG(31, 32))
 	dp1, _ := be.Alloc(n * d)
