@@ -116,48 +116,23 @@ type Config struct {
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
-	def(&c.TopicByID, DefaultTopicByID)
-	def(&c.TopicInstance, DefaultTopicInstance)
-	def(&c.TopicDeadLetter, DefaultTopicDeadLetter)
-	def(&c.TrainerGroup, DefaultTrainerGroup)
-	if c.Partitions == 0 {
-		c.Partitions = DefaultPartitions
-	}
-	if c.DeadLetterPartitions == 0 {
-		c.DeadLetterPartitions = 1
-	}
-	if c.ReplicationFactor == 0 {
-		c.ReplicationFactor = 1
-	}
-	if c.MaxLead == 0 {
-		c.MaxLead = DefaultMaxLead
-	}
-	if c.FlowInterval == 0 {
-		c.FlowInterval = DefaultFlowInterval
-	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = DefaultMaxInFlight
-	}
+	setDefault(&c.TopicByID, DefaultTopicByID)
+	setDefault(&c.TopicInstance, DefaultTopicInstance)
+	setDefault(&c.TopicDeadLetter, DefaultTopicDeadLetter)
+	setDefault(&c.TrainerGroup, DefaultTrainerGroup)
+	setDefault(&c.Partitions, DefaultPartitions)
+	setDefault(&c.DeadLetterPartitions, 1)
+	setDefault(&c.ReplicationFactor, 1)
+	setDefault(&c.MaxLead, DefaultMaxLead)
+	setDefault(&c.FlowInterval, DefaultFlowInterval)
+	setDefault(&c.MaxInFlight, DefaultMaxInFlight)
 	if c.Shard.Count == 0 {
 		c.Shard = Shard{Index: 0, Count: 1}
 	}
-	if c.PollInterval == 0 {
-		c.PollInterval = DefaultPollInterval
-	}
-	if c.AnnounceLookback == 0 {
-		c.AnnounceLookback = DefaultAnnounceLookback
-	}
-	if c.RescanInterval == 0 {
-		c.RescanInterval = DefaultRescanInterval
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
-	}
+	setDefault(&c.PollInterval, DefaultPollInterval)
+	setDefault(&c.AnnounceLookback, DefaultAnnounceLookback)
+	setDefault(&c.RescanInterval, DefaultRescanInterval)
+	setDefault(&c.Concurrency, DefaultConcurrency)
 	if c.Source == "" {
 		host, _ := os.Hostname()
 		if host == "" {
@@ -169,6 +144,14 @@ func (c Config) withDefaults() Config {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
 	return c
+}
+
+// setDefault sets *field to v when it holds its type's zero value.
+func setDefault[T comparable](field *T, v T) {
+	var zero T
+	if *field == zero {
+		*field = v
+	}
 }
 
 // validate reports every problem of a defaulted Config.

@@ -225,9 +225,10 @@ func (p *Producer) serveMetrics(addr string) (stop func(), err error) {
 	}, nil
 }
 
-// runFlow measures the lag every FlowInterval.
-func (p *Producer) runFlow(ctx context.Context, meter *lagMeter) {
-	t := time.NewTicker(p.cfg.FlowInterval)
+// every calls f at each tick of an interval ticker (the first after one
+// interval) until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -235,8 +236,13 @@ func (p *Producer) runFlow(ctx context.Context, meter *lagMeter) {
 			return
 		case <-t.C:
 		}
-		p.measure(ctx, meter)
+		f()
 	}
+}
+
+// runFlow measures the lag every FlowInterval.
+func (p *Producer) runFlow(ctx context.Context, meter *lagMeter) {
+	every(ctx, p.cfg.FlowInterval, func() { p.measure(ctx, meter) })
 }
 
 // measure takes one lag measurement and opens or closes the gates.
@@ -259,18 +265,11 @@ func (p *Producer) measure(ctx context.Context, meter *lagMeter) {
 
 // runRescan lists the whole bucket every RescanInterval.
 func (p *Producer) runRescan(ctx context.Context) {
-	t := time.NewTicker(p.cfg.RescanInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, p.cfg.RescanInterval, func() {
 		if err := p.rescan(ctx); err != nil && ctx.Err() == nil {
 			p.log.Warn("rescan failed", "err", err)
 		}
-	}
+	})
 }
 
 // rescan lists ids/ and installs the result, putting IDs it finds for the

@@ -111,6 +111,25 @@ func checkVersion(v uint32) error {
 	}
 }
 
+// runMessage is what CenterUpdate and StepCommit share: a version and the
+// run and model they belong to.
+type runMessage interface {
+	GetVersion() uint32
+	GetRun() string
+	GetModel() string
+}
+
+// checkRunMessage checks the version, run and model of m, in that order.
+func checkRunMessage(m runMessage) error {
+	if err := checkVersion(m.GetVersion()); err != nil {
+		return err
+	}
+	if err := checkRun(m.GetRun()); err != nil {
+		return err
+	}
+	return checkModel(m.GetModel())
+}
+
 // EncodeSample marshals a Sample, setting Version to CurrentVersion when it
 // is 0. It does not validate; see ValidateSample.
 func EncodeSample(m *ffcpb.Sample) ([]byte, error) {
@@ -237,13 +256,7 @@ func ValidateCenterUpdate(m *ffcpb.CenterUpdate, lim Limits) error {
 	if m == nil {
 		return bad(ErrMissingField, "message", "nil")
 	}
-	if err := checkVersion(m.GetVersion()); err != nil {
-		return err
-	}
-	if err := checkRun(m.GetRun()); err != nil {
-		return err
-	}
-	if err := checkModel(m.GetModel()); err != nil {
+	if err := checkRunMessage(m); err != nil {
 		return err
 	}
 	kind := m.GetKind()
@@ -281,13 +294,7 @@ func ValidateStepCommit(m *ffcpb.StepCommit, _ Limits) error {
 	if m == nil {
 		return bad(ErrMissingField, "message", "nil")
 	}
-	if err := checkVersion(m.GetVersion()); err != nil {
-		return err
-	}
-	if err := checkRun(m.GetRun()); err != nil {
-		return err
-	}
-	if err := checkModel(m.GetModel()); err != nil {
+	if err := checkRunMessage(m); err != nil {
 		return err
 	}
 	if m.GetTimeUnixNano() <= 0 {

@@ -67,7 +67,7 @@ service checks.`,
 	fs.StringVar(&f.pipe.backbone, "backbone", "irresnet", "backbone: irresnet (the yardstick) or mlp (fast)")
 	fs.BoolVar(&f.pipe.synthOnly, "synthetic", false, "use synthetic identities instead of the glyph set")
 	fs.IntVar(&f.pipe.synthIDs, "synthetic-ids", 2000, "number of synthetic identities (with --synthetic, or when the fonts cannot be fetched)")
-	fs.IntVar(&f.pipe.threads, "threads", 0, "CPU threads for compute (0: all cores)")
+	addThreadsFlag(fs, &f.pipe.threads)
 	f.pipe.dev.addFlags(fs)
 	fs.IntVar(&f.pipe.ckptEvery, "checkpoint-every", 4, "trainer checkpoint (and offset commit) every N steps")
 	fs.IntVar(&f.pipe.maxLead, "max-lead", 0, "producer flow control: messages per topic ahead of the trainer's commits (0: 2·batch·checkpoint-every)")

@@ -36,6 +36,12 @@ func (d *deviceFlags) addFlags(fs *pflag.FlagSet) {
 	fs.Var(&d.gpuMemory, "gpu-memory", "--device cuda: device memory reserved at start for every buffer, in bytes or with a unit (8GiB, 500MB; KiB/MiB/GiB/TiB are powers of 1024, K/M/G/T of 1000); 0: 80% of the free memory")
 }
 
+// addThreadsFlag adds --threads, the CPU backend's thread count that
+// newBackend takes (0: all cores), to the commands that compute.
+func addThreadsFlag(fs *pflag.FlagSet, threads *int) {
+	fs.IntVar(threads, "threads", 0, "CPU threads for compute (0: all cores)")
+}
+
 // errNoCUDA is what --device cuda gives in an ffc built without the cuda
 // build tag.
 var errNoCUDA = errors.New("--device cuda: this ffc was built without CUDA; build it with `make cuda`")
