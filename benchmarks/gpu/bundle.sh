@@ -4,10 +4,10 @@
 # maybe no Go:
 #
 #   .gpu-bundle/bin/               prebuilt binaries (-tags "cuda noopenblas", stripped):
-#                                  the kernels/cuda test binary and gpu-bench. They
-#                                  link only libc, libstdc++ and libcuda (cuBLAS is opened
-#                                  at run time), so the GPU machine needs no Go, no
-#                                  modules and no headers; run.sh uses them when
+#                                  the kernels/cuda and trainers/engine test binaries and
+#                                  gpu-bench. They link only libc, libstdc++ and libcuda
+#                                  (cuBLAS is opened at run time), so the GPU machine needs
+#                                  no Go, no modules and no headers; run.sh uses them when
 #                                  .gpu-bundle/bin/SOURCES matches the tree's sources
 #   .gpu-bundle/vendor.tar.xz      `go mod vendor` of this checkout, compressed
 #                                  (run.sh unpacks it to vendor/ and builds with
@@ -63,6 +63,7 @@ log "prebuilt binaries → .gpu-bundle/bin (-tags \"cuda noopenblas\")"
 rm -rf .gpu-bundle/bin
 mkdir -p .gpu-bundle/bin
 go test -tags "cuda noopenblas" -ldflags "-s -w" -c -o .gpu-bundle/bin/kernels-cuda.test ./kernels/cuda
+go test -tags "cuda noopenblas" -ldflags "-s -w" -c -o .gpu-bundle/bin/trainers-engine.test ./trainers/engine
 go build -tags "cuda noopenblas" -ldflags "-s -w" -o .gpu-bundle/bin/gpu-bench ./benchmarks/gpu
 src_hash >.gpu-bundle/bin/SOURCES
 log "binaries: $(mib "$(size .gpu-bundle/bin)"), sources $(cat .gpu-bundle/bin/SOURCES); dynamic libraries: $(ldd .gpu-bundle/bin/kernels-cuda.test | awk '{print $1}' | tr '\n' ' ')"

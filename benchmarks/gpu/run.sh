@@ -13,8 +13,9 @@
 #      it was committed (otherwise builds with the committed kernels/cuda/ptx)
 #      and builds ffc and this benchmark with -tags cuda;
 #   4. runs the GPU tests of kernels/cuda (TestGPU*: the float64 parity suite,
-#      the cross-backend comparison with the CPU in FP32 and TF32, the engine
-#      against the CPU engine; and the kernel-name/PTX checks)
+#      the cross-backend comparison with the CPU in FP32 and TF32; and the
+#      kernel-name/PTX checks) and of trainers/engine (TestGPU*: the engine
+#      against the CPU engine), each package's test binary in its folder
 #   5. runs benchmarks/gpu: a full FFC trainer step for D = 512, B = 256,
 #      Q = 10k, 100k, 1M, FP32 and TF32, one table (RESULTS.md).
 #
@@ -30,8 +31,9 @@
 #
 # Logs go to $OUT when it is set (else out/gpu/): run.log (all of it),
 # nvidia-smi.txt, build.log, test.log, bench.log, RESULTS.md. Each part has
-# a time limit (env: BUILD_TIMEOUT 120, TEST_TIMEOUT 100, BENCH_TIMEOUT 120
-# seconds); the exit status is that of the first part that failed.
+# a time limit (env: BUILD_TIMEOUT 120, TEST_TIMEOUT 100 for both test
+# binaries together, BENCH_TIMEOUT 120 seconds); the exit status is that of
+# the first part that failed.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 repo=$(pwd)
@@ -52,10 +54,11 @@ BENCH_TIMEOUT=${BENCH_TIMEOUT:-120}
 BENCH_ARGS=${BENCH_ARGS:-}
 
 GPU_TESTS='TestGPU|TestKernelNames|TestPTXFor'
+ENGINE_GPU_TESTS='TestGPU'
 # shellcheck source=benchmarks/gpu/srchash.sh
 . benchmarks/gpu/srchash.sh
 prebuilt=0
-if [[ -x .gpu-bundle/bin/kernels-cuda.test && -x .gpu-bundle/bin/gpu-bench ]]; then
+if [[ -x .gpu-bundle/bin/kernels-cuda.test && -x .gpu-bundle/bin/trainers-engine.test && -x .gpu-bundle/bin/gpu-bench ]]; then
 	want=$(cat .gpu-bundle/bin/SOURCES 2>/dev/null) have=$(src_hash)
 	if [[ $want == "$have" ]]; then
 		prebuilt=1
@@ -166,7 +169,7 @@ stamp "nvidia-smi"
 # ------------------------------------------------------------------ build --
 bindir=$(mktemp -d)
 if ((prebuilt)); then
-	cp .gpu-bundle/bin/kernels-cuda.test .gpu-bundle/bin/gpu-bench "$bindir"/
+	cp .gpu-bundle/bin/kernels-cuda.test .gpu-bundle/bin/trainers-engine.test .gpu-bundle/bin/gpu-bench "$bindir"/
 	build_rc=0
 else
 	stamp "build (-tags cuda, limit ${BUILD_TIMEOUT}s)"
@@ -178,7 +181,9 @@ else
 		else
 			echo "no nvcc: building with the committed PTX in kernels/cuda/ptx"
 		fi
-		timeout "$BUILD_TIMEOUT" bash -c "go build -tags cuda -o '$bindir/gpu-bench' ./benchmarks/gpu && go test -tags cuda -c -o '$bindir/kernels-cuda.test' ./kernels/cuda"
+		timeout "$BUILD_TIMEOUT" bash -c "go build -tags cuda -o '$bindir/gpu-bench' ./benchmarks/gpu &&
+			go test -tags cuda -c -o '$bindir/kernels-cuda.test' ./kernels/cuda &&
+			go test -tags cuda -c -o '$bindir/trainers-engine.test' ./trainers/engine"
 	} 2>&1 | tee "$logdir/build.log"
 	build_rc=${PIPESTATUS[0]}
 	((build_rc == 0)) || fail "build (exit $build_rc; 124: timed out; a stale vendor/? re-run bundle.sh)" "$build_rc"
@@ -186,12 +191,24 @@ fi
 
 # ------------------------------------------------------------------ tests --
 if ((build_rc == 0)); then
-	stamp "kernels/cuda GPU tests -run '$GPU_TESTS' (limit ${TEST_TIMEOUT}s)"
-	(cd kernels/cuda && timeout -k 10 "$((TEST_TIMEOUT + 5))" "$bindir/kernels-cuda.test" -test.run "$GPU_TESTS" \
-		-test.count=1 -test.v -test.timeout "${TEST_TIMEOUT}s") 2>&1 | tee "$logdir/test.log"
-	rc=${PIPESTATUS[0]}
+	: >"$logdir/test.log"
+	tests_t0=$(date +%s)
+	# gpu_tests DIR BINARY REGEXP runs one package's test binary in its
+	# folder, appending to test.log, within what is left of TEST_TIMEOUT
+	# (at least 10 seconds).
+	gpu_tests() {
+		local dir=$1 bin=$2 run=$3 left rc
+		left=$((TEST_TIMEOUT - ($(date +%s) - tests_t0)))
+		((left >= 10)) || left=10
+		stamp "$dir GPU tests -run '$run' (limit ${left}s)"
+		(cd "$dir" && timeout -k 10 "$((left + 5))" "$bindir/$bin" -test.run "$run" \
+			-test.count=1 -test.v -test.timeout "${left}s") 2>&1 | tee -a "$logdir/test.log"
+		rc=${PIPESTATUS[0]}
+		((rc == 0)) || fail "$dir tests (exit $rc)" "$rc"
+	}
+	gpu_tests kernels/cuda kernels-cuda.test "$GPU_TESTS"
+	gpu_tests trainers/engine trainers-engine.test "$ENGINE_GPU_TESTS"
 	stamp "tests: $(grep -c '^--- PASS' "$logdir/test.log") passed, $(grep -c '^--- FAIL' "$logdir/test.log") failed, $(grep -c '^--- SKIP' "$logdir/test.log") skipped (top level)"
-	((rc == 0)) || fail "kernels/cuda tests (exit $rc)" "$rc"
 
 	# --------------------------------------------------------- benchmark --
 	stamp "benchmarks/gpu (limit ${BENCH_TIMEOUT}s)"

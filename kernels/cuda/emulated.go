@@ -15,9 +15,10 @@ import (
 // at a time, cuBLAS replaced by a column-major reference). It is for tests:
 // it checks the kernels' logic, launch configuration and argument passing
 // on machines without a GPU, not their speed. TF32 is ignored (products
-// are FP32).
+// are FP32). It counts its device allocations and waits for the stream
+// (DeviceCounts).
 func NewEmulated(o Options) (*Backend, error) {
-	be, err := newBackend(emuDevice{}, o, 256<<20, 64, "cuda-emulated")
+	be, err := newBackend(&countingDevice{device: emuDevice{}}, o, 256<<20, 64, "cuda-emulated")
 	if err != nil {
 		return nil, err
 	}

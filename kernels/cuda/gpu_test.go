@@ -5,6 +5,8 @@ package cuda
 // These tests need a GPU: gorgonia.org/cu exits the test binary in its init
 // when none is present, so they are built (CI vets them) but only run on a
 // GPU machine (benchmarks/gpu/run.sh runs `go test -tags cuda -run GPU`).
+// The engine against the CPU engine on the GPU is TestGPUEngineMatchesCPU
+// in trainers/engine.
 
 import (
 	"testing"
@@ -50,15 +52,6 @@ func TestGPUCompare(t *testing.T) {
 	t.Run("tf32", func(t *testing.T) {
 		kerneltest.Compare(t, newGPU(t, Options{TF32: true}), ref, kerneltest.CompareOptions{Precision: kerneltest.TF32, Large: true})
 	})
-}
-
-// TestGPUEngineMatchesCPU is TestEmulatedEngineMatchesCPU on the GPU.
-func TestGPUEngineMatchesCPU(t *testing.T) {
-	for _, c := range engineCases() {
-		t.Run(c.name, func(t *testing.T) {
-			compareEngines(t, newGPU(t, Options{}), c)
-		})
-	}
 }
 
 func BenchmarkGPUGemm(b *testing.B) {

@@ -1,15 +1,18 @@
 //go:build cgo
 
-package cuda
+package engine_test
+
+// The engine on the CUDA backend's kernels, run by the CPU emulator of
+// kernels/cuda (cgo), against the engine on the CPU backend.
 
 import (
 	"math"
 	"math/rand/v2"
 	"testing"
-	"unsafe"
 
 	"github.com/ffc-stream/ffc/kernels"
 	"github.com/ffc-stream/ffc/kernels/cpu"
+	"github.com/ffc-stream/ffc/kernels/cuda"
 	"github.com/ffc-stream/ffc/trainers/engine"
 	"github.com/ffc-stream/ffc/trainers/nn"
 )
@@ -22,18 +25,21 @@ import (
 func TestEmulatedEngineMatchesCPU(t *testing.T) {
 	for _, c := range engineCases() {
 		t.Run(c.name, func(t *testing.T) {
-			dev := &countingDevice{device: emuDevice{}}
-			em, err := newBackend(dev, Options{PoolBytes: 512 << 20}, 0, 64, "cuda-emulated")
+			em, err := cuda.NewEmulated(cuda.Options{PoolBytes: 512 << 20})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer em.Close()
-			waits := dev.waits
+			before, ok := em.DeviceCounts()
+			if !ok {
+				t.Fatal("cuda.NewEmulated does not count device calls")
+			}
 			compareEngines(t, em, c)
+			after, _ := em.DeviceCounts()
 			// The pool is the only device allocation: training steps only
 			// move offsets in it.
-			if dev.mallocs != 1 {
-				t.Errorf("%d device allocations, want 1 (the pool)", dev.mallocs)
+			if after.Mallocs != 1 {
+				t.Errorf("%d device allocations, want 1 (the pool)", after.Mallocs)
 			}
 			// Waits for the stream do not grow with the number of
 			// parameters or of pool rows moved. A plain step reads its
@@ -45,35 +51,13 @@ func TestEmulatedEngineMatchesCPU(t *testing.T) {
 			if c.opts.Head == engine.HeadFFC {
 				perStep = 7
 			}
-			got, most := dev.waits-waits, c.steps*perStep+1
+			got, most := after.Waits-before.Waits, c.steps*perStep+1
 			if got > most {
 				t.Errorf("%d waits for the stream in %d steps and an embed, want at most %d", got, c.steps, most)
 			}
 			t.Logf("%d waits for the stream in %d steps and an embed (at most %d allowed)", got, c.steps, most)
 		})
 	}
-}
-
-// countingDevice counts device allocations and waits for the stream.
-type countingDevice struct {
-	device
-	mallocs int
-	waits   int // dtoh and sync calls
-}
-
-func (d *countingDevice) malloc(bytes int64) (uintptr, error) {
-	d.mallocs++
-	return d.device.malloc(bytes)
-}
-
-func (d *countingDevice) dtoh(dst unsafe.Pointer, src uintptr, bytes int64) error {
-	d.waits++
-	return d.device.dtoh(dst, src, bytes)
-}
-
-func (d *countingDevice) sync() error {
-	d.waits++
-	return d.device.sync()
 }
 
 type engineCase struct {
