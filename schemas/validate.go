@@ -162,23 +162,44 @@ func ValidateCheckpointManifest(m *ffcpb.CheckpointManifest, _ Limits) error {
 	if m.GetCreatedUnixNano() <= 0 {
 		return bad(ErrMissingField, "created_unix_nano", "%d", m.GetCreatedUnixNano())
 	}
-
-	// Parts: key → field that names it.
-	keys := map[string]string{}
-	var order []string
-	addKey := func(field, key string) error {
-		if err := checkObjectKey(field, key); err != nil {
-			return err
-		}
-		if other, dup := keys[key]; dup {
-			return bad(ErrMalformed, field, "key %q is also %s", key, other)
-		}
-		keys[key] = field
-		order = append(order, key)
-		return nil
-	}
-	if err := addKey("model_key", m.GetModelKey()); err != nil {
+	parts, err := checkManifestParts(m)
+	if err != nil {
 		return err
+	}
+	if err := checkOffsets(m.GetOffsets()); err != nil {
+		return err
+	}
+	return checkHashes(m.GetHashes(), parts)
+}
+
+// partKeys are the object keys of a checkpoint's parts, each with the field
+// that names it, in manifest order.
+type partKeys struct {
+	field map[string]string // key → field that names it
+	order []string
+}
+
+// add checks key, named by field, and records it: a key may name one part
+// only.
+func (p *partKeys) add(field, key string) error {
+	if err := checkObjectKey(field, key); err != nil {
+		return err
+	}
+	if other, dup := p.field[key]; dup {
+		return bad(ErrMalformed, field, "key %q is also %s", key, other)
+	}
+	p.field[key] = field
+	p.order = append(p.order, key)
+	return nil
+}
+
+// checkManifestParts checks the part keys of m (model_key required, the
+// other standard ones optional, other_parts named once and not by a
+// standard name; no key twice) and returns them.
+func checkManifestParts(m *ffcpb.CheckpointManifest) (*partKeys, error) {
+	keys := &partKeys{field: map[string]string{}}
+	if err := keys.add("model_key", m.GetModelKey()); err != nil {
+		return nil, err
 	}
 	for _, f := range []struct{ field, key string }{
 		{"optimizer_key", m.GetOptimizerKey()},
@@ -188,31 +209,34 @@ func ValidateCheckpointManifest(m *ffcpb.CheckpointManifest, _ Limits) error {
 		if f.key == "" {
 			continue
 		}
-		if err := addKey(f.field, f.key); err != nil {
-			return err
+		if err := keys.add(f.field, f.key); err != nil {
+			return nil, err
 		}
 	}
 	names := map[string]bool{PartModel: true, PartOptimizer: true, PartPool: true, PartLRU: true}
 	for _, p := range m.GetOtherParts() {
 		if p == nil {
-			return bad(ErrMissingField, "other_parts", "nil part")
+			return nil, bad(ErrMissingField, "other_parts", "nil part")
 		}
 		if err := checkName("other_parts.name", p.GetName()); err != nil {
-			return err
+			return nil, err
 		}
 		if names[p.GetName()] {
-			return bad(ErrMalformed, "other_parts.name", "%q is reserved or repeated", p.GetName())
+			return nil, bad(ErrMalformed, "other_parts.name", "%q is reserved or repeated", p.GetName())
 		}
 		names[p.GetName()] = true
-		if err := addKey("other_parts["+p.GetName()+"].key", p.GetKey()); err != nil {
-			return err
+		if err := keys.add("other_parts["+p.GetName()+"].key", p.GetKey()); err != nil {
+			return nil, err
 		}
 	}
+	return keys, nil
+}
 
-	// Offsets: valid topics, each once; partitions and offsets ≥ 0, each
-	// partition once.
+// checkOffsets: valid topics, each once; partitions and offsets ≥ 0, each
+// partition once.
+func checkOffsets(offsets []*ffcpb.TopicOffsets) error {
 	topics := map[string]bool{}
-	for _, t := range m.GetOffsets() {
+	for _, t := range offsets {
 		if t == nil {
 			return bad(ErrMissingField, "offsets", "nil entry")
 		}
@@ -223,32 +247,44 @@ func ValidateCheckpointManifest(m *ffcpb.CheckpointManifest, _ Limits) error {
 			return bad(ErrMalformed, "offsets.topic", "%q repeated", t.GetTopic())
 		}
 		topics[t.GetTopic()] = true
-		if len(t.GetPartitions()) == 0 {
-			return bad(ErrMissingField, "offsets["+t.GetTopic()+"].partitions", "empty")
-		}
-		parts := map[int32]bool{}
-		for _, p := range t.GetPartitions() {
-			if p == nil {
-				return bad(ErrMissingField, "offsets["+t.GetTopic()+"].partitions", "nil entry")
-			}
-			field := "offsets[" + t.GetTopic() + "]"
-			if p.GetPartition() < 0 || p.GetOffset() < 0 {
-				return bad(ErrMalformed, field, "partition %d offset %d: negative", p.GetPartition(), p.GetOffset())
-			}
-			if parts[p.GetPartition()] {
-				return bad(ErrMalformed, field, "partition %d repeated", p.GetPartition())
-			}
-			parts[p.GetPartition()] = true
+		if err := checkTopicPartitions(t); err != nil {
+			return err
 		}
 	}
+	return nil
+}
 
-	// Hashes: one per part key, nothing else.
+// checkTopicPartitions: at least one partition, each once, partitions and
+// offsets ≥ 0.
+func checkTopicPartitions(t *ffcpb.TopicOffsets) error {
+	if len(t.GetPartitions()) == 0 {
+		return bad(ErrMissingField, "offsets["+t.GetTopic()+"].partitions", "empty")
+	}
+	parts := map[int32]bool{}
+	for _, p := range t.GetPartitions() {
+		if p == nil {
+			return bad(ErrMissingField, "offsets["+t.GetTopic()+"].partitions", "nil entry")
+		}
+		field := "offsets[" + t.GetTopic() + "]"
+		if p.GetPartition() < 0 || p.GetOffset() < 0 {
+			return bad(ErrMalformed, field, "partition %d offset %d: negative", p.GetPartition(), p.GetOffset())
+		}
+		if parts[p.GetPartition()] {
+			return bad(ErrMalformed, field, "partition %d repeated", p.GetPartition())
+		}
+		parts[p.GetPartition()] = true
+	}
+	return nil
+}
+
+// checkHashes: one hash per part key, nothing else.
+func checkHashes(hashes []*ffcpb.ContentHash, parts *partKeys) error {
 	hashed := map[string]bool{}
-	for _, h := range m.GetHashes() {
+	for _, h := range hashes {
 		if h == nil {
 			return bad(ErrMissingField, "hashes", "nil entry")
 		}
-		if _, ok := keys[h.GetKey()]; !ok {
+		if _, ok := parts.field[h.GetKey()]; !ok {
 			if h.GetKey() == "" {
 				return bad(ErrMissingField, "hashes.key", "empty")
 			}
@@ -258,25 +294,34 @@ func ValidateCheckpointManifest(m *ffcpb.CheckpointManifest, _ Limits) error {
 			return bad(ErrMalformed, "hashes.key", "%q repeated", h.GetKey())
 		}
 		hashed[h.GetKey()] = true
-		field := "hashes[" + h.GetKey() + "]"
-		if err := checkName(field+".algorithm", h.GetAlgorithm()); err != nil {
+		if err := checkDigest(h); err != nil {
 			return err
 		}
-		alg := strings.ToLower(h.GetAlgorithm())
-		if len(h.GetDigest()) == 0 {
-			return bad(ErrMissingField, field+".digest", "empty")
-		}
-		if n, ok := digestSizes[alg]; ok && len(h.GetDigest()) != n {
-			return bad(ErrMalformed, field+".digest", "%d bytes, %s is %d", len(h.GetDigest()), alg, n)
-		}
-		if len(h.GetDigest()) > 128 {
-			return bad(ErrTooLarge, field+".digest", "%d bytes > 128", len(h.GetDigest()))
+	}
+	for _, key := range parts.order {
+		if !hashed[key] {
+			return bad(ErrMissingField, "hashes", "no hash for %s %q", parts.field[key], key)
 		}
 	}
-	for _, key := range order {
-		if !hashed[key] {
-			return bad(ErrMissingField, "hashes", "no hash for %s %q", keys[key], key)
-		}
+	return nil
+}
+
+// checkDigest: a named algorithm and a non-empty digest of at most 128
+// bytes, of the algorithm's length when digestSizes knows it.
+func checkDigest(h *ffcpb.ContentHash) error {
+	field := "hashes[" + h.GetKey() + "]"
+	if err := checkName(field+".algorithm", h.GetAlgorithm()); err != nil {
+		return err
+	}
+	alg := strings.ToLower(h.GetAlgorithm())
+	if len(h.GetDigest()) == 0 {
+		return bad(ErrMissingField, field+".digest", "empty")
+	}
+	if n, ok := digestSizes[alg]; ok && len(h.GetDigest()) != n {
+		return bad(ErrMalformed, field+".digest", "%d bytes, %s is %d", len(h.GetDigest()), alg, n)
+	}
+	if len(h.GetDigest()) > 128 {
+		return bad(ErrTooLarge, field+".digest", "%d bytes > 128", len(h.GetDigest()))
 	}
 	return nil
 }

@@ -33,15 +33,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -129,145 +126,31 @@ func gflopPerStep(c config) float64 {
 }
 
 func main() {
-	child := flag.String("child", "", "internal: run one configuration (JSON) and report it")
-	nList := flag.String("n", "10k,100k,1M,10M", "class counts N (comma-separated; k and M suffixes allowed)")
-	qFrac := flag.Float64("q-frac", 0.01, "FFC pool size as a fraction of N (0 to skip)")
-	qFixed := flag.String("q-fixed", "100k", "also an FFC pool of this fixed size (0 to skip)")
-	dim := flag.Int("dim", 512, "feature dimension D")
-	batch := flag.Int("batch", 256, "batch size B (probe features per step)")
-	steps := flag.Int("steps", 5, "timed steps per configuration (median reported)")
-	warmup := flag.Int("warmup", 1, "untimed warm-up steps per configuration")
-	bigSteps := flag.Int("big-steps", 2, "timed steps for configurations above --big-gflop")
-	bigGFlop := flag.Float64("big-gflop", 200, "matrix-product GFLOP per step above which --big-steps applies")
-	rate := flag.Float64("rate", centers.DefaultPFCRate, "Partial FC sample rate")
-	backend := flag.String("backend", "cpu", "compute backend: cpu (OpenBLAS when linked, else pure Go) or cpu-go (pure-Go GEMM)")
-	threads := flag.Int("threads", 0, "backend threads (0 = GOMAXPROCS)")
-	headroom := flag.Float64("headroom-gib", 4, "memory left free: a configuration needing more than MemAvailable minus this is refused")
-	heads := flag.String("heads", "fc,pfc,ffc", "heads to run")
-	out := flag.String("out", "benchmarks/heads/RESULTS.md", "write the results here (empty: do not write)")
-	timeout := flag.Duration("child-timeout", 10*time.Minute, "limit for one configuration")
-	flag.Parse()
-
-	if *child != "" {
-		runChild(*child)
+	f := parseFlags()
+	if f.child != "" {
+		runChild(f.child)
 		return
 	}
-	ns, err := benchutil.ParseCounts(*nList)
+	s, err := newSweep(f)
 	if err != nil {
 		fatal(err)
 	}
-	fixed := 0
-	if *qFixed != "" && *qFixed != "0" {
-		f, err := benchutil.ParseCounts(*qFixed)
-		if err != nil || len(f) != 1 {
-			fatal(fmt.Errorf("--q-fixed %q: want one count", *qFixed))
-		}
-		fixed = f[0]
-	}
-	want := map[string]bool{}
-	for _, h := range strings.Split(*heads, ",") {
-		h = strings.TrimSpace(h)
-		if h != "fc" && h != "pfc" && h != "ffc" {
-			fatal(fmt.Errorf("--heads: unknown head %q", h))
-		}
-		want[h] = true
-	}
-	if *dim <= 0 || *batch <= 1 || *steps < 1 || *warmup < 0 || *bigSteps < 1 {
-		fatal(errors.New("--dim, --batch, --steps, --big-steps must be positive (batch ≥ 2)"))
-	}
-	self, err := os.Executable()
-	if err != nil {
-		fatal(err)
-	}
-	base := config{Dim: *dim, Batch: *batch, Warmup: *warmup, Rate: *rate, Backend: *backend, Threads: *threads, Headroom: *headroom}
-	run := func(c config) result {
-		c.Steps = *steps
-		if gflopPerStep(c) > *bigGFlop {
-			c.Steps = min(*steps, *bigSteps)
-		}
-		what := fmt.Sprintf("%s N=%d", c.Head, c.N)
-		if c.Head == "ffc" {
-			what += fmt.Sprintf(" Q=%d", c.Q)
-		}
-		fmt.Fprintf(os.Stderr, "heads: %s, %d+%d steps ... ", what, c.Warmup, c.Steps)
-		t0 := time.Now()
-		r := spawn(self, c, *timeout)
-		switch {
-		case r.Refused != "":
-			fmt.Fprintf(os.Stderr, "refused: %s\n", r.Refused)
-		case r.Failed != "":
-			fmt.Fprintf(os.Stderr, "failed: %s\n", r.Failed)
-		default:
-			fmt.Fprintf(os.Stderr, "%.1f ms/step, peak RSS %s (setup %.1f s, total %.0f s)\n", r.StepMS, human(r.PeakRSS), r.InitS, time.Since(t0).Seconds())
-		}
-		return r
-	}
-
 	start, loadStart := time.Now(), loadAvg()
-	var rows []row
-	backendName := ""
-	for _, n := range ns {
-		var qs []int
-		if *qFrac > 0 {
-			qs = append(qs, max(1, int(math.Round(*qFrac*float64(n)))))
-		}
-		if fixed > 0 && !slices.Contains(qs, fixed) {
-			qs = append(qs, fixed)
-		}
-		var fc, pfc *result
-		if want["fc"] {
-			c := base
-			c.Head, c.N = "fc", n
-			r := run(c)
-			fc = &r
-		}
-		if want["pfc"] {
-			c := base
-			c.Head, c.N = "pfc", n
-			r := run(c)
-			pfc = &r
-		}
-		for _, q := range qs {
-			var ffc *result
-			if want["ffc"] {
-				c := base
-				c.Head, c.N, c.Q = "ffc", n, q
-				var r result
-				if lim := 3 * *batch / 2; q < lim {
-					r = result{Refused: fmt.Sprintf("Q = %d is below 1.5·B = %d: the pool would evict IDs within the step that inserted them", q, lim)}
-					fmt.Fprintf(os.Stderr, "heads: ffc N=%d Q=%d refused: %s\n", n, q, r.Refused)
-				} else {
-					r = run(c)
-				}
-				ffc = &r
-			}
-			for _, x := range []struct {
-				head string
-				r    *result
-			}{{"FFC", ffc}, {"FC", fc}, {"Partial FC", pfc}} {
-				if x.r != nil {
-					rows = append(rows, row{n: n, q: q, head: x.head, r: *x.r, ffc: ffc})
-					if x.r.Backend != "" {
-						backendName = x.r.Backend
-					}
-				}
-			}
-		}
-	}
+	rows, backendName := s.runAll()
 	if backendName == "" {
-		backendName = *backend
+		backendName = f.backend
 	}
 	cmd := "go run ./benchmarks/heads"
 	if len(os.Args) > 1 {
 		cmd += " " + strings.Join(os.Args[1:], " ")
 	}
-	report := render(rows, machine(backendName, loadStart), cmd, *rate, *steps, *warmup, *bigSteps, *bigGFlop, *headroom, time.Since(start))
+	report := render(rows, machine(backendName, loadStart), cmd, f.rate, f.steps, f.warmup, f.bigSteps, f.bigGFlop, f.headroom, time.Since(start))
 	fmt.Print(report)
-	if *out != "" {
-		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
+	if f.out != "" {
+		if err := os.WriteFile(f.out, []byte(report), 0o644); err != nil {
 			fatal(err)
 		}
-		fmt.Fprintf(os.Stderr, "heads: wrote %s\n", *out)
+		fmt.Fprintf(os.Stderr, "heads: wrote %s\n", f.out)
 	}
 }
 

@@ -29,6 +29,33 @@ type S3Options struct {
 	// check signatures, but the values are reported so that clients are
 	// configured exactly as for a real server.
 	AccessKey, SecretKey string
+
+	// hooks are for tests; the zero value, as in production, does nothing.
+	hooks s3Hooks
+}
+
+// s3Hooks let tests wait on what the S3 server does; nil ones are skipped.
+type s3Hooks struct {
+	// connState is told each change of a connection's state once the
+	// server has counted it.
+	connState func(net.Conn, http.ConnState)
+	// request is told of each request as the handler starts on it.
+	request func(*http.Request)
+	// closeWait is called each time Close finds requests in flight and
+	// goes on waiting for them.
+	closeWait func()
+}
+
+// wrap returns h, telling the request hook of each request first when
+// there is one.
+func (hk s3Hooks) wrap(h http.Handler) http.Handler {
+	if hk.request == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hk.request(r)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // S3 is a running embedded S3 server (gofakes3).
@@ -45,6 +72,8 @@ type S3 struct {
 	active atomic.Int64
 	// grace is how long Close waits for requests in flight.
 	grace time.Duration
+	// hooks are S3Options.hooks: for tests only.
+	hooks s3Hooks
 }
 
 // StartS3 starts the S3 server and returns once it is listening.
@@ -88,13 +117,14 @@ func StartS3(opts S3Options) (*S3, error) {
 		secretKey: opts.SecretKey,
 		closeDB:   closeBackend,
 		grace:     5 * time.Second,
+		hooks:     opts.hooks,
 	}
 	var (
 		mu    sync.Mutex
 		state = map[net.Conn]http.ConnState{}
 	)
 	s.srv = &http.Server{
-		Handler:           fake.Server(),
+		Handler:           opts.hooks.wrap(fake.Server()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ConnState: func(c net.Conn, st http.ConnState) {
 			mu.Lock()
@@ -109,6 +139,9 @@ func StartS3(opts S3Options) (*S3, error) {
 				delete(state, c)
 			} else {
 				state[c] = st
+			}
+			if s.hooks.connState != nil {
+				s.hooks.connState(c, st)
 			}
 		},
 	}
@@ -150,6 +183,8 @@ wait:
 				// Nothing is being answered: the connections left are idle
 				// or have not sent a request. Shut them now.
 				_ = s.srv.Close()
+			} else if s.hooks.closeWait != nil {
+				s.hooks.closeWait()
 			}
 		}
 	}

@@ -80,15 +80,8 @@ func Kafka(ctx context.Context, brokers []string, opts KafkaOptions) (rep KafkaR
 	if err := brokerInfo(ctx, client, brokers, &rep); err != nil {
 		return rep, err
 	}
-
-	created, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{
-		Topics: []kafka.TopicConfig{{Topic: rep.Topic, NumPartitions: opts.Partitions, ReplicationFactor: 1}},
-	})
-	if err != nil {
-		return rep, fmt.Errorf("kafka check: create topic %s: %w", rep.Topic, err)
-	}
-	if terr := created.Errors[rep.Topic]; terr != nil {
-		return rep, fmt.Errorf("kafka check: create topic %s: %w", rep.Topic, terr)
+	if err := createTopic(ctx, client, rep.Topic, opts.Partitions); err != nil {
+		return rep, err
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
@@ -110,91 +103,147 @@ func Kafka(ctx context.Context, brokers []string, opts KafkaOptions) (rep KafkaR
 		Transport:    client.Transport,
 	}
 	defer w.Close()
-	produce := func(from, n int) error {
-		msgs := make([]kafka.Message, n)
-		for i := range msgs {
-			seq := from + i
-			msgs[i] = kafka.Message{Key: fmt.Appendf(nil, "id-%d", seq%opts.Keys), Value: []byte(strconv.Itoa(seq))}
-		}
-		if err := w.WriteMessages(ctx, msgs...); err != nil {
-			return fmt.Errorf("kafka check: produce to %s: %w", rep.Topic, err)
-		}
-		rep.Produced += n
-		return nil
-	}
-	if err := produce(0, opts.Messages); err != nil {
+	if err := produceKeyed(ctx, w, 0, opts.Messages, opts.Keys); err != nil {
 		return rep, err
 	}
+	rep.Produced += opts.Messages
 
-	group := rep.Topic + "-group"
-	seen := make(map[int]bool)
-	keyPartition := make(map[string]int)
-	lastSeq := make(map[string]int)
-	consume := func(want int) (int, error) {
-		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers:        brokers,
-			GroupID:        group,
-			Topic:          rep.Topic,
-			MinBytes:       1,
-			MaxBytes:       1 << 20,
-			MaxWait:        time.Second,
-			StartOffset:    kafka.FirstOffset,
-			CommitInterval: 0, // synchronous commits: CommitMessages returns once durable
-		})
-		defer r.Close()
-		got := 0
-		for got < want {
-			m, err := r.FetchMessage(ctx)
-			if err != nil {
-				return got, fmt.Errorf("kafka check: consume %s (group %s) after %d of %d: %w", rep.Topic, group, got, want, err)
-			}
-			seq, err := strconv.Atoi(string(m.Value))
-			if err != nil {
-				return got, fmt.Errorf("kafka check: message %q at %d/%d is not ours: %w", m.Value, m.Partition, m.Offset, err)
-			}
-			if seen[seq] {
-				return got, fmt.Errorf("kafka check: message %d delivered twice (partition %d offset %d): committed offsets not honoured", seq, m.Partition, m.Offset)
-			}
-			seen[seq] = true
-			key := string(m.Key)
-			if p, ok := keyPartition[key]; ok && p != m.Partition {
-				return got, fmt.Errorf("kafka check: key %s in partitions %d and %d", key, p, m.Partition)
-			}
-			keyPartition[key] = m.Partition
-			if prev, ok := lastSeq[key]; ok && prev > seq {
-				return got, fmt.Errorf("kafka check: key %s out of order: %d after %d", key, seq, prev)
-			}
-			lastSeq[key] = seq
-			if err := r.CommitMessages(ctx, m); err != nil {
-				return got, fmt.Errorf("kafka check: commit %d/%d: %w", m.Partition, m.Offset, err)
-			}
-			got++
-		}
-		return got, nil
-	}
-	if rep.Consumed, err = consume(opts.Messages); err != nil {
+	c := newGroupConsumer(brokers, rep.Topic)
+	if rep.Consumed, err = c.consume(ctx, opts.Messages); err != nil {
 		return rep, err
 	}
-	if err := produce(opts.Messages, opts.Messages); err != nil {
+	if err := produceKeyed(ctx, w, opts.Messages, opts.Messages, opts.Keys); err != nil {
 		return rep, err
 	}
+	rep.Produced += opts.Messages
 	// The second member sees only the second batch: anything of the first
-	// batch would be a duplicate and fail above.
-	if rep.Resumed, err = consume(opts.Messages); err != nil {
+	// batch would be a duplicate and fail in consume.
+	if rep.Resumed, err = c.consume(ctx, opts.Messages); err != nil {
 		return rep, err
 	}
-	if len(seen) != rep.Produced {
-		return rep, fmt.Errorf("kafka check: %d distinct messages consumed, %d produced", len(seen), rep.Produced)
+	if len(c.seen) != rep.Produced {
+		return rep, fmt.Errorf("kafka check: %d distinct messages consumed, %d produced", len(c.seen), rep.Produced)
 	}
-	used := make(map[int]bool)
-	for _, p := range keyPartition {
-		used[p] = true
-	}
-	rep.PartitionsUsed = len(used)
+	rep.PartitionsUsed = c.partitionsUsed()
 	if rep.PartitionsUsed < 2 {
 		return rep, fmt.Errorf("kafka check: %d keys all landed in one partition: the hash balancer did not spread them", opts.Keys)
 	}
 	return rep, nil
+}
+
+// createTopic creates topic with the given partitions and replication
+// factor 1.
+func createTopic(ctx context.Context, client *kafka.Client, topic string, partitions int) error {
+	created, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{
+		Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}},
+	})
+	if err != nil {
+		return fmt.Errorf("kafka check: create topic %s: %w", topic, err)
+	}
+	if terr := created.Errors[topic]; terr != nil {
+		return fmt.Errorf("kafka check: create topic %s: %w", topic, terr)
+	}
+	return nil
+}
+
+// produceKeyed writes n messages with sequence numbers from, from+1, ... as
+// values, keyed "id-<seq mod keys>".
+func produceKeyed(ctx context.Context, w *kafka.Writer, from, n, keys int) error {
+	msgs := make([]kafka.Message, n)
+	for i := range msgs {
+		seq := from + i
+		msgs[i] = kafka.Message{Key: fmt.Appendf(nil, "id-%d", seq%keys), Value: []byte(strconv.Itoa(seq))}
+	}
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("kafka check: produce to %s: %w", w.Topic, err)
+	}
+	return nil
+}
+
+// groupConsumer consumes the test topic as successive members of one
+// consumer group, and checks across all of them that no message comes
+// twice and that each key stays in one partition, in order.
+type groupConsumer struct {
+	brokers      []string
+	topic, group string
+	seen         map[int]bool   // sequence numbers consumed
+	keyPartition map[string]int // partition each key was seen in
+	lastSeq      map[string]int // last sequence number seen per key
+}
+
+// newGroupConsumer returns a consumer of topic in the group "<topic>-group".
+func newGroupConsumer(brokers []string, topic string) *groupConsumer {
+	return &groupConsumer{
+		brokers:      brokers,
+		topic:        topic,
+		group:        topic + "-group",
+		seen:         make(map[int]bool),
+		keyPartition: make(map[string]int),
+		lastSeq:      make(map[string]int),
+	}
+}
+
+// consume joins the group as a new member, starting from the committed
+// offsets, and fetches, checks and synchronously commits want messages.
+func (c *groupConsumer) consume(ctx context.Context, want int) (int, error) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:        c.brokers,
+		GroupID:        c.group,
+		Topic:          c.topic,
+		MinBytes:       1,
+		MaxBytes:       1 << 20,
+		MaxWait:        time.Second,
+		StartOffset:    kafka.FirstOffset,
+		CommitInterval: 0, // synchronous commits: CommitMessages returns once durable
+	})
+	defer r.Close()
+	got := 0
+	for got < want {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			return got, fmt.Errorf("kafka check: consume %s (group %s) after %d of %d: %w", c.topic, c.group, got, want, err)
+		}
+		if err := c.record(m); err != nil {
+			return got, err
+		}
+		if err := r.CommitMessages(ctx, m); err != nil {
+			return got, fmt.Errorf("kafka check: commit %d/%d: %w", m.Partition, m.Offset, err)
+		}
+		got++
+	}
+	return got, nil
+}
+
+// record checks one fetched message against those seen before (ours, not a
+// duplicate, its key in one partition and in order) and remembers it.
+func (c *groupConsumer) record(m kafka.Message) error {
+	seq, err := strconv.Atoi(string(m.Value))
+	if err != nil {
+		return fmt.Errorf("kafka check: message %q at %d/%d is not ours: %w", m.Value, m.Partition, m.Offset, err)
+	}
+	if c.seen[seq] {
+		return fmt.Errorf("kafka check: message %d delivered twice (partition %d offset %d): committed offsets not honoured", seq, m.Partition, m.Offset)
+	}
+	c.seen[seq] = true
+	key := string(m.Key)
+	if p, ok := c.keyPartition[key]; ok && p != m.Partition {
+		return fmt.Errorf("kafka check: key %s in partitions %d and %d", key, p, m.Partition)
+	}
+	c.keyPartition[key] = m.Partition
+	if prev, ok := c.lastSeq[key]; ok && prev > seq {
+		return fmt.Errorf("kafka check: key %s out of order: %d after %d", key, seq, prev)
+	}
+	c.lastSeq[key] = seq
+	return nil
+}
+
+// partitionsUsed is the number of distinct partitions the keys landed in.
+func (c *groupConsumer) partitionsUsed() int {
+	used := make(map[int]bool)
+	for _, p := range c.keyPartition {
+		used[p] = true
+	}
+	return len(used)
 }
 
 // waitPartitions polls metadata until the topic reports its partitions.

@@ -89,77 +89,115 @@ func S3(ctx context.Context, target S3Target, opts S3Options) (rep S3Report, err
 		}
 	}()
 
-	body := func(i int) []byte { return bytes.Repeat(fmt.Appendf(nil, "object %d;", i), 10+i) }
-	key := func(i int) string { return fmt.Sprintf("ids/%04d/img.bin", i) }
-	for i := 0; i < opts.Objects; i++ {
-		b := body(i)
-		if _, err := mc.PutObject(ctx, rep.Bucket, key(i), bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{
+	c := s3Check{mc: mc, tr: tr, opts: opts, rep: &rep}
+	for _, step := range []func(context.Context) error{c.put, c.list, c.get, c.remove} {
+		if err := step(ctx); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// s3Check runs the steps of the S3 check against one bucket, counting into
+// rep as it goes.
+type s3Check struct {
+	mc   *minio.Client
+	tr   *countingTransport
+	opts S3Options
+	rep  *S3Report
+}
+
+// s3Body is the content of the i-th test object.
+func s3Body(i int) []byte { return bytes.Repeat(fmt.Appendf(nil, "object %d;", i), 10+i) }
+
+// s3Key is the key of the i-th test object; keys sort in i order.
+func s3Key(i int) string { return fmt.Sprintf("ids/%04d/img.bin", i) }
+
+// put uploads the test objects.
+func (c s3Check) put(ctx context.Context) error {
+	for i := 0; i < c.opts.Objects; i++ {
+		b := s3Body(i)
+		if _, err := c.mc.PutObject(ctx, c.rep.Bucket, s3Key(i), bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{
 			ContentType:          "application/octet-stream",
 			DisableContentSha256: true,
 		}); err != nil {
-			return rep, fmt.Errorf("s3 check: put %s: %w", key(i), err)
+			return fmt.Errorf("s3 check: put %s: %w", s3Key(i), err)
 		}
-		rep.Put++
+		c.rep.Put++
 	}
+	return nil
+}
 
-	before := tr.lists.Load()
+// list lists the objects in pages of opts.PageSize and checks that all come
+// back in lexical order, in as many requests as the pages need.
+func (c s3Check) list(ctx context.Context) error {
+	before := c.tr.lists.Load()
 	var keys []string
-	for obj := range mc.ListObjects(ctx, rep.Bucket, minio.ListObjectsOptions{Prefix: "ids/", Recursive: true, MaxKeys: opts.PageSize}) {
+	for obj := range c.mc.ListObjects(ctx, c.rep.Bucket, minio.ListObjectsOptions{Prefix: "ids/", Recursive: true, MaxKeys: c.opts.PageSize}) {
 		if obj.Err != nil {
-			return rep, fmt.Errorf("s3 check: list %s after %d objects: %w", rep.Bucket, len(keys), obj.Err)
+			return fmt.Errorf("s3 check: list %s after %d objects: %w", c.rep.Bucket, len(keys), obj.Err)
 		}
 		keys = append(keys, obj.Key)
 	}
-	rep.Listed, rep.ListPages = len(keys), int(tr.lists.Load()-before)
-	if rep.Listed != opts.Objects {
-		return rep, fmt.Errorf("s3 check: listed %d objects, put %d", rep.Listed, opts.Objects)
+	c.rep.Listed, c.rep.ListPages = len(keys), int(c.tr.lists.Load()-before)
+	if c.rep.Listed != c.opts.Objects {
+		return fmt.Errorf("s3 check: listed %d objects, put %d", c.rep.Listed, c.opts.Objects)
 	}
 	for i, k := range keys {
-		if k != key(i) {
-			return rep, fmt.Errorf("s3 check: listing item %d is %q, want %q (lexical order)", i, k, key(i))
+		if k != s3Key(i) {
+			return fmt.Errorf("s3 check: listing item %d is %q, want %q (lexical order)", i, k, s3Key(i))
 		}
 	}
-	if wantPages := (opts.Objects + opts.PageSize - 1) / opts.PageSize; rep.ListPages < wantPages {
-		return rep, fmt.Errorf("s3 check: listing took %d requests, want at least %d pages of %d", rep.ListPages, wantPages, opts.PageSize)
+	if wantPages := (c.opts.Objects + c.opts.PageSize - 1) / c.opts.PageSize; c.rep.ListPages < wantPages {
+		return fmt.Errorf("s3 check: listing took %d requests, want at least %d pages of %d", c.rep.ListPages, wantPages, c.opts.PageSize)
 	}
+	return nil
+}
 
-	for i := 0; i < opts.Objects; i++ {
-		obj, err := mc.GetObject(ctx, rep.Bucket, key(i), minio.GetObjectOptions{})
+// get reads every object back and compares it with what was put.
+func (c s3Check) get(ctx context.Context) error {
+	for i := 0; i < c.opts.Objects; i++ {
+		obj, err := c.mc.GetObject(ctx, c.rep.Bucket, s3Key(i), minio.GetObjectOptions{})
 		if err != nil {
-			return rep, fmt.Errorf("s3 check: get %s: %w", key(i), err)
+			return fmt.Errorf("s3 check: get %s: %w", s3Key(i), err)
 		}
 		got, err := io.ReadAll(obj)
 		obj.Close()
 		if err != nil {
-			return rep, fmt.Errorf("s3 check: read %s: %w", key(i), err)
+			return fmt.Errorf("s3 check: read %s: %w", s3Key(i), err)
 		}
-		if !bytes.Equal(got, body(i)) {
-			return rep, fmt.Errorf("s3 check: %s came back as %d bytes that differ from the %d put", key(i), len(got), len(body(i)))
+		if !bytes.Equal(got, s3Body(i)) {
+			return fmt.Errorf("s3 check: %s came back as %d bytes that differ from the %d put", s3Key(i), len(got), len(s3Body(i)))
 		}
-		rep.Got++
+		c.rep.Got++
 	}
+	return nil
+}
 
-	if err := mc.RemoveObject(ctx, rep.Bucket, key(0), minio.RemoveObjectOptions{}); err != nil {
-		return rep, fmt.Errorf("s3 check: delete %s: %w", key(0), err)
+// remove deletes the first object alone and checks it is gone, deletes the
+// rest in bulk, and checks that the bucket lists empty.
+func (c s3Check) remove(ctx context.Context) error {
+	if err := c.mc.RemoveObject(ctx, c.rep.Bucket, s3Key(0), minio.RemoveObjectOptions{}); err != nil {
+		return fmt.Errorf("s3 check: delete %s: %w", s3Key(0), err)
 	}
-	rep.Deleted++
-	if _, err := mc.StatObject(ctx, rep.Bucket, key(0), minio.StatObjectOptions{}); minio.ToErrorResponse(err).Code != minio.NoSuchKey {
-		return rep, fmt.Errorf("s3 check: stat of deleted %s: %v, want NoSuchKey", key(0), err)
+	c.rep.Deleted++
+	if _, err := c.mc.StatObject(ctx, c.rep.Bucket, s3Key(0), minio.StatObjectOptions{}); minio.ToErrorResponse(err).Code != minio.NoSuchKey {
+		return fmt.Errorf("s3 check: stat of deleted %s: %v, want NoSuchKey", s3Key(0), err)
 	}
-	toDelete := make(chan minio.ObjectInfo, opts.Objects)
-	for i := 1; i < opts.Objects; i++ {
-		toDelete <- minio.ObjectInfo{Key: key(i)}
+	toDelete := make(chan minio.ObjectInfo, c.opts.Objects)
+	for i := 1; i < c.opts.Objects; i++ {
+		toDelete <- minio.ObjectInfo{Key: s3Key(i)}
 	}
 	close(toDelete)
-	for rerr := range mc.RemoveObjects(ctx, rep.Bucket, toDelete, minio.RemoveObjectsOptions{}) {
-		return rep, fmt.Errorf("s3 check: bulk delete %s: %w", rerr.ObjectName, rerr.Err)
+	for rerr := range c.mc.RemoveObjects(ctx, c.rep.Bucket, toDelete, minio.RemoveObjectsOptions{}) {
+		return fmt.Errorf("s3 check: bulk delete %s: %w", rerr.ObjectName, rerr.Err)
 	}
-	rep.Deleted += opts.Objects - 1
-	for obj := range mc.ListObjects(ctx, rep.Bucket, minio.ListObjectsOptions{Recursive: true}) {
+	c.rep.Deleted += c.opts.Objects - 1
+	for obj := range c.mc.ListObjects(ctx, c.rep.Bucket, minio.ListObjectsOptions{Recursive: true}) {
 		if obj.Err != nil {
-			return rep, fmt.Errorf("s3 check: list after delete: %w", obj.Err)
+			return fmt.Errorf("s3 check: list after delete: %w", obj.Err)
 		}
-		return rep, fmt.Errorf("s3 check: %s still listed after delete", obj.Key)
+		return fmt.Errorf("s3 check: %s still listed after delete", obj.Key)
 	}
-	return rep, nil
+	return nil
 }

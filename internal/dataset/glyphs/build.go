@@ -2,7 +2,6 @@ package glyphs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -155,40 +154,8 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.Size == 0 {
-		o.Size = 32
-	}
-	if o.Size < 8 || o.Size > 1024 {
-		return nil, fmt.Errorf("glyphs: image size %d outside 8..1024", o.Size)
-	}
-	if o.Workers <= 0 {
-		o.Workers = min(runtime.GOMAXPROCS(0), 4)
-	}
-	if o.TofuShare == 0 {
-		o.TofuShare = DefaultTofuShare
-	}
-	if o.TofuShare < 2 {
-		return nil, fmt.Errorf("glyphs: tofu share %d: want at least 2", o.TofuShare)
-	}
-	if o.DupMaxDiff == 0 {
-		o.DupMaxDiff = DefaultDupMaxDiff
-	}
-	if o.DupMaxDiff < 0 || o.DupMaxDiff >= 1 {
-		return nil, fmt.Errorf("glyphs: duplicate threshold %v outside [0, 1)", o.DupMaxDiff)
-	}
-	for _, f := range []float64{o.OpensetFrac, o.HeldoutFrac} {
-		if f < 0 || f >= 1 || math.IsNaN(f) {
-			return nil, fmt.Errorf("glyphs: split fraction %v outside [0, 1)", f)
-		}
-	}
-	if o.OutDir == "" {
-		return nil, errors.New("glyphs: no output directory")
-	}
-	if o.CacheDir == "" {
-		o.CacheDir = DefaultCacheDir()
-	}
-	if len(o.Packages) == 0 && len(o.Local) == 0 {
-		return nil, errors.New("glyphs: no packages and no local font folders")
+	if err := o.complete(); err != nil {
+		return nil, err
 	}
 	// Create the output first: an unwritable directory fails before the
 	// downloads and the rendering.
@@ -199,13 +166,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	defer w.Abort()
 
 	res := &Result{Dir: o.OutDir}
-	pkgs := slices.Clone(o.Local)
-	if len(o.Packages) > 0 {
-		fetched, err := Fetch(ctx, o.Packages, FetchOptions{CacheDir: o.CacheDir, Workers: o.Workers, Logger: log, Progress: o.Progress})
-		if err != nil {
-			return nil, err
-		}
-		pkgs = append(fetched, pkgs...)
+	pkgs, err := gatherPackages(ctx, o, log)
+	if err != nil {
+		return nil, err
 	}
 	res.FetchTime = time.Since(start)
 
@@ -214,12 +177,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res.DuplicateFiles = dups
-	var jobs []faceJob
-	for _, f := range files {
-		for i := range f.faces {
-			jobs = append(jobs, faceJob{file: f, face: i})
-		}
-	}
+	jobs := faceJobs(files)
 	if len(jobs) == 0 {
 		return nil, errors.New("glyphs: the packages hold no font files")
 	}
@@ -239,6 +197,89 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	filterEnd := time.Now()
 	res.FilterTime = filterEnd.Sub(renderEnd)
+	if err := writeImages(w, m, sel); err != nil {
+		return nil, err
+	}
+	if err := w.Commit(m); err != nil {
+		return nil, fmt.Errorf("glyphs: %w", err)
+	}
+	res.Manifest = m
+	res.WriteTime = time.Since(filterEnd)
+	res.Elapsed = time.Since(start)
+	res.ImagesPerClass = classSizes(m)
+	log.Info("glyph set written", "dir", o.OutDir, "classes", len(m.Classes), "images", m.Counts.Images,
+		"fonts", len(m.Fonts), "unreadable", len(m.Unreadable), "median_per_class", res.ImagesPerClass.Median,
+		"p10_per_class", res.ImagesPerClass.P10, "elapsed", res.Elapsed.Round(time.Millisecond))
+	return res, nil
+}
+
+// complete fills in the defaults of the unset options and checks them all.
+func (o *Options) complete() error {
+	if o.Size == 0 {
+		o.Size = 32
+	}
+	if o.Size < 8 || o.Size > 1024 {
+		return fmt.Errorf("glyphs: image size %d outside 8..1024", o.Size)
+	}
+	if o.Workers <= 0 {
+		o.Workers = min(runtime.GOMAXPROCS(0), 4)
+	}
+	if o.TofuShare == 0 {
+		o.TofuShare = DefaultTofuShare
+	}
+	if o.TofuShare < 2 {
+		return fmt.Errorf("glyphs: tofu share %d: want at least 2", o.TofuShare)
+	}
+	if o.DupMaxDiff == 0 {
+		o.DupMaxDiff = DefaultDupMaxDiff
+	}
+	if o.DupMaxDiff < 0 || o.DupMaxDiff >= 1 {
+		return fmt.Errorf("glyphs: duplicate threshold %v outside [0, 1)", o.DupMaxDiff)
+	}
+	for _, f := range []float64{o.OpensetFrac, o.HeldoutFrac} {
+		if f < 0 || f >= 1 || math.IsNaN(f) {
+			return fmt.Errorf("glyphs: split fraction %v outside [0, 1)", f)
+		}
+	}
+	if o.OutDir == "" {
+		return errors.New("glyphs: no output directory")
+	}
+	if o.CacheDir == "" {
+		o.CacheDir = DefaultCacheDir()
+	}
+	if len(o.Packages) == 0 && len(o.Local) == 0 {
+		return errors.New("glyphs: no packages and no local font folders")
+	}
+	return nil
+}
+
+// gatherPackages fetches o.Packages and returns them followed by o.Local.
+func gatherPackages(ctx context.Context, o Options, log *slog.Logger) ([]LocalPackage, error) {
+	pkgs := slices.Clone(o.Local)
+	if len(o.Packages) > 0 {
+		fetched, err := Fetch(ctx, o.Packages, FetchOptions{CacheDir: o.CacheDir, Workers: o.Workers, Logger: log, Progress: o.Progress})
+		if err != nil {
+			return nil, err
+		}
+		pkgs = append(fetched, pkgs...)
+	}
+	return pkgs, nil
+}
+
+// faceJobs returns one render job per face of every file, in file order.
+func faceJobs(files []*fontFile) []faceJob {
+	var jobs []faceJob
+	for _, f := range files {
+		for i := range f.faces {
+			jobs = append(jobs, faceJob{file: f, face: i})
+		}
+	}
+	return jobs
+}
+
+// writeImages appends the selected images of every class to w, each in its
+// split: open-set classes whole, else held-out fonts, else train.
+func writeImages(w *dataset.Writer, m *dataset.Manifest, sel [][]selImage) error {
 	for label, imgs := range sel {
 		for _, im := range imgs {
 			split := dataset.SplitTrain
@@ -249,25 +290,20 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 				split = dataset.SplitHeldout
 			}
 			if err := w.Append(im.img, dataset.Meta{Class: label, Source: im.font, Split: split}); err != nil {
-				return nil, fmt.Errorf("glyphs: %w", err)
+				return fmt.Errorf("glyphs: %w", err)
 			}
 		}
 	}
-	if err := w.Commit(m); err != nil {
-		return nil, fmt.Errorf("glyphs: %w", err)
-	}
-	res.Manifest = m
-	res.WriteTime = time.Since(filterEnd)
-	res.Elapsed = time.Since(start)
+	return nil
+}
+
+// classSizes summarises the number of images of each class.
+func classSizes(m *dataset.Manifest) Summary {
 	per := make([]int, len(m.Classes))
 	for i, c := range m.Classes {
 		per[i] = c.Images
 	}
-	res.ImagesPerClass = Summarize(per)
-	log.Info("glyph set written", "dir", o.OutDir, "classes", len(m.Classes), "images", m.Counts.Images,
-		"fonts", len(m.Fonts), "unreadable", len(m.Unreadable), "median_per_class", res.ImagesPerClass.Median,
-		"p10_per_class", res.ImagesPerClass.P10, "elapsed", res.Elapsed.Round(time.Millisecond))
-	return res, nil
+	return Summarize(per)
 }
 
 // listFonts finds the font files of every package, hashes them (through
@@ -355,127 +391,4 @@ feed:
 	}
 	log.Debug("rendered", "faces", len(jobs), "cached", cached.Load(), "elapsed", time.Since(start).Round(time.Millisecond))
 	return out, int(cached.Load()), nil
-}
-
-type selImage struct {
-	font int
-	img  []byte
-}
-
-// assemble applies the filters (tofu per face, near-duplicates per class),
-// numbers the classes and fonts, chooses the splits and returns the
-// manifest with the images of each class in font order.
-func assemble(jobs []faceJob, pkgs []LocalPackage, renders []*FaceRender, chars []rune, o Options, res *Result) (*dataset.Manifest, [][]selImage, error) {
-	m := &dataset.Manifest{Kind: dataset.KindGlyphs}
-	pkgFonts := make([]int, len(pkgs))
-	// Faces that can be read become fonts, in job order.
-	fontOf := make([]int, len(jobs))
-	byChar := make(map[rune][]selImage, len(chars))
-	for ji, j := range jobs {
-		r := renders[ji]
-		p := pkgs[j.file.pkg]
-		fontOf[ji] = -1
-		if r.Err != "" {
-			m.Unreadable = append(m.Unreadable, dataset.Unreadable{Package: p.Name, File: j.file.rel, Face: j.face, Reason: r.Err})
-			continue
-		}
-		fontOf[ji] = len(m.Fonts)
-		pkgFonts[j.file.pkg]++
-		m.Fonts = append(m.Fonts, dataset.Font{
-			Family: r.Family, Style: r.Style, Package: p.Name, Version: p.Version,
-			File: j.file.rel, Face: j.face, Repacked: r.Repacked,
-		})
-		res.Dropped.Unmapped += r.Unmapped
-		res.Dropped.Empty += r.Empty
-		res.Dropped.GlyphErrors += r.GlyphErrors
-		imgs := make([][]byte, len(r.Chars))
-		for i := range r.Chars {
-			imgs[i] = r.Image(i)
-		}
-		tofu := Tofu(imgs, o.TofuShare)
-		for i, c := range r.Chars {
-			if tofu[i] {
-				res.Dropped.Tofu++
-				continue
-			}
-			byChar[c] = append(byChar[c], selImage{font: fontOf[ji], img: imgs[i]})
-		}
-	}
-	maxDiff := int(o.DupMaxDiff * float64(o.Size*o.Size))
-	var sel [][]selImage
-	var ids []string
-	for _, c := range chars {
-		imgs := byChar[c]
-		if len(imgs) == 0 {
-			res.Dropped.EmptyClasses++
-			continue
-		}
-		bms := make([]Bitmap, len(imgs))
-		for i, im := range imgs {
-			bms[i] = Binarize(im.img)
-		}
-		keep := Dedup(bms, maxDiff)
-		kept := imgs[:0]
-		for i, im := range imgs {
-			if keep[i] {
-				kept = append(kept, im)
-			} else {
-				res.Dropped.Duplicates++
-			}
-		}
-		id := fmt.Sprintf("u%04x", c)
-		m.Classes = append(m.Classes, dataset.Class{ID: id, Codepoint: int(c), Char: string(c)})
-		ids = append(ids, id)
-		sel = append(sel, kept)
-	}
-	if len(m.Classes) == 0 {
-		return nil, nil, fmt.Errorf("glyphs: no images: %d faces, %d unreadable, none renders a character of %v", len(jobs), len(m.Unreadable), o.Ranges)
-	}
-	open, err := dataset.Select(ids, o.Seed, "openset", o.OpensetFrac)
-	if err != nil {
-		return nil, nil, err
-	}
-	for i := range m.Classes {
-		m.Classes[i].Split = "train"
-		if open[i] {
-			m.Classes[i].Split = "openset"
-		}
-	}
-	// Hold out fonts among those that kept at least one image.
-	used := make([]int, len(m.Fonts))
-	for _, imgs := range sel {
-		for _, im := range imgs {
-			used[im.font]++
-		}
-	}
-	var keys []string
-	var keyFont []int
-	for i, f := range m.Fonts {
-		if used[i] > 0 {
-			keys = append(keys, fmt.Sprintf("%s/%s#%d", f.Package, f.File, f.Face))
-			keyFont = append(keyFont, i)
-		}
-	}
-	held, err := dataset.Select(keys, o.Seed, "heldout", o.HeldoutFrac)
-	if err != nil {
-		return nil, nil, err
-	}
-	for i, h := range held {
-		m.Fonts[keyFont[i]].Heldout = h
-	}
-	for i, p := range pkgs {
-		m.Packages = append(m.Packages, dataset.Package{Name: p.Name, Version: p.Version, Deb: p.Deb, Fonts: pkgFonts[i]})
-	}
-	params, err := json.Marshal(Params{
-		Ranges: o.Ranges, Size: o.Size, Margin: Margin(o.Size),
-		Layout:        "em box scaled to size-2*margin for every glyph of a face; ink box centred; shrunk to fit when the ink would overflow",
-		RenderVersion: renderVersion, MinInk: MinInk, TofuShare: o.TofuShare,
-		DupMaxDiff: o.DupMaxDiff, DupMaxPixels: maxDiff,
-		Seed: o.Seed, OpensetFrac: o.OpensetFrac, HeldoutFrac: o.HeldoutFrac,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	m.Params = params
-	return m, sel, nil
 }

@@ -122,6 +122,7 @@ func NewClient(o S3Options) (*minio.Client, error) {
 	return c, nil
 }
 
+// remote is what the listing says of an object already in the bucket.
 type remote struct {
 	size int64
 	etag string
@@ -151,91 +152,154 @@ func Upload(ctx context.Context, dir string, o S3Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	ok, err := c.BucketExists(ctx, o.Bucket)
-	if err != nil {
-		return nil, fmt.Errorf("objstore: bucket %s: %w", o.Bucket, err)
-	}
-	if !ok {
-		if err := c.MakeBucket(ctx, o.Bucket, minio.MakeBucketOptions{}); err != nil {
-			return nil, fmt.Errorf("objstore: create bucket %s: %w", o.Bucket, err)
-		}
+	if err := ensureBucket(ctx, c, o.Bucket); err != nil {
+		return nil, err
 	}
 	listStart := time.Now()
-	have := map[string]remote{}
-	for obj := range c.ListObjects(ctx, o.Bucket, minio.ListObjectsOptions{Recursive: true}) {
-		if obj.Err != nil {
-			return nil, fmt.Errorf("objstore: list %s: %w", o.Bucket, obj.Err)
-		}
-		have[obj.Key] = remote{obj.Size, strings.ToLower(strings.Trim(obj.ETag, `"`))}
+	have, err := listRemote(ctx, c, o.Bucket)
+	if err != nil {
+		return nil, err
 	}
 	log.Info("uploading", "dir", dir, "images", r.Len(), "bucket", o.Bucket, "present", len(have),
 		"listed_in", time.Since(listStart).Round(time.Millisecond), "parallel", o.Parallel)
 
 	res := &Result{Objects: r.Len() + 1}
-	start := time.Now()
-	var done, uploaded, sent atomic.Int64
-	put := func(ctx context.Context, key string, body []byte, contentType string) error {
-		sum := md5.Sum(body)
-		if h, ok := have[key]; ok && h.size == int64(len(body)) && h.etag == hex.EncodeToString(sum[:]) {
-			return nil
+	u := &uploader{c: c, bucket: o.Bucket, have: have, progress: o.Progress, total: int64(res.Objects), start: time.Now()}
+	storageIDs, err := classStorageIDs(r.Classes())
+	if err != nil {
+		return nil, err
+	}
+	if err := u.putImages(ctx, r, storageIDs, o.Parallel, o.Select); err != nil {
+		return nil, err
+	}
+	if err := u.put(ctx, ManifestKey, manifest, "application/json"); err != nil {
+		return nil, err
+	}
+	u.done.Add(1)
+	u.report(true)
+
+	res.Elapsed = time.Since(u.start)
+	res.Uploaded = int(u.uploaded.Load())
+	res.Skipped = res.Objects - res.Uploaded
+	res.Bytes = u.sent.Load()
+	if s := res.Elapsed.Seconds(); s > 0 {
+		res.ObjectsPerSec = float64(res.Uploaded) / s
+		res.MBPerSec = float64(res.Bytes) / 1e6 / s
+	}
+	log.Info("uploaded", "bucket", o.Bucket, "uploaded", res.Uploaded, "skipped", res.Skipped,
+		"MB", float64(res.Bytes)/1e6, "objects_per_s", res.ObjectsPerSec, "MB_per_s", res.MBPerSec, "elapsed", res.Elapsed.Round(time.Millisecond))
+	return res, nil
+}
+
+// ensureBucket creates the bucket if it does not exist.
+func ensureBucket(ctx context.Context, c *minio.Client, bucket string) error {
+	ok, err := c.BucketExists(ctx, bucket)
+	if err != nil {
+		return fmt.Errorf("objstore: bucket %s: %w", bucket, err)
+	}
+	if !ok {
+		if err := c.MakeBucket(ctx, bucket, minio.MakeBucketOptions{}); err != nil {
+			return fmt.Errorf("objstore: create bucket %s: %w", bucket, err)
 		}
-		_, err := c.PutObject(ctx, o.Bucket, key, bytes.NewReader(body), int64(len(body)), minio.PutObjectOptions{
-			ContentType: contentType,
-			// gofakes3 (the embedded S3) corrupts streaming-signed
-			// uploads; with the size known, a plain signed PUT is as fast.
-			DisableContentSha256: true,
-		})
-		if err != nil {
-			return fmt.Errorf("objstore: put %s: %w", key, err)
+	}
+	return nil
+}
+
+// listRemote lists the whole bucket once: the size and ETag of each key.
+func listRemote(ctx context.Context, c *minio.Client, bucket string) (map[string]remote, error) {
+	have := map[string]remote{}
+	for obj := range c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			return nil, fmt.Errorf("objstore: list %s: %w", bucket, obj.Err)
 		}
-		uploaded.Add(1)
-		sent.Add(int64(len(body)))
+		have[obj.Key] = remote{obj.Size, strings.ToLower(strings.Trim(obj.ETag, `"`))}
+	}
+	return have, nil
+}
+
+// classStorageIDs returns the storage ID of each class, by label.
+func classStorageIDs(classes []dataset.Class) ([]uint64, error) {
+	ids := make([]uint64, len(classes))
+	for i, c := range classes {
+		var err error
+		if ids[i], err = c.StorageID(); err != nil {
+			return nil, fmt.Errorf("objstore: %w", err)
+		}
+	}
+	return ids, nil
+}
+
+// uploader puts objects into one bucket, skipping those the listing shows
+// already there, and counts and reports the progress. Its methods are safe
+// for concurrent use.
+type uploader struct {
+	c        *minio.Client
+	bucket   string
+	have     map[string]remote // read-only once uploading starts
+	progress func(dataset.Progress)
+	total    int64 // objects in the data set
+	start    time.Time
+
+	done     atomic.Int64 // objects handled: sent, skipped or not selected
+	uploaded atomic.Int64 // objects sent
+	sent     atomic.Int64 // bytes sent
+}
+
+// put uploads body as key unless the bucket already holds it with the same
+// size and MD5.
+func (u *uploader) put(ctx context.Context, key string, body []byte, contentType string) error {
+	sum := md5.Sum(body)
+	if h, ok := u.have[key]; ok && h.size == int64(len(body)) && h.etag == hex.EncodeToString(sum[:]) {
 		return nil
 	}
-	report := func(final bool) {
-		if o.Progress != nil {
-			o.Progress(dataset.Progress{Stage: "upload", Done: done.Load(), Total: int64(res.Objects), Bytes: sent.Load(), Elapsed: time.Since(start), Final: final})
-		}
+	_, err := u.c.PutObject(ctx, u.bucket, key, bytes.NewReader(body), int64(len(body)), minio.PutObjectOptions{
+		ContentType: contentType,
+		// gofakes3 (the embedded S3) corrupts streaming-signed
+		// uploads; with the size known, a plain signed PUT is as fast.
+		DisableContentSha256: true,
+	})
+	if err != nil {
+		return fmt.Errorf("objstore: put %s: %w", key, err)
 	}
+	u.uploaded.Add(1)
+	u.sent.Add(int64(len(body)))
+	return nil
+}
 
+// report sends the progress so far, if there is a Progress callback.
+func (u *uploader) report(final bool) {
+	if u.progress != nil {
+		u.progress(dataset.Progress{Stage: "upload", Done: u.done.Load(), Total: u.total, Bytes: u.sent.Load(), Elapsed: time.Since(u.start), Final: final})
+	}
+}
+
+// putImages encodes and puts the images of r that sel chooses (all when
+// sel is nil) with parallel workers, and stops at the first error.
+func (u *uploader) putImages(ctx context.Context, r *dataset.Reader, storageIDs []uint64, parallel int, sel func(dataset.Meta) bool) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	next := make(chan int)
 	var wg sync.WaitGroup
-	classes := r.Classes()
-	storageIDs := make([]uint64, len(classes))
-	for i, c := range classes {
-		if storageIDs[i], err = c.StorageID(); err != nil {
-			return nil, fmt.Errorf("objstore: %w", err)
-		}
-	}
 	enc := newPNGEncoder()
-	for range o.Parallel {
+	for range parallel {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			img := make([]byte, r.ImageSize()*r.ImageSize())
 			for i := range next {
-				m, err := r.ReadImage(i, img)
-				if err == nil {
-					var body []byte
-					if body, err = encodePNG(enc, img, r.ImageSize()); err == nil {
-						err = put(ctx, ImageKey(storageIDs[m.Class], m.Source), body, "image/png")
-					}
-				}
-				if err != nil {
+				if err := u.putImage(ctx, r, enc, img, i, storageIDs); err != nil {
 					cancel(err)
 					return
 				}
-				done.Add(1)
-				report(false)
+				u.done.Add(1)
+				u.report(false)
 			}
 		}()
 	}
 feed:
 	for i := range r.Len() {
-		if o.Select != nil && !o.Select(r.Meta(i)) {
-			done.Add(1)
+		if sel != nil && !sel(r.Meta(i)) {
+			u.done.Add(1)
 			continue
 		}
 		select {
@@ -246,24 +310,19 @@ feed:
 	}
 	close(next)
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return nil, err
-	}
-	if err := put(ctx, ManifestKey, manifest, "application/json"); err != nil {
-		return nil, err
-	}
-	done.Add(1)
-	report(true)
+	return context.Cause(ctx)
+}
 
-	res.Elapsed = time.Since(start)
-	res.Uploaded = int(uploaded.Load())
-	res.Skipped = res.Objects - res.Uploaded
-	res.Bytes = sent.Load()
-	if s := res.Elapsed.Seconds(); s > 0 {
-		res.ObjectsPerSec = float64(res.Uploaded) / s
-		res.MBPerSec = float64(res.Bytes) / 1e6 / s
+// putImage reads image i of r into img, encodes it as PNG and puts it
+// under its ImageKey.
+func (u *uploader) putImage(ctx context.Context, r *dataset.Reader, enc *png.Encoder, img []byte, i int, storageIDs []uint64) error {
+	m, err := r.ReadImage(i, img)
+	if err != nil {
+		return err
 	}
-	log.Info("uploaded", "bucket", o.Bucket, "uploaded", res.Uploaded, "skipped", res.Skipped,
-		"MB", float64(res.Bytes)/1e6, "objects_per_s", res.ObjectsPerSec, "MB_per_s", res.MBPerSec, "elapsed", res.Elapsed.Round(time.Millisecond))
-	return res, nil
+	body, err := encodePNG(enc, img, r.ImageSize())
+	if err != nil {
+		return err
+	}
+	return u.put(ctx, ImageKey(storageIDs[m.Class], m.Source), body, "image/png")
 }
