@@ -20,7 +20,7 @@ CUDA_SRC := kernels/cuda/kernels.cu
 PTX_ARCHS := 80 90
 CUDA_BIN := bin/ffc-cuda
 
-.PHONY: help build demo test check bench services-up services-down services-status test-real clean ptx emu-hash cuda cuda-check
+.PHONY: help build demo test test-stress check bench services-up services-down services-status test-real clean ptx emu-hash cuda cuda-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ check: ## gofmt and go vet
 
 test: check ## run all tests with the race detector (real services too when FFC_* addresses are set)
 	@tags=$$($(TAGS_CMD)); $(GO) test $${tags:+-tags $$tags} -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-stress: ## run make test while 3 busy loops per core load the machine (load ≈ 9 on 2 cores); it must pass
+	deploy/local/stress.sh --per-core $${FFC_STRESS_PER_CORE:-3} -- $(MAKE) --no-print-directory test
 
 bench: ## run the Go benchmarks
 	@tags=$$($(TAGS_CMD)); $(GO) test $${tags:+-tags $$tags} -run '^$$' -bench . -benchtime 2x ./...
@@ -82,7 +85,7 @@ cuda-check: ## CUDA build without a GPU: committed PTX current, vet, build, test
 	  $(GO) vet -tags "$$tags" ./...; \
 	  $(GO) build -tags "$$tags" ./...; \
 	  $(GO) build -tags "$$tags" -o /dev/null ./cmd/ffc; \
-	  for p in $$($(GO) list -tags "$$tags" ./kernels/cuda/... ./benchmarks/gpu); do \
+	  for p in $$($(GO) list -tags "$$tags" ./kernels/cuda/... ./trainers/engine ./benchmarks/gpu); do \
 	    $(GO) test -tags "$$tags" -c -o /dev/null $$p; done
 	@echo "cuda-check: PTX current; vet, build and test compilation with -tags cuda passed (nothing was run: it needs a GPU)"
 

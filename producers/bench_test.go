@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/ffc-stream/ffc/internal/testutil"
 )
 
 // BenchmarkEmit measures the emitting rate against the embedded stack
@@ -25,7 +27,7 @@ func BenchmarkEmit(b *testing.B) {
 	acked := func() (byid, inst int64) {
 		return p.gByID.stats().acked, p.gInst.stats().acked
 	}
-	waitFor(b, 20*time.Second, "the streams to flow", func() bool { x, y := acked(); return x > 0 && y > 0 })
+	testutil.WaitTrue(b, "the streams to flow", func() bool { x, y := acked(); return x > 0 && y > 0 })
 	b0, i0 := acked()
 	start := time.Now()
 	target := b0 + i0

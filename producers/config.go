@@ -1,6 +1,7 @@
 package producers
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,15 +17,6 @@ import (
 	"github.com/ffc-stream/ffc/schemas"
 )
 
-// Default topic and group names. They match the trainers' defaults
-// (trainers.DefaultTopicByID, ...), which this package must not import.
-const (
-	DefaultTopicByID       = "samples.byid"
-	DefaultTopicInstance   = "samples.instance"
-	DefaultTopicDeadLetter = "samples.deadletter"
-	DefaultTrainerGroup    = "ffc-trainer"
-)
-
 // Defaults of Config.
 const (
 	DefaultMaxLead          = 4096
@@ -35,6 +27,7 @@ const (
 	DefaultFlowInterval     = 200 * time.Millisecond
 	DefaultConcurrency      = 8
 	DefaultMaxInFlight      = 1024
+	DefaultKafkaTimeout     = 30 * time.Second
 )
 
 // Config configures a Producer. A zero field takes its default; New
@@ -49,7 +42,8 @@ type Config struct {
 	S3     *minio.Client
 	Bucket string
 
-	// Topics; defaults samples.byid, samples.instance, samples.deadletter.
+	// Topics; defaults schemas.TopicByID, schemas.TopicInstance and
+	// schemas.TopicDeadLetter.
 	TopicByID       string
 	TopicInstance   string
 	TopicDeadLetter string
@@ -62,15 +56,21 @@ type Config struct {
 	ReplicationFactor    int
 
 	// TrainerGroup is the consumer group whose committed offsets flow
-	// control measures the lead against (default "ffc-trainer").
+	// control measures the lead against (default schemas.TrainerGroup).
 	TrainerGroup string
 	// MaxLead bounds, per topic, the messages written but not yet
 	// committed by TrainerGroup (Σ over partitions of end offset −
-	// committed offset). Default 4096; negative turns flow control off
-	// (the lag is still measured and reported).
+	// committed offset). Default 4096 (the commands derive it from the
+	// trainers' settings: settings.DefaultMaxLead); negative turns flow
+	// control off (the lag is still measured and reported).
 	MaxLead int
 	// FlowInterval is how often the lag is measured (default 200 ms).
 	FlowInterval time.Duration
+	// KafkaTimeout bounds one request to Kafka (metadata, topic creation,
+	// a lag measurement; default 30 s). A busy host answers slowly: a
+	// measurement that times out holds the streams until the next one
+	// succeeds, and topic creation is retried with backoff.
+	KafkaTimeout time.Duration
 	// MaxInFlight bounds the messages handed to the Kafka writer and not
 	// yet acknowledged, per topic, whatever MaxLead says (default 1024).
 	MaxInFlight int
@@ -103,12 +103,9 @@ type Config struct {
 	Seed uint64
 
 	// Registry receives the metrics; nil creates one per Producer (see
-	// Producer.Gatherer). No metric is registered globally.
+	// Producer.Gatherer). No metric is registered globally. The commands
+	// serve it with internal/metrics.
 	Registry prometheus.Registerer
-	// MetricsAddr, when set, serves /metrics there while Run runs (the
-	// Registry must then also be a prometheus.Gatherer, as
-	// *prometheus.Registry is).
-	MetricsAddr string
 
 	// Log receives progress and problems; nil discards.
 	Log *slog.Logger
@@ -116,23 +113,24 @@ type Config struct {
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
-	setDefault(&c.TopicByID, DefaultTopicByID)
-	setDefault(&c.TopicInstance, DefaultTopicInstance)
-	setDefault(&c.TopicDeadLetter, DefaultTopicDeadLetter)
-	setDefault(&c.TrainerGroup, DefaultTrainerGroup)
-	setDefault(&c.Partitions, DefaultPartitions)
-	setDefault(&c.DeadLetterPartitions, 1)
-	setDefault(&c.ReplicationFactor, 1)
-	setDefault(&c.MaxLead, DefaultMaxLead)
-	setDefault(&c.FlowInterval, DefaultFlowInterval)
-	setDefault(&c.MaxInFlight, DefaultMaxInFlight)
+	c.TopicByID = cmp.Or(c.TopicByID, schemas.TopicByID)
+	c.TopicInstance = cmp.Or(c.TopicInstance, schemas.TopicInstance)
+	c.TopicDeadLetter = cmp.Or(c.TopicDeadLetter, schemas.TopicDeadLetter)
+	c.TrainerGroup = cmp.Or(c.TrainerGroup, schemas.TrainerGroup)
+	c.KafkaTimeout = cmp.Or(c.KafkaTimeout, DefaultKafkaTimeout)
+	c.Partitions = cmp.Or(c.Partitions, DefaultPartitions)
+	c.DeadLetterPartitions = cmp.Or(c.DeadLetterPartitions, 1)
+	c.ReplicationFactor = cmp.Or(c.ReplicationFactor, 1)
+	c.MaxLead = cmp.Or(c.MaxLead, DefaultMaxLead)
+	c.FlowInterval = cmp.Or(c.FlowInterval, DefaultFlowInterval)
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, DefaultMaxInFlight)
 	if c.Shard.Count == 0 {
 		c.Shard = Shard{Index: 0, Count: 1}
 	}
-	setDefault(&c.PollInterval, DefaultPollInterval)
-	setDefault(&c.AnnounceLookback, DefaultAnnounceLookback)
-	setDefault(&c.RescanInterval, DefaultRescanInterval)
-	setDefault(&c.Concurrency, DefaultConcurrency)
+	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	c.AnnounceLookback = cmp.Or(c.AnnounceLookback, DefaultAnnounceLookback)
+	c.RescanInterval = cmp.Or(c.RescanInterval, DefaultRescanInterval)
+	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
 	if c.Source == "" {
 		host, _ := os.Hostname()
 		if host == "" {
@@ -144,14 +142,6 @@ func (c Config) withDefaults() Config {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
 	return c
-}
-
-// setDefault sets *field to v when it holds its type's zero value.
-func setDefault[T comparable](field *T, v T) {
-	var zero T
-	if *field == zero {
-		*field = v
-	}
 }
 
 // validate reports every problem of a defaulted Config.
@@ -191,7 +181,7 @@ func (c Config) validate() error {
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"FlowInterval", c.FlowInterval}, {"PollInterval", c.PollInterval}, {"AnnounceLookback", c.AnnounceLookback}} {
+	}{{"FlowInterval", c.FlowInterval}, {"PollInterval", c.PollInterval}, {"AnnounceLookback", c.AnnounceLookback}, {"KafkaTimeout", c.KafkaTimeout}} {
 		if d.v < 0 {
 			bad("%s %v: want > 0", d.field, d.v)
 		}
@@ -201,11 +191,6 @@ func (c Config) validate() error {
 	}
 	if c.Source == "" || len(c.Source) > schemas.MaxNameBytes {
 		bad("Source %q: want 1 to %d bytes", c.Source, schemas.MaxNameBytes)
-	}
-	if c.MetricsAddr != "" && c.Registry != nil {
-		if _, ok := c.Registry.(prometheus.Gatherer); !ok {
-			bad("MetricsAddr: Registry %T is not a prometheus.Gatherer", c.Registry)
-		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("producers: config: %w", errors.Join(errs...))

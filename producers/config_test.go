@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/ffc-stream/ffc/schemas"
 )
 
 func TestParseShard(t *testing.T) {
@@ -77,7 +79,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no S3", func(c *Config) { c.S3 = nil }, "S3"},
 		{"no bucket", func(c *Config) { c.Bucket = "" }, "Bucket"},
 		{"bad topic", func(c *Config) { c.TopicByID = "a topic" }, "TopicByID"},
-		{"same topic twice", func(c *Config) { c.TopicInstance = DefaultTopicByID }, "also TopicByID"},
+		{"same topic twice", func(c *Config) { c.TopicInstance = schemas.TopicByID }, "also TopicByID"},
 		{"bad shard", func(c *Config) { c.Shard = Shard{Index: 2, Count: 2} }, "Shard"},
 		{"negative poll", func(c *Config) { c.PollInterval = -time.Second }, "PollInterval"},
 		{"flow control off", func(c *Config) { c.MaxLead = -1 }, ""},
@@ -101,8 +103,8 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := p.cfg
-	if c.TopicByID != DefaultTopicByID || c.TopicInstance != DefaultTopicInstance || c.TopicDeadLetter != DefaultTopicDeadLetter ||
-		c.TrainerGroup != DefaultTrainerGroup || c.MaxLead != DefaultMaxLead || c.Partitions != 8 ||
+	if c.TopicByID != schemas.TopicByID || c.TopicInstance != schemas.TopicInstance || c.TopicDeadLetter != schemas.TopicDeadLetter ||
+		c.TrainerGroup != schemas.TrainerGroup || c.MaxLead != DefaultMaxLead || c.Partitions != 8 ||
 		c.PollInterval != 500*time.Millisecond || c.RescanInterval != 5*time.Minute || c.Shard != (Shard{0, 1}) {
 		t.Errorf("defaults not applied: %+v", c)
 	}

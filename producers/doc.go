@@ -5,14 +5,19 @@
 // topic samples.instance) — with flow control against the trainers'
 // committed offsets and a watcher that puts new IDs into rotation.
 //
-// The lifecycle follows nats-server: a Config (zero fields take defaults),
-// New validates it, Run blocks until its context ends, Ready says when the
-// topics exist, the bucket is listed and both streams run, Stats and the
-// Prometheus metrics say what it did.
+// A Producer is a stage (internal/stage): a Config (zero fields take
+// defaults), New validates it and does no I/O, Run blocks until its
+// context ends, Ready says when the topics exist, the bucket is listed and
+// both streams run, Close stops Run and waits for it; Stats and the
+// Prometheus metrics (on Config.Registry, served by the commands'
+// internal/metricsrv stage) say what it did.
 //
 //	p, err := producers.New(producers.Config{Brokers: brokers, S3: mc, Bucket: "ffc-data"})
 //	go p.Run(ctx)
 //	<-p.Ready()
+//	defer p.Close()
+//
+// The topic and group names it defaults to live in schemas.
 //
 // One concern per file:
 //
@@ -28,9 +33,9 @@
 //	             offsets of the trainer group by MaxLead, and the lag meter
 //	emit.go      the two emitters: S3 fetch, validation, dead letters,
 //	             encoding, the async Kafka writer
-//	topics.go    creation of the three topics
+//	topics.go    creation of the three topics, retried with backoff
 //	metrics.go   the Prometheus series (ffc_producer_*)
-//	producer.go  Producer: New, Run, Ready, Stats
+//	producer.go  Producer: New, Run, Ready, Close, Stats
 //
 // Acknowledgement. A message counts as produced when Kafka acknowledges it
 // (acks=all); flow control counts it from the moment it is admitted, so

@@ -8,20 +8,25 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ffc-stream/ffc/internal/testutil"
 )
+
+// done is a context that has ended: admit with it takes an open slot and
+// fails at once where it would block.
+var done = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // admitN admits as many messages as the gate allows without blocking.
 func admitN(g *gate) int {
 	n := 0
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
-		err := g.admit(ctx)
-		cancel()
-		if err != nil {
-			return n
-		}
+	for g.admit(done) == nil {
 		n++
 	}
+	return n
 }
 
 func TestGate(t *testing.T) {
@@ -82,11 +87,9 @@ func TestGateBoundsLag(t *testing.T) {
 				g.done(1, true)
 			}
 		default:
-			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-			if g.admit(ctx) == nil {
+			if g.admit(done) == nil {
 				pending++
 			}
-			cancel()
 		}
 		if written+int64(pending) > maxLead {
 			t.Fatalf("step %d: %d written + %d pending > MaxLead %d", step, written, pending, maxLead)
@@ -113,24 +116,20 @@ func TestGateRelease(t *testing.T) {
 	if admitN(g) != 1 {
 		t.Fatal("a released admission was not given back")
 	}
-	done := make(chan error, 1)
-	go func() { done <- g.admit(context.Background()) }()
+	admitted := make(chan error, 1)
+	go func() { admitted <- g.admit(context.Background()) }()
+	testutil.WaitTrue(t, "admit to block on the full gate", func() bool { return g.stats().blocking })
 	select {
-	case <-done:
+	case <-admitted:
 		t.Fatal("admitted over MaxLead")
-	case <-time.After(20 * time.Millisecond):
+	default:
 	}
 	g.release()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(time.Second):
-		t.Fatal("a blocked admit did not wake on release")
+	if err := <-admitted; err != nil { // a blocked admit wakes on release
+		t.Fatal(err)
 	}
-	if s := g.stats(); s.blocked <= 0 {
-		t.Errorf("blocked time %v, want > 0", s.blocked)
+	if s := g.stats(); s.blocked <= 0 || s.blocking {
+		t.Errorf("blocked time %v, blocking %v: want > 0, no longer blocking", s.blocked, s.blocking)
 	}
 }
 
@@ -139,8 +138,7 @@ func TestGateRelease(t *testing.T) {
 // records move), then from the committed offset.
 func TestLagMeter(t *testing.T) {
 	topic, group := unique("lag"), unique("group")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.Kafka.Brokers()...), kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
@@ -167,16 +165,10 @@ func TestLagMeter(t *testing.T) {
 	check := func(want int64) {
 		t.Helper()
 		var lag map[string]int64
-		var err error
-		for range 50 { // until the new topic is in the transport's metadata
-			if lag, err = m.measure(ctx); err == nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		if err != nil {
-			t.Fatalf("measure: %v", err)
-		}
+		testutil.WaitFor(t, "a lag measurement (the new topic in the transport's metadata)", func() (err error) {
+			lag, err = m.measure(ctx)
+			return err
+		})
 		if lag[topic] != want {
 			t.Errorf("lag %d, want %d", lag[topic], want)
 		}

@@ -19,8 +19,11 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
 
 	"github.com/ffc-stream/ffc/internal/embedded"
+	"github.com/ffc-stream/ffc/internal/stage"
+	"github.com/ffc-stream/ffc/internal/testutil"
 	"github.com/ffc-stream/ffc/schemas"
 )
 
@@ -28,6 +31,8 @@ import (
 // package; each test uses its own bucket and topics.
 var stack *embedded.Stack
 
+// TestMain runs the tests on one embedded stack, then checks that no
+// goroutine of a producer, a client or a server is left.
 func TestMain(m *testing.M) {
 	st, err := embedded.Start(embedded.StackOptions{})
 	if err != nil {
@@ -38,6 +43,13 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if err := st.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "embedded stack close:", err)
+		code = 1
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
@@ -198,36 +210,21 @@ func start(t testing.TB, cfg Config) *Producer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	go func() { done <- p.Run(context.Background()) }()
 	t.Cleanup(func() {
-		cancel()
+		if err := p.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	select {
-	case <-p.Ready():
-	case err := <-done:
+	if err := stage.WaitReady(testutil.Context(t), "producer", p, done); err != nil {
 		done <- err
-		t.Fatalf("Run ended before ready: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("producer not ready after 30 s")
+		t.Fatal(err)
 	}
 	return p
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // kafkaClient is a client whose metadata cache is fresh: kafka-go's
@@ -236,17 +233,30 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 func kafkaClient(t testing.TB) *kafka.Client {
 	tr := &kafka.Transport{MetadataTTL: 50 * time.Millisecond}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &kafka.Client{Addr: kafka.TCP(stack.Kafka.Brokers()...), Timeout: 10 * time.Second, Transport: tr}
+	return &kafka.Client{Addr: kafka.TCP(stack.Kafka.Brokers()...), Timeout: 30 * time.Second, Transport: tr}
 }
 
-// endOffsets returns the end offset of every partition of topic.
+// endOffsets returns the end offset of every partition of topic. A
+// request that fails (a timeout on a busy machine) is asked again until
+// the test's deadline.
 func endOffsets(t testing.TB, topic string) map[int]int64 {
 	t.Helper()
-	ctx := context.Background()
 	cl := kafkaClient(t)
+	var out map[int]int64
+	testutil.WaitFor(t, "the end offsets of "+topic, func() (err error) {
+		out, err = tryEndOffsets(testutil.Context(t), cl, topic)
+		return err
+	})
+	return out
+}
+
+func tryEndOffsets(ctx context.Context, cl *kafka.Client, topic string) (map[int]int64, error) {
 	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil || len(md.Topics) != 1 || md.Topics[0].Error != nil {
-		t.Fatalf("metadata %s: %v %+v", topic, err, md)
+	if err != nil {
+		return nil, fmt.Errorf("metadata %s: %w", topic, err)
+	}
+	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
+		return nil, fmt.Errorf("metadata %s: %+v", topic, md.Topics)
 	}
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
 	for _, p := range md.Topics[0].Partitions {
@@ -254,16 +264,16 @@ func endOffsets(t testing.TB, topic string) map[int]int64 {
 	}
 	res, err := cl.ListOffsets(ctx, req)
 	if err != nil {
-		t.Fatalf("list offsets %s: %v", topic, err)
+		return nil, fmt.Errorf("list offsets %s: %w", topic, err)
 	}
 	out := map[int]int64{}
 	for _, p := range res.Topics[topic] {
 		if p.Error != nil {
-			t.Fatalf("list offsets %s/%d: %v", topic, p.Partition, p.Error)
+			return nil, fmt.Errorf("list offsets %s/%d: %w", topic, p.Partition, p.Error)
 		}
 		out[p.Partition] = p.LastOffset
 	}
-	return out
+	return out, nil
 }
 
 func sum(m map[int]int64) int64 {
@@ -276,7 +286,7 @@ func sum(m map[int]int64) int64 {
 
 // readFrom reads topic from the given offsets (nil: from the start)
 // until want records arrived.
-func readFrom(t testing.TB, topic string, from map[int]int64, want int, timeout time.Duration) []*kgo.Record {
+func readFrom(t testing.TB, topic string, from map[int]int64, want int) []*kgo.Record {
 	t.Helper()
 	opts := []kgo.Opt{kgo.SeedBrokers(stack.Kafka.Brokers()...), kgo.FetchMaxWait(200 * time.Millisecond)}
 	if from == nil {
@@ -293,13 +303,12 @@ func readFrom(t testing.TB, topic string, from map[int]int64, want int, timeout 
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
+	ctx := testutil.Context(t)
 	var out []*kgo.Record
 	for len(out) < want {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("read %s: %d of %d records after %v", topic, len(out), want, timeout)
+			t.Fatalf("read %s: %d of %d records by the test's deadline", topic, len(out), want)
 		}
 		for _, e := range fs.Errors() {
 			t.Fatalf("read %s: %v", topic, e.Err)
@@ -316,28 +325,33 @@ func readAll(t testing.TB, topic string) []*kgo.Record {
 	if n == 0 {
 		return nil
 	}
-	return readFrom(t, topic, nil, int(n), 30*time.Second)
+	return readFrom(t, topic, nil, int(n))
 }
 
 // commitEnd commits the topic's end offsets for group, as a trainer that
-// consumed everything would.
+// consumed everything would. A commit the broker refuses for now (a
+// coordinator not available yet, a timeout) is sent again.
 func commitEnd(t testing.TB, group, topic string) {
 	t.Helper()
 	req := &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{}}
 	for p, o := range endOffsets(t, topic) {
 		req.Topics[topic] = append(req.Topics[topic], kafka.OffsetCommit{Partition: p, Offset: o})
 	}
-	res, err := kafkaClient(t).OffsetCommit(context.Background(), req)
-	if err != nil {
-		t.Fatalf("commit %s for %s: %v", topic, group, err)
-	}
-	for _, ps := range res.Topics {
-		for _, p := range ps {
-			if p.Error != nil {
-				t.Fatalf("commit %s/%d for %s: %v", topic, p.Partition, group, p.Error)
+	cl := kafkaClient(t)
+	testutil.WaitFor(t, "the commit of "+topic+" for "+group, func() error {
+		res, err := cl.OffsetCommit(testutil.Context(t), req)
+		if err != nil {
+			return err
+		}
+		for _, ps := range res.Topics {
+			for _, p := range ps {
+				if p.Error != nil {
+					return fmt.Errorf("commit %s/%d: %w", topic, p.Partition, p.Error)
+				}
 			}
 		}
-	}
+		return nil
+	})
 }
 
 func header(r *kgo.Record, key string) string {

@@ -7,16 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ffc-stream/ffc/internal/stage"
 	"github.com/ffc-stream/ffc/schemas"
 )
 
@@ -49,11 +47,10 @@ type Producer struct {
 	transport *kafka.Transport
 	client    *kafka.Client
 	writer    *kafka.Writer
+	// measurements counts the lag measurements taken (a test waits on it).
+	measurements atomic.Int64
 
-	started atomic.Bool
-	ready   chan struct{}
-	// metricsAddr is where /metrics listens once Run has started it.
-	metricsAddr atomic.Pointer[string]
+	stage.Lifecycle
 }
 
 // New validates cfg (after defaults) and returns a Producer; it connects
@@ -72,7 +69,6 @@ func New(cfg Config) (*Producer, error) {
 		gByID:    newGate(cfg.MaxLead, cfg.MaxInFlight),
 		gInst:    newGate(cfg.MaxLead, cfg.MaxInFlight),
 		dlCounts: map[string]int64{},
-		ready:    make(chan struct{}),
 	}
 	if p.seed == 0 {
 		var b [8]byte
@@ -103,9 +99,15 @@ func New(cfg Config) (*Producer, error) {
 	return p, nil
 }
 
-// Ready is closed once Run has created the topics, listed the catalog and
-// started both streams.
-func (p *Producer) Ready() <-chan struct{} { return p.ready }
+// Ready (from stage.Lifecycle) is closed once Run has created the topics,
+// listed the catalog and started both streams.
+
+// Close stops Run and waits for it: the writer is flushed and closed and
+// the Kafka connections released.
+func (p *Producer) Close() error {
+	p.Stop()
+	return nil
+}
 
 // Catalog is the producer's view of the bucket (its shard of the IDs).
 func (p *Producer) Catalog() *Catalog { return p.cat }
@@ -114,30 +116,28 @@ func (p *Producer) Catalog() *Catalog { return p.cat }
 // gathered (always when Config.Registry was nil), else nil.
 func (p *Producer) Gatherer() prometheus.Gatherer { return p.gatherer }
 
-// MetricsAddr is the address /metrics is served on once Ready (useful
-// with Config.MetricsAddr "127.0.0.1:0"); empty when not served.
-func (p *Producer) MetricsAddr() string {
-	if a := p.metricsAddr.Load(); a != nil {
-		return *a
-	}
-	return ""
-}
-
 // Run creates the topics if missing, lists the bucket, then emits both
 // streams, watches for new IDs and measures the lag until ctx ends. It
 // returns nil when ctx ends after a good start and an error when the
 // start fails (bucket missing, Kafka unreachable, ...). Run may be
 // called once.
 func (p *Producer) Run(ctx context.Context) (err error) {
-	if !p.started.CompareAndSwap(false, true) {
-		return errors.New("producers: Run called twice")
+	ctx, end, err := p.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("producers: %w", err)
 	}
+	defer end()
+	defer func() {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			err = nil // stopped while starting
+		}
+	}()
 	c := p.cfg
 	// kafka-go answers Metadata from a cache: a short TTL lets a topic
 	// that another producer created just now show up quickly.
 	p.transport = &kafka.Transport{ClientID: "ffc-producer", MetadataTTL: 2 * time.Second}
 	defer p.transport.CloseIdleConnections()
-	p.client = &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: 15 * time.Second, Transport: p.transport}
+	p.client = &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: c.KafkaTimeout, Transport: p.transport}
 
 	ok, err := c.S3.BucketExists(ctx, c.Bucket)
 	if err != nil {
@@ -175,14 +175,6 @@ func (p *Producer) Run(ctx context.Context) (err error) {
 		}
 	}()
 
-	if c.MetricsAddr != "" {
-		stop, err := p.serveMetrics(c.MetricsAddr)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
-
 	meter := &lagMeter{client: p.client, transport: p.transport, addr: p.client.Addr,
 		group: c.TrainerGroup, topics: []string{c.TopicByID, c.TopicInstance}}
 	p.measure(ctx, meter)
@@ -199,30 +191,11 @@ func (p *Producer) Run(ctx context.Context) (err error) {
 	}
 	spawn(p.runByID)
 	spawn(p.runInstance)
-	close(p.ready)
+	p.SetReady()
 	p.log.Info("producing", "byid", c.TopicByID, "instance", c.TopicInstance, "deadletter", c.TopicDeadLetter,
 		"trainer_group", c.TrainerGroup, "max_lead", c.MaxLead, "source", c.Source)
 	wg.Wait()
 	return nil
-}
-
-func (p *Producer) serveMetrics(addr string) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("producers: metrics listen %s: %w", addr, err)
-	}
-	a := ln.Addr().String()
-	p.metricsAddr.Store(&a)
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(p.gatherer, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	p.log.Info("serving metrics", "addr", "http://"+a+"/metrics")
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
 }
 
 // every calls f at each tick of an interval ticker (the first after one
@@ -248,7 +221,7 @@ func (p *Producer) runFlow(ctx context.Context, meter *lagMeter) {
 // measure takes one lag measurement and opens or closes the gates.
 func (p *Producer) measure(ctx context.Context, meter *lagMeter) {
 	a1, a2 := p.gByID.beginMeasure(), p.gInst.beginMeasure()
-	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	mctx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
 	defer cancel()
 	lag, err := meter.measure(mctx)
 	if err != nil {
@@ -257,6 +230,7 @@ func (p *Producer) measure(ctx context.Context, meter *lagMeter) {
 		}
 		return
 	}
+	defer p.measurements.Add(1)
 	p.gByID.setMeasured(lag[p.cfg.TopicByID], a1)
 	p.gInst.setMeasured(lag[p.cfg.TopicInstance], a2)
 	p.met.lag.WithLabelValues(p.cfg.TopicByID).Set(float64(lag[p.cfg.TopicByID]))
@@ -350,6 +324,8 @@ type Stats struct {
 	ByID, Instance StreamStats
 	// DeadLetters counts rejected objects by schemas.Reason.
 	DeadLetters map[string]int64
+	// LagMeasurements counts the lag measurements that succeeded.
+	LagMeasurements int64
 }
 
 // Stats returns a snapshot.
@@ -363,9 +339,10 @@ func (p *Producer) Stats() Stats {
 		IDs: p.cat.Len(), Images: p.cat.Images(), BadImages: p.cat.BadImages(),
 		NewIDs: p.newIDs.Load(), SkippedKeys: p.skippedKeys.Load(),
 		Passes: p.rot.passCount(), Epoch: p.epoch.Load(),
-		ByID:        stream(p.cfg.TopicByID, p.gByID),
-		Instance:    stream(p.cfg.TopicInstance, p.gInst),
-		DeadLetters: map[string]int64{},
+		ByID:            stream(p.cfg.TopicByID, p.gByID),
+		Instance:        stream(p.cfg.TopicInstance, p.gInst),
+		DeadLetters:     map[string]int64{},
+		LagMeasurements: p.measurements.Load(),
 	}
 	p.dlMu.Lock()
 	for k, v := range p.dlCounts {

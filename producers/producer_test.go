@@ -14,6 +14,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ffc-stream/ffc/internal/metricsrv"
+	"github.com/ffc-stream/ffc/internal/stage"
+	"github.com/ffc-stream/ffc/internal/testutil"
 	"github.com/ffc-stream/ffc/schemas"
 )
 
@@ -26,7 +29,6 @@ func TestProducerStreams(t *testing.T) {
 	good := len(f.goodKeys)
 	cfg := testConfig(t, mc, f.bucket)
 	cfg.MaxLead = 3 * good
-	cfg.MetricsAddr = "127.0.0.1:0"
 	p := start(t, cfg)
 
 	t.Run("catalog", func(t *testing.T) {
@@ -52,7 +54,7 @@ func TestProducerStreams(t *testing.T) {
 		}
 	})
 
-	waitFor(t, 60*time.Second, "both streams to reach MaxLead", func() bool {
+	testutil.WaitTrue(t, "both streams to reach MaxLead", func() bool {
 		s := p.Stats()
 		return s.ByID.Produced >= int64(cfg.MaxLead) && s.Instance.Produced >= int64(cfg.MaxLead)
 	})
@@ -144,7 +146,7 @@ func TestProducerStreams(t *testing.T) {
 	})
 
 	t.Run("deadletters", func(t *testing.T) {
-		recs := readFrom(t, cfg.TopicDeadLetter, nil, len(f.bad), 20*time.Second)
+		recs := readFrom(t, cfg.TopicDeadLetter, nil, len(f.bad))
 		got := map[string]string{}
 		for _, r := range recs {
 			key := header(r, HeaderKey)
@@ -188,7 +190,24 @@ func TestProducerStreams(t *testing.T) {
 				t.Errorf("metric %s missing", name)
 			}
 		}
-		res, err := http.Get("http://" + p.MetricsAddr() + "/metrics")
+		// Served by the commands' metrics stage.
+		srv, err := metricsrv.New(metricsrv.Options{Addr: "127.0.0.1:0", Gatherer: p.Gatherer()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.Run(context.Background()) }()
+		defer func() {
+			if err := errors.Join(srv.Close(), <-served); err != nil {
+				t.Error(err)
+			}
+		}()
+		if err := stage.WaitReady(testutil.Context(t), "metrics", srv, served); err != nil {
+			served <- err
+			t.Fatal(err)
+		}
+		cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		res, err := cl.Get("http://" + srv.Addr() + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,17 +227,18 @@ func TestProducerStreams(t *testing.T) {
 }
 
 // TestNewIDAnnounced uploads and announces a new ID while the producer
-// runs (flow control off) and expects it in the id stream within 2 s.
+// runs (flow control off) and expects it in the id stream, with two
+// distinct images.
 func TestNewIDAnnounced(t *testing.T) {
 	mc := s3Client(t)
 	f := newFixture(t, mc)
 	cfg := testConfig(t, mc, f.bucket)
 	cfg.MaxLead = -1
-	cfg.PollInterval = 500 * time.Millisecond // the default: the 2 s budget must hold with it
+	cfg.PollInterval = 500 * time.Millisecond // the default
 	// Pace the stream so the test reads it comfortably on a busy machine.
 	cfg.MaxInFlight = 4
 	p := start(t, cfg)
-	waitFor(t, 20*time.Second, "the id stream to flow", func() bool { return p.Stats().ByID.Produced > 50 })
+	testutil.WaitTrue(t, "the id stream to flow", func() bool { return p.Stats().ByID.Produced > 50 })
 
 	// An ID that sorts before every other one, lexically and numerically.
 	const newID = 1
@@ -239,12 +259,11 @@ func TestNewIDAnnounced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("new id %d not in %s after 20 s (stats %+v)", newID, cfg.TopicByID, p.Stats())
+			t.Fatalf("new id %d not in %s by the test's deadline (stats %+v)", newID, cfg.TopicByID, p.Stats())
 		}
 		var hit *kgo.Record
 		fs.EachRecord(func(r *kgo.Record) {
@@ -255,12 +274,10 @@ func TestNewIDAnnounced(t *testing.T) {
 		if hit == nil {
 			continue
 		}
-		// The record's timestamp is when the producer built it.
-		if d := hit.Timestamp.Sub(announced); d > 2*time.Second {
-			t.Errorf("new id produced %v after its announcement, want ≤ 2 s", d)
-		} else {
-			t.Logf("new id produced %v after its announcement", d.Round(time.Millisecond))
-		}
+		// The record's timestamp is when the producer built it. How soon
+		// is measured by benchmarks/pipeline (its freshness phase), not
+		// asserted here: a busy machine may take any time.
+		t.Logf("new id produced %v after its announcement", hit.Timestamp.Sub(announced).Round(time.Millisecond))
 		m, err := schemas.DecodeIDPair(hit.Value, schemas.Limits{})
 		if err != nil {
 			t.Fatal(err)
@@ -296,7 +313,7 @@ func TestRescanFindsUnannounced(t *testing.T) {
 	cfg.RescanInterval = 300 * time.Millisecond
 	p := start(t, cfg)
 	f.addGood(t, mc, 5, "0000", 600)
-	waitFor(t, 10*time.Second, "the rescan to find id 5", func() bool { return p.Catalog().Names(5) != nil })
+	testutil.WaitTrue(t, "the rescan to find id 5", func() bool { return p.Catalog().Names(5) != nil })
 	if st := p.Stats(); st.NewIDs != 1 || st.IDs != len(f.names) {
 		t.Errorf("after rescan: NewIDs %d, IDs %d; want 1, %d", st.NewIDs, st.IDs, len(f.names))
 	}
@@ -313,9 +330,9 @@ func TestFlowControl(t *testing.T) {
 	p := start(t, cfg)
 
 	for _, topic := range []string{cfg.TopicByID, cfg.TopicInstance} {
-		waitFor(t, 30*time.Second, topic+" to reach MaxLead", func() bool { return sum(endOffsets(t, topic)) >= int64(cfg.MaxLead) })
+		testutil.WaitTrue(t, topic+" to reach MaxLead", func() bool { return sum(endOffsets(t, topic)) >= int64(cfg.MaxLead) })
 	}
-	time.Sleep(time.Second) // 20 lag measurements: nothing more may come
+	waitMeasurements(t, p, 20) // nothing more may come in 20 lag measurements
 	for _, topic := range []string{cfg.TopicByID, cfg.TopicInstance} {
 		// The gate bounds the lag itself, so not even one writer batch
 		// goes past MaxLead.
@@ -331,16 +348,24 @@ func TestFlowControl(t *testing.T) {
 	// The trainers consume the id stream and commit: it resumes; the
 	// instance stream stays held.
 	commitEnd(t, cfg.TrainerGroup, cfg.TopicByID)
-	waitFor(t, 20*time.Second, "the id stream to resume", func() bool {
+	testutil.WaitTrue(t, "the id stream to resume", func() bool {
 		return sum(endOffsets(t, cfg.TopicByID)) >= int64(2*cfg.MaxLead)
 	})
-	time.Sleep(500 * time.Millisecond)
+	waitMeasurements(t, p, 10)
 	if end := sum(endOffsets(t, cfg.TopicByID)); end != int64(2*cfg.MaxLead) {
 		t.Errorf("%s: end offset %d after one commit, want 2 × MaxLead = %d", cfg.TopicByID, end, 2*cfg.MaxLead)
 	}
 	if end := sum(endOffsets(t, cfg.TopicInstance)); end != int64(cfg.MaxLead) {
 		t.Errorf("%s: end offset %d without a commit, want MaxLead = %d", cfg.TopicInstance, end, cfg.MaxLead)
 	}
+}
+
+// waitMeasurements waits until the producer has measured the lag n more
+// times: what the gates allow has been decided n times over.
+func waitMeasurements(t *testing.T, p *Producer, n int64) {
+	t.Helper()
+	from := p.Stats().LagMeasurements
+	testutil.WaitTrue(t, fmt.Sprintf("%d lag measurements", n), func() bool { return p.Stats().LagMeasurements >= from+n })
 }
 
 // TestShards: two producers on one bucket, shards 0/2 and 1/2, split the
@@ -382,7 +407,7 @@ func TestShards(t *testing.T) {
 		}
 	}
 	for i, cfg := range cfgs {
-		waitFor(t, 30*time.Second, "both shards to fill their topics", func() bool {
+		testutil.WaitTrue(t, "both shards to fill their topics", func() bool {
 			s := ps[i].Stats()
 			return s.ByID.Produced >= int64(cfg.MaxLead) && s.Instance.Produced >= int64(cfg.MaxLead)
 		})
@@ -416,12 +441,14 @@ func TestRunErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	if err := p.Run(ctx); err == nil {
 		t.Fatal("Run on a missing bucket: no error")
 	}
-	if err := p.Run(ctx); err == nil || errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second Run: %v, want an error", err)
+	if err := p.Run(ctx); !errors.Is(err, stage.ErrRunTwice) {
+		t.Fatalf("second Run: %v, want %v", err, stage.ErrRunTwice)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -17,11 +17,15 @@ import (
 	"github.com/ffc-stream/ffc/schemas"
 	"github.com/ffc-stream/ffc/schemas/ffcpb"
 	"github.com/ffc-stream/ffc/trainers/engine"
+	"github.com/ffc-stream/ffc/trainers/settings"
 )
 
 // Offsets are Kafka offsets by topic and partition: the next offset to
 // consume.
 type Offsets map[string]map[int]int64
+
+// checkpointManifest is the wire manifest of a checkpoint.
+type checkpointManifest = ffcpb.CheckpointManifest
 
 // CheckpointStore keeps checkpoints in object storage under
 // <prefix>/<step, 12 digits>/<part>, with manifest.pb written last: a
@@ -149,10 +153,6 @@ func (s *CheckpointStore) Latest(ctx context.Context) (*ffcpb.CheckpointManifest
 
 // Load reads every part of the manifest, verifies its hash and loads it.
 func (s *CheckpointStore) Load(ctx context.Context, m *ffcpb.CheckpointManifest, parts []engine.StatePart) (Offsets, error) {
-	hashes := map[string][]byte{}
-	for _, h := range m.GetHashes() {
-		hashes[h.GetKey()] = h.GetDigest()
-	}
 	dir := s.dir(int(m.GetStep()))
 	for _, p := range parts {
 		key := dir + "/" + p.Name
@@ -160,9 +160,8 @@ func (s *CheckpointStore) Load(ctx context.Context, m *ffcpb.CheckpointManifest,
 		if err != nil {
 			return nil, err
 		}
-		sum := sha256.Sum256(b)
-		if want, ok := hashes[key]; !ok || !bytes.Equal(want, sum[:]) {
-			return nil, fmt.Errorf("checkpoint %s: content hash mismatch or missing", key)
+		if err := s.verify(m, key, b); err != nil {
+			return nil, err
 		}
 		if err := p.Load(bytes.NewReader(b)); err != nil {
 			return nil, fmt.Errorf("checkpoint %s: %w", key, err)
@@ -176,6 +175,43 @@ func (s *CheckpointStore) Load(ctx context.Context, m *ffcpb.CheckpointManifest,
 		}
 	}
 	return off, nil
+}
+
+// Settings reads the settings record (settings.json) of the checkpoint m;
+// ok is false for a checkpoint written before settings were recorded.
+func (s *CheckpointStore) Settings(ctx context.Context, m *ffcpb.CheckpointManifest) (set settings.Settings, ok bool, err error) {
+	var key string
+	for _, p := range m.GetOtherParts() {
+		if p.GetName() == settings.File {
+			key = p.GetKey()
+		}
+	}
+	if key == "" {
+		return set, false, nil
+	}
+	b, err := s.get(ctx, key)
+	if err != nil {
+		return set, false, err
+	}
+	if err := s.verify(m, key, b); err != nil {
+		return set, false, err
+	}
+	set, err = settings.Unmarshal(b)
+	if err != nil {
+		return set, false, fmt.Errorf("checkpoint %s: %w", key, err)
+	}
+	return set, true, nil
+}
+
+// verify checks b against the manifest's content hash of key.
+func (s *CheckpointStore) verify(m *ffcpb.CheckpointManifest, key string, b []byte) error {
+	sum := sha256.Sum256(b)
+	for _, h := range m.GetHashes() {
+		if h.GetKey() == key && bytes.Equal(h.GetDigest(), sum[:]) {
+			return nil
+		}
+	}
+	return fmt.Errorf("checkpoint %s: content hash mismatch or missing", key)
 }
 
 func (s *CheckpointStore) get(ctx context.Context, key string) ([]byte, error) {
@@ -223,5 +259,57 @@ func (s *CheckpointStore) prune(ctx context.Context) error {
 	if len(errs) > 0 {
 		return fmt.Errorf("checkpoints: prune: %w", errors.Join(errs...))
 	}
+	return nil
+}
+
+// settingsPart is the checkpoint part that records the run's settings.
+func settingsPart(set settings.Settings) engine.StatePart {
+	return engine.StatePart{
+		Name: settings.File,
+		Save: func(w io.Writer) error {
+			b, err := set.Marshal()
+			if err != nil {
+				return err
+			}
+			_, err = w.Write(b)
+			return err
+		},
+		// Read before the engine is built (CheckpointStore.Settings).
+		Load: func(io.Reader) error { return nil },
+	}
+}
+
+// checkpoint writes the state with the offsets it covers, then commits
+// those offsets to the group.
+func (t *Trainer) checkpoint(ctx context.Context, g *generation) error {
+	if len(t.offsets) == 0 {
+		return nil
+	}
+	step, key := t.Stats().Steps, "(consume only: offsets)"
+	if !t.cfg.ConsumeOnly {
+		step = t.eng.StepCount()
+		parts := append(t.eng.StateParts(), settingsPart(t.set))
+		var err error
+		if key, err = t.ckpt.Save(ctx, step, parts, t.offsets); err != nil {
+			return fmt.Errorf("trainer: %w", err)
+		}
+		t.metrics.ckptAge.SetToCurrentTime()
+		t.mu.Lock()
+		t.stats.Checkpoints++
+		t.mu.Unlock()
+	}
+	g.lastCkpt, g.sinceCkpt = time.Now(), 0
+	commit := map[string]map[int]int64{}
+	for topic, parts := range t.offsets {
+		commit[topic] = map[int]int64{}
+		for p, o := range parts {
+			commit[topic][p] = o
+		}
+	}
+	if err := g.gen.CommitOffsets(commit); err != nil {
+		// The checkpoint holds the offsets; the next commit catches up.
+		t.cfg.Log.Warn("trainer: commit offsets after checkpoint", "step", step, "err", err)
+	}
+	t.cfg.Log.Info("trainer: checkpoint", "step", step, "manifest", key)
 	return nil
 }

@@ -1,6 +1,7 @@
 package trainers
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,41 +13,37 @@ import (
 
 	"github.com/ffc-stream/ffc/kernels"
 	"github.com/ffc-stream/ffc/schemas"
-	"github.com/ffc-stream/ffc/trainers/engine"
+	"github.com/ffc-stream/ffc/trainers/settings"
 )
 
-// Default topic and group names, shared with the producers.
-const (
-	DefaultTopicByID       = "samples.byid"
-	DefaultTopicInstance   = "samples.instance"
-	DefaultTopicDeadLetter = "samples.deadletter"
-	DefaultGroup           = "ffc-trainer"
-)
-
-// Config configures a Trainer.
+// Config configures a Trainer. A zero field takes its default; New
+// validates the result and does no I/O.
 type Config struct {
-	// Kafka.
+	// Kafka: the bootstrap brokers, the trainers' consumer group and the
+	// topics (defaults: schemas.TrainerGroup, schemas.TopicByID, ...).
 	Brokers         []string
 	Group           string
 	TopicByID       string
 	TopicInstance   string
 	TopicDeadLetter string
+	// KafkaTimeout bounds one request to Kafka: a dead-letter write or an
+	// offset commit attempt (default 30 s; a busy host answers slowly).
+	KafkaTimeout time.Duration
 
 	// Model names the model: its NATS stream and its checkpoint prefix.
 	Model string
-	// Engine configures the FFC engine (Head must be ffc; KeepFeatures is
-	// set by the trainer).
-	Engine  engine.Options
-	Backend kernels.Backend
+	// Settings of the run as given. Pool 0 keeps the pool size Q of the
+	// checkpoint Run restores (or derives it when there is none); Run
+	// reconciles them with the checkpoint (settings.Resume) and derives
+	// them for streaming: the ffc head, dual loader, CheckpointEvery and
+	// CheckpointInterval.
+	Settings settings.Settings
+	Backend  kernels.Backend
 
 	// Object storage for checkpoints: <Bucket>/checkpoints/<Model>/...
+	// (Run creates the bucket when missing).
 	S3     *minio.Client
 	Bucket string
-	// CheckpointEvery and CheckpointInterval: a checkpoint is written every
-	// that many steps or that much time, whichever comes first (defaults
-	// 50 steps, 30 s), and at shutdown. Offsets are committed after it.
-	CheckpointEvery    int
-	CheckpointInterval time.Duration
 	// IdleCheckpoint: when no message arrives for this long, the steps done
 	// since the last checkpoint are checkpointed and their offsets
 	// committed (default 2 s). Producers' flow control waits for those
@@ -65,59 +62,68 @@ type Config struct {
 	// MaxSteps stops the trainer after that many steps in this run (0:
 	// run until the context ends).
 	MaxSteps int
+	// ConsumeOnly consumes, validates, dead-letters and assembles batches
+	// and commits their offsets as a trainer does, without the engine: no
+	// step, no centers, no checkpoint (the committed offsets are the only
+	// state). It measures the ingest path (benchmarks/pipeline); a step
+	// counts one assembled batch.
+	ConsumeOnly bool
 
 	Log      *slog.Logger
 	Registry prometheus.Registerer
 }
 
-func (c *Config) defaults() error {
-	if c.Group == "" {
-		c.Group = DefaultGroup
-	}
-	if c.TopicByID == "" {
-		c.TopicByID = DefaultTopicByID
-	}
-	if c.TopicInstance == "" {
-		c.TopicInstance = DefaultTopicInstance
-	}
-	if c.TopicDeadLetter == "" {
-		c.TopicDeadLetter = DefaultTopicDeadLetter
-	}
-	if c.CheckpointEvery == 0 {
-		c.CheckpointEvery = 50
-	}
-	if c.CheckpointInterval == 0 {
-		c.CheckpointInterval = 30 * time.Second
-	}
-	if c.JoinAttempts == 0 {
-		c.JoinAttempts = 60
-	}
-	if c.IdleCheckpoint == 0 {
-		c.IdleCheckpoint = 2 * time.Second
-	}
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	c.Group = cmp.Or(c.Group, schemas.TrainerGroup)
+	c.TopicByID = cmp.Or(c.TopicByID, schemas.TopicByID)
+	c.TopicInstance = cmp.Or(c.TopicInstance, schemas.TopicInstance)
+	c.TopicDeadLetter = cmp.Or(c.TopicDeadLetter, schemas.TopicDeadLetter)
+	c.KafkaTimeout = cmp.Or(c.KafkaTimeout, 30*time.Second)
+	c.JoinAttempts = cmp.Or(c.JoinAttempts, 60)
+	c.IdleCheckpoint = cmp.Or(c.IdleCheckpoint, 2*time.Second)
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 	}
-	switch {
-	case len(c.Brokers) == 0:
-		return errors.New("trainer: no Kafka brokers")
-	case c.Model == "":
-		return errors.New("trainer: no model name")
-	case c.Backend == nil:
-		return errors.New("trainer: no compute backend")
-	case c.S3 == nil || c.Bucket == "":
-		return errors.New("trainer: no object storage for checkpoints")
-	case c.JS == nil:
-		return errors.New("trainer: no JetStream for the center broadcast")
-	case c.Engine.Head != "" && c.Engine.Head != engine.HeadFFC:
-		return fmt.Errorf("trainer: streaming training runs the ffc head, not %q", c.Engine.Head)
-	case c.Engine.Batch%2 != 0:
-		return fmt.Errorf("trainer: batch %d must be even (B instances split into halves)", c.Engine.Batch)
+	return c
+}
+
+// validate reports every problem of a defaulted Config, joined.
+func (c Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if len(c.Brokers) == 0 {
+		bad("no Kafka brokers")
 	}
-	c.Engine.Head = engine.HeadFFC
-	c.Engine.KeepFeatures = true
+	if err := schemas.ValidateModel(c.Model); err != nil {
+		bad("%w", err)
+	}
+	if c.Backend == nil && !c.ConsumeOnly {
+		bad("no compute backend")
+	}
+	if (c.S3 == nil || c.Bucket == "") && !c.ConsumeOnly {
+		bad("no object storage for checkpoints")
+	}
+	if c.JS == nil && !c.ConsumeOnly {
+		bad("no JetStream for the center broadcast")
+	}
+	if h := c.Settings.Head; h != "" && h != "ffc" {
+		bad("streaming training runs the ffc head, not %q", h)
+	}
+	if !c.Settings.DualLoader {
+		bad("streaming training takes id pairs and instances: DualLoader must be set")
+	}
+	if _, err := c.Settings.Derive(settings.Streaming, 0); err != nil {
+		bad("%w", err)
+	}
+	if c.MaxSteps < 0 || c.JoinAttempts < 1 || c.IdleCheckpoint < 0 || c.KafkaTimeout < 0 {
+		bad("MaxSteps %d, JoinAttempts %d, IdleCheckpoint %v, KafkaTimeout %v: want ≥ 0, ≥ 1, ≥ 0, ≥ 0", c.MaxSteps, c.JoinAttempts, c.IdleCheckpoint, c.KafkaTimeout)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("trainer: config: %w", errors.Join(errs...))
+	}
 	return nil
 }

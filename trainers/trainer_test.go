@@ -22,12 +22,12 @@ import (
 	"github.com/ffc-stream/ffc/centers/broadcast"
 	"github.com/ffc-stream/ffc/internal/dataset/synth"
 	"github.com/ffc-stream/ffc/internal/embedded"
+	"github.com/ffc-stream/ffc/internal/testutil"
 	"github.com/ffc-stream/ffc/kernels"
 	"github.com/ffc-stream/ffc/kernels/cpu"
 	"github.com/ffc-stream/ffc/schemas"
 	"github.com/ffc-stream/ffc/schemas/ffcpb"
-	"github.com/ffc-stream/ffc/trainers/engine"
-	"github.com/ffc-stream/ffc/trainers/nn"
+	"github.com/ffc-stream/ffc/trainers/settings"
 )
 
 type env struct {
@@ -35,6 +35,9 @@ type env struct {
 	js      jetstream.JetStream
 	be      kernels.Backend
 	brokers []string
+	// transport holds the test's own Kafka connections (closed at the
+	// end, so goleak sees none left).
+	transport *kafka.Transport
 	// Unique names, so runs against long-lived real servers do not mix.
 	bucket, model, byID, instance, dead, group string
 }
@@ -90,7 +93,10 @@ func newEnv(t *testing.T, brokers []string, natsURL, s3, ak, sk string) *env {
 	t.Cleanup(func() { _ = be.Close() })
 	e.mc, e.js, e.be = mc, js, be
 	// Topics with 4 partitions each (kafka.Client negotiates versions).
-	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second}
+	tr := &kafka.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	e.transport = tr
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: tr}
 	var topics []kafka.TopicConfig
 	for _, name := range []string{e.byID, e.instance, e.dead} {
 		topics = append(topics, kafka.TopicConfig{Topic: name, NumPartitions: 4, ReplicationFactor: 1})
@@ -144,10 +150,9 @@ func (e *env) produce(t *testing.T, ids, n, from int, raw ...[]byte) {
 		}
 		inst = append(inst, kafka.Message{Key: []byte(strconv.Itoa(i)), Value: s})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	for topic, msgs := range map[string][]kafka.Message{e.byID: pairs, e.instance: inst} {
-		w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Hash{}, BatchTimeout: 5 * time.Millisecond}
+		w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Hash{}, BatchTimeout: 5 * time.Millisecond, Transport: e.transport}
 		if err := w.WriteMessages(ctx, msgs...); err != nil {
 			t.Fatalf("produce %s: %v", topic, err)
 		}
@@ -155,27 +160,29 @@ func (e *env) produce(t *testing.T, ids, n, from int, raw ...[]byte) {
 	}
 }
 
+// testSettings are small streaming settings: an mlp on 32×32 inputs.
+func testSettings() settings.Settings {
+	s := settings.Defaults(settings.Streaming)
+	s.Backbone, s.Hidden, s.Dim, s.Batch, s.Pool, s.LR, s.CheckpointEvery = "mlp", []int{64}, 32, 8, 40, 0.05, 4
+	return s
+}
+
 func (e *env) config(steps int) Config {
 	return Config{
 		Brokers: e.brokers, Model: e.model, Backend: e.be, S3: e.mc, Bucket: e.bucket, JS: e.js,
 		Group: e.group, TopicByID: e.byID, TopicInstance: e.instance, TopicDeadLetter: e.dead,
-		Engine: engine.Options{Backbone: "mlp", InLen: 1024, Hidden: []int{64}, Dim: 32, Batch: 8, Pool: 40,
-			SGD:      nn.SGD{Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true},
-			Schedule: nn.Schedule{Kind: "step", BaseLR: 0.05, TotalSteps: 1000}, Seed: 1},
-		CheckpointEvery: 4, MaxSteps: steps,
+		Settings: testSettings(), MaxSteps: steps,
 	}
 }
 
 func run(t *testing.T, cfg Config) (Stats, []uint64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	tr, err := New(ctx, cfg)
+	tr, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	if err := tr.Run(ctx); err != nil {
+	if err := tr.Run(testutil.Context(t)); err != nil {
 		t.Fatal(err)
 	}
 	return tr.Stats(), tr.TrainedIDs()
@@ -201,24 +208,45 @@ func testStreamsCheckpointsAndResumes(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	defer rcancel()
-	go func() { _ = rep.Run(rctx) }()
+	go func() { _ = rep.Run(context.Background()) }()
+	defer rep.Close()
 
 	s1, ids1 := run(t, e.config(6))
 	if s1.Steps != 6 || s1.StartStep != 0 || s1.Checkpoints < 2 {
 		t.Fatalf("first run: %+v", s1)
 	}
-	// Second run: restores step 6 and the offsets, continues.
-	s2, ids2 := run(t, e.config(5))
-	if s2.StartStep != 6 || s2.Steps != 5 {
-		t.Fatalf("second run: %+v, want start step 6 and 5 steps", s2)
+	// A restart cannot resize the pool: refused with the reason.
+	big := e.config(5)
+	big.Settings.Pool = 64
+	tr, err := New(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Run(testutil.Context(t)); err == nil || !strings.Contains(err.Error(), "cannot be resized") {
+		t.Errorf("restart with --pool 64 over a pool of 40: %v, want refused", err)
+	}
+	tr.Close()
+	// Second run, with another batch and no --pool: restores step 6, the
+	// offsets and the pool of 40 slots, and continues.
+	cfg := e.config(5)
+	cfg.Settings.Batch, cfg.Settings.Pool = 12, 0
+	tr, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if err := tr.Run(testutil.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	s2, ids2 := tr.Stats(), tr.TrainedIDs()
+	if s2.StartStep != 6 || s2.Steps != 5 || s2.Pairs != 5*12 {
+		t.Fatalf("second run: %+v, want start step 6 and 5 steps of 12 pairs", s2)
+	}
+	if set := tr.Settings(); set.Pool != 40 || set.Batch != 12 {
+		t.Errorf("resumed settings: pool %d, batch %d; want the checkpoint's 40 slots and batch 12", set.Pool, set.Batch)
 	}
 	// Every ID trained got a center on NATS.
-	deadline := time.Now().Add(10 * time.Second)
-	for rep.Stats().LastStep < 10 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitTrue(t, "the replica to apply step 10", func() bool { return rep.Stats().LastStep >= 10 })
 	trained := map[uint64]bool{}
 	for _, id := range append(ids1, ids2...) {
 		trained[id] = true
@@ -234,8 +262,7 @@ func testStreamsCheckpointsAndResumes(t *testing.T, e *env) {
 	// The bad messages went to the dead-letter topic with their reasons.
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: e.dead, GroupID: e.group + "-dl", StartOffset: kafka.FirstOffset, MaxWait: time.Second})
 	defer r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	reasons := map[string]bool{}
 	for len(reasons) < 2 {
 		m, err := r.ReadMessage(ctx)
@@ -258,14 +285,20 @@ func testStreamsCheckpointsAndResumes(t *testing.T, e *env) {
 
 func TestTrainerConfigErrors(t *testing.T) {
 	for name, mut := range map[string]func(*Config){
-		"no brokers": func(c *Config) { c.Brokers = nil },
-		"fc head":    func(c *Config) { c.Engine.Head = "fc" },
-		"odd batch":  func(c *Config) { c.Engine.Batch = 7 },
-		"no model":   func(c *Config) { c.Model = "" },
+		"no brokers":     func(c *Config) { c.Brokers = nil },
+		"fc head":        func(c *Config) { c.Settings.Head = "fc" },
+		"odd batch":      func(c *Config) { c.Settings.Batch = 7 },
+		"no model":       func(c *Config) { c.Model = "" },
+		"model subject":  func(c *Config) { c.Model = "a.b" },
+		"small pool":     func(c *Config) { c.Settings.Pool = 9 },
+		"instances only": func(c *Config) { c.Settings.DualLoader = false },
 	} {
-		c := Config{Brokers: []string{"x"}, Model: "m", Backend: fakeBackend{}, S3: &minio.Client{}, Bucket: "b", JS: fakeJS{}, Engine: engine.Options{Batch: 8}}
+		c := Config{Brokers: []string{"x"}, Model: "m", Backend: fakeBackend{}, S3: &minio.Client{}, Bucket: "b", JS: fakeJS{}, Settings: testSettings()}
+		if _, err := New(c); err != nil {
+			t.Fatalf("the base config: %v", err)
+		}
 		mut(&c)
-		if err := c.defaults(); err == nil {
+		if _, err := New(c); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -273,3 +306,39 @@ func TestTrainerConfigErrors(t *testing.T) {
 
 type fakeBackend struct{ kernels.Backend }
 type fakeJS struct{ jetstream.JetStream }
+
+// TestConsumeOnly: the ingest path without the engine consumes whole
+// batches, commits their offsets and writes no checkpoint.
+func TestConsumeOnly(t *testing.T) {
+	st, err := embedded.Start(embedded.StackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	ak, sk := st.S3.Credentials()
+	e := newEnv(t, st.Kafka.Brokers(), st.NATS.URL(), st.S3.Endpoint(), ak, sk)
+	e.produce(t, 10, 40, 0, []byte("corrupt"))
+	cfg := Config{Brokers: e.brokers, Model: e.model, Group: e.group, TopicByID: e.byID, TopicInstance: e.instance, TopicDeadLetter: e.dead,
+		Settings: testSettings(), MaxSteps: 3, ConsumeOnly: true}
+	s, _ := run(t, cfg)
+	if s.Steps != 3 || s.Pairs != 24 || s.Instances != 24 || s.DeadLetters != 1 || s.Checkpoints != 0 || s.Published != 0 {
+		t.Errorf("stats %+v: want 3 batches of 8 pairs and 8 instances, 1 dead letter, no checkpoint, nothing published", s)
+	}
+	cl := &kafka.Client{Addr: kafka.TCP(e.brokers...), Transport: e.transport}
+	res, err := cl.OffsetFetch(testutil.Context(t), &kafka.OffsetFetchRequest{GroupID: e.group, Topics: map[string][]int{e.byID: {0, 1, 2, 3}, e.instance: {0, 1, 2, 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var committed int64
+	for _, ps := range res.Topics {
+		for _, p := range ps {
+			committed += max(p.CommittedOffset, 0)
+		}
+	}
+	if committed < 24+1+24 { // the pairs, the corrupt one and the instances
+		t.Errorf("committed %d offsets, want ≥ 49", committed)
+	}
+	for obj := range e.mc.ListObjects(testutil.Context(t), e.bucket, minio.ListObjectsOptions{Recursive: true}) {
+		t.Errorf("object %s written", obj.Key)
+	}
+}

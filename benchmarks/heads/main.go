@@ -135,7 +135,7 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
-	start, loadStart := time.Now(), loadAvg()
+	start, loadStart := time.Now(), benchutil.LoadAvg()
 	rows, backendName := s.runAll()
 	if backendName == "" {
 		backendName = f.backend
@@ -373,31 +373,12 @@ func memAvailable() (int64, error) { return procField("/proc/meminfo", "MemAvail
 
 func vmHWM() (int64, error) { return procField("/proc/self/status", "VmHWM") }
 
-// loadAvg is the 1, 5 and 15 minute load averages.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "?"
-}
-
 // machine describes the host: cores, CPU model, memory, load (the machine
 // is shared: other work shows as load above the core count), backend.
 func machine(backend, loadStart string) string {
-	model := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "model name"); ok {
-				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	total, _ := procField("/proc/meminfo", "MemTotal")
-	load := fmt.Sprintf(", load average %s at the start, %s at the end", loadStart, loadAvg())
+	load := fmt.Sprintf(", load average %s at the start, %s at the end", loadStart, benchutil.LoadAvg())
 	return fmt.Sprintf("%d cores (GOMAXPROCS %d), %s, %.0f GiB RAM%s; backend %s; %s %s/%s",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), model, float64(total)/gib, load, backend, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), benchutil.CPUModel(), benchutil.MemTotalGiB(), load, backend, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 func human(b int64) string {

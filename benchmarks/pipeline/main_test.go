@@ -34,6 +34,36 @@ func TestBottleneck(t *testing.T) {
 	}
 }
 
+// TestOptions checks the defaults derived from trainers/settings and the
+// refusal of settings the trainer would refuse.
+func TestOptions(t *testing.T) {
+	raw := rawFlags{hidden: "512", stacks: "embedded", phases: "s3get, fresh", level: "warn"}
+	o, err := options{batch: 64, dim: 128, ckptEvery: 50, freshCkptEvery: 4}.finish(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.pool != 3*64 || o.freshLead != 2*64*4 || len(o.hidden) != 1 || o.logLevel != slog.LevelWarn ||
+		strings.Join(o.phases, ",") != "s3get,fresh" || strings.Join(o.stacks, ",") != "embedded" {
+		t.Errorf("options = %+v", o)
+	}
+	if s := o.settings(4); s.Backbone != "mlp" || s.Batch != 64 || s.Pool != 192 || s.CheckpointEvery != 4 {
+		t.Errorf("settings = %+v", s)
+	}
+	for _, bad := range []struct {
+		o   options
+		raw rawFlags
+	}{
+		{options{batch: 63, dim: 128, ckptEvery: 50, freshCkptEvery: 4}, raw},           // odd batch
+		{options{batch: 64, pool: 64, dim: 128, ckptEvery: 50, freshCkptEvery: 4}, raw}, // pool < 1.5·batch
+		{options{batch: 64, dim: 128, ckptEvery: 50, freshCkptEvery: 4}, rawFlags{hidden: "512", stacks: "embedded", phases: "nope", level: "warn"}},
+		{options{batch: 64, dim: 128, ckptEvery: 50, freshCkptEvery: 4}, rawFlags{hidden: "x", stacks: "embedded", phases: "fresh", level: "warn"}},
+	} {
+		if _, err := bad.o.finish(bad.raw); err == nil {
+			t.Errorf("finish(%+v, %+v): no error", bad.o, bad.raw)
+		}
+	}
+}
+
 // TestSmoke runs every phase at a tiny size on the embedded stack.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
@@ -59,7 +89,7 @@ func TestSmoke(t *testing.T) {
 	if f := res[4]; f.timeouts != 0 || f.p50 <= 0 || f.p99 < f.p50 {
 		t.Errorf("fresh: %+v", f)
 	}
-	for _, want := range []string{"GETs/s", "| t (s) | produced pairs/s", "Consume only", "engine step", "first image → center"} {
+	for _, want := range []string{"GETs/s", "| t (s) | produced pairs/s", "trainers.Trainer with ConsumeOnly", "Consume only", "engine step", "first image → center"} {
 		if !strings.Contains(rep.buf.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}

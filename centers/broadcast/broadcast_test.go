@@ -13,8 +13,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
 
 	"github.com/ffc-stream/ffc/internal/embedded"
+	"github.com/ffc-stream/ffc/internal/stage"
+	"github.com/ffc-stream/ffc/internal/testutil"
+	"github.com/ffc-stream/ffc/schemas"
 )
 
 // jsonCodec is a test codec; the pipeline uses the protobuf one.
@@ -60,19 +64,15 @@ func vec(v float32) []float32 { return []float32{v, 1, 0, 0} }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitTrue(t, what, cond)
 }
+
+// TestMain fails the package when a replica's goroutines outlive it.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestPublishBootstrapLive(t *testing.T) {
 	js, _ := setup(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	pub, err := NewPublisher(ctx, js, PublisherOptions{Model: "m1", Codec: jsonCodec{}})
 	if err != nil {
 		t.Fatal(err)
@@ -96,10 +96,8 @@ func TestPublishBootstrapLive(t *testing.T) {
 	rctx, rcancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- rep.Run(rctx) }()
-	select {
-	case <-rep.Ready():
-	case <-ctx.Done():
-		t.Fatal("replica never became ready")
+	if err := stage.WaitReady(ctx, "replica", rep, done); err != nil {
+		t.Fatal(err)
 	}
 	c1, _ := rep.Get(1)
 	c3, ok3 := rep.Get(3)
@@ -112,7 +110,7 @@ func TestPublishBootstrapLive(t *testing.T) {
 
 	// Live: a step without its commit is not applied; with it, it is.
 	b, _ := jsonCodec{}.EncodeUpdate(Update{Model: "m1", ID: 2, Vector: vec(-5), Step: 3, Kind: Refresh, Run: pub.Run()})
-	if _, err := js.Publish(ctx, centerSubject("m1", 2), b); err != nil {
+	if _, err := js.Publish(ctx, schemas.CenterSubject("m1", 2), b); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "pending update", func() bool { return rep.Stats().Pending == 1 })
@@ -137,10 +135,10 @@ func TestPublishBootstrapLive(t *testing.T) {
 	}
 
 	// A malformed message is rejected and counted, not fatal.
-	if _, err := js.Publish(ctx, centerSubject("m1", 9), []byte("{not json")); err != nil {
+	if _, err := js.Publish(ctx, schemas.CenterSubject("m1", 9), []byte("{not json")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, centerSubject("m1", 9), mustJSON(t, Update{ID: 9, Vector: []float32{1}, Kind: Insert, Step: 9, Run: pub.Run()})); err != nil {
+	if _, err := js.Publish(ctx, schemas.CenterSubject("m1", 9), mustJSON(t, Update{ID: 9, Vector: []float32{1}, Kind: Insert, Step: 9, Run: pub.Run()})); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "rejections", func() bool { return rep.Stats().Rejected == 2 })
@@ -157,8 +155,8 @@ func TestPublishBootstrapLive(t *testing.T) {
 		t.Error("query of the wrong dimension accepted")
 	}
 	rcancel()
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatal(err)
+	if err := <-done; err != nil {
+		t.Fatalf("Run after its context ended: %v, want nil", err)
 	}
 }
 
@@ -239,8 +237,7 @@ func TestReplicaSurvivesServerRestart(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	pub, err := NewPublisher(ctx, js, PublisherOptions{Model: "r", Codec: jsonCodec{}})
 	if err != nil {
 		t.Fatal(err)
@@ -249,8 +246,12 @@ func TestReplicaSurvivesServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, _ := NewReplica(js, ReplicaOptions{Model: "r", Codec: jsonCodec{}, Dim: dim})
-	go func() { _ = rep.Run(ctx) }()
-	<-rep.Ready()
+	done := make(chan error, 1)
+	go func() { done <- rep.Run(ctx) }()
+	defer func() { rep.Close(); <-done }()
+	if err := stage.WaitReady(ctx, "replica", rep, done); err != nil {
+		t.Fatal(err)
+	}
 
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
@@ -278,8 +279,7 @@ func TestReplicaSurvivesServerRestart(t *testing.T) {
 // dead run's updates are dropped, the new run's applied.
 func TestCrashedRunTailNeverLands(t *testing.T) {
 	js, _ := setup(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	dead, err := NewPublisher(ctx, js, PublisherOptions{Model: "c", Codec: jsonCodec{}})
 	if err != nil {
 		t.Fatal(err)
@@ -290,7 +290,7 @@ func TestCrashedRunTailNeverLands(t *testing.T) {
 	// Step 1 of the dead run: updates only, no commit.
 	for _, id := range []uint64{1, 2} {
 		b, _ := jsonCodec{}.EncodeUpdate(Update{Model: "c", ID: id, Vector: vec(-9), Step: 1, Kind: Refresh, Run: dead.Run()})
-		if _, err := js.Publish(ctx, centerSubject("c", id), b); err != nil {
+		if _, err := js.Publish(ctx, schemas.CenterSubject("c", id), b); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -306,9 +306,11 @@ func TestCrashedRunTailNeverLands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rctx, rcancel := context.WithCancel(ctx)
-		go func() { _ = rep.Run(rctx) }()
-		<-rep.Ready()
+		done := make(chan error, 1)
+		go func() { done <- rep.Run(ctx) }()
+		if err := stage.WaitReady(ctx, "replica", rep, done); err != nil {
+			t.Fatal(err)
+		}
 		if live {
 			if err := next.PublishStep(ctx, 2, []Update{{ID: 4, Vector: vec(4), Kind: Insert}}); err != nil {
 				t.Fatal(err)
@@ -321,6 +323,9 @@ func TestCrashedRunTailNeverLands(t *testing.T) {
 		if c1.Step != 0 || has2 || !has3 {
 			t.Errorf("live=%v: id1 %+v, id2 present %v, id3 present %v: the dead run's step 1 must not land", live, c1, has2, has3)
 		}
-		rcancel()
+		rep.Close()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ffc-stream/ffc/centers"
 	"github.com/ffc-stream/ffc/schemas"
 )
 
@@ -43,5 +44,29 @@ func TestProtoCodecRoundTrip(t *testing.T) {
 	b, _ = NewProtoCodec(3).EncodeUpdate(Update{Model: "m", ID: 1, Vector: []float32{1, 2, 3}, Kind: Insert})
 	if _, err := c.DecodeUpdate(b); !errors.Is(err, schemas.ErrBadVector) {
 		t.Errorf("wrong dimension: %v", err)
+	}
+}
+
+func TestUpdatesOf(t *testing.T) {
+	feats := []float32{1, 2, 3, 4, 5, 6} // two rows of dim 3
+	changes := []centers.Change{
+		{Kind: centers.Inserted, Label: 7, Slot: 3, Row: 0, Index: 1},
+		{Kind: centers.Evicted, Label: 9, Slot: 3, Index: -1},
+		{Kind: centers.Refreshed, Label: 8, Slot: 4, Row: 1, Index: 0},
+	}
+	ups, ev, err := UpdatesOf(changes, feats, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Update{
+		{ID: 7, Slot: 3, Row: 0, Kind: Insert, Vector: []float32{4, 5, 6}},
+		{ID: 9, Slot: 3, Kind: Evict},
+		{ID: 8, Slot: 4, Row: 1, Kind: Refresh, Vector: []float32{1, 2, 3}},
+	}
+	if ev != 1 || !reflect.DeepEqual(ups, want) {
+		t.Errorf("UpdatesOf: %+v, %d evictions; want %+v, 1", ups, ev, want)
+	}
+	if _, _, err := UpdatesOf([]centers.Change{{Kind: centers.Inserted, Label: 1, Index: 2}}, feats, 3); err == nil {
+		t.Error("a feature row past the features: no error")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ffc-stream/ffc/schemas"
 )
 
 // PublisherOptions configures NewPublisher.
@@ -47,7 +49,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, model string, rep
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              StreamName(model),
 		Description:       "FFC class centers of model " + model + ": last value per ID, and step commits",
-		Subjects:          []string{"centers." + model + ".>"},
+		Subjects:          []string{schemas.CentersSubjects(model)},
 		Storage:           jetstream.FileStorage,
 		MaxMsgsPerSubject: 1,
 		Replicas:          replicas,
@@ -89,9 +91,9 @@ func (p *Publisher) PublishStep(ctx context.Context, step int64, updates []Updat
 		if err != nil {
 			return fmt.Errorf("publish step %d: id %d: %w", step, u.ID, err)
 		}
-		subj := centerSubject(p.opts.Model, u.ID)
+		subj := schemas.CenterSubject(p.opts.Model, u.ID)
 		if u.Kind == Evict {
-			subj = evictSubject(p.opts.Model, u.ID)
+			subj = schemas.EvictSubject(p.opts.Model, u.ID)
 		} else {
 			ids = append(ids, u.ID)
 		}
@@ -118,7 +120,7 @@ func (p *Publisher) PublishStep(ctx context.Context, step int64, updates []Updat
 	if err != nil {
 		return fmt.Errorf("publish step %d: commit: %w", step, err)
 	}
-	if _, err := p.js.Publish(ctx, stepSubject(p.opts.Model, p.run), b); err != nil {
+	if _, err := p.js.Publish(ctx, schemas.StepSubject(p.opts.Model, p.run), b); err != nil {
 		return fmt.Errorf("publish step %d: commit: %w", step, err)
 	}
 	return nil

@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ffc-stream/ffc/internal/stage"
+	"github.com/ffc-stream/ffc/schemas"
 )
 
 // ReplicaOptions configures NewReplica.
@@ -68,8 +71,7 @@ type Replica struct {
 	lastStep int64
 	stats    ReplicaStats
 
-	ready     chan struct{}
-	readyOnce sync.Once
+	stage.Lifecycle
 	streamSeq atomic.Uint64
 }
 
@@ -84,17 +86,28 @@ func NewReplica(js jetstream.JetStream, opts ReplicaOptions) (*Replica, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Replica{js: js, opts: opts, index: map[uint64]int{}, pending: map[string]map[int64][]Update{}, lastStep: -1, ready: make(chan struct{})}, nil
+	return &Replica{js: js, opts: opts, index: map[uint64]int{}, pending: map[string]map[int64][]Update{}, lastStep: -1}, nil
 }
 
-// Ready is closed once the replica has applied everything the stream held
-// when Run started.
-func (r *Replica) Ready() <-chan struct{} { return r.ready }
+// Ready (from stage.Lifecycle) is closed once the replica has applied
+// everything the stream held when Run started.
 
-// Run bootstraps from the stream and then follows it until ctx ends. The
-// ordered consumer behind it recreates itself after a reconnect from the
-// last sequence it delivered, so nothing is skipped or applied twice.
+// Close stops Run and waits for it; the replica's centers stay readable.
+func (r *Replica) Close() error {
+	r.Stop()
+	return nil
+}
+
+// Run bootstraps from the stream and then follows it until ctx ends, then
+// returns nil. The ordered consumer behind it recreates itself after a
+// reconnect from the last sequence it delivered, so nothing is skipped or
+// applied twice.
 func (r *Replica) Run(ctx context.Context) error {
+	ctx, end, err := r.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("replica: %w", err)
+	}
+	defer end()
 	stream, err := EnsureStream(ctx, r.js, r.opts.Model, 0)
 	if err != nil {
 		return err
@@ -105,7 +118,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	}
 	target := info.State.LastSeq
 	if target == 0 || info.State.Msgs == 0 {
-		r.readyOnce.Do(func() { close(r.ready) })
+		r.SetReady()
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
@@ -115,15 +128,28 @@ func (r *Replica) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("replica: consume: %w", err)
 	}
+	// Next blocks until a message arrives or the iterator stops: stop it
+	// when ctx ends, and join that goroutine whatever ends the loop.
+	quit, stopped := make(chan struct{}), make(chan struct{})
+	defer func() { close(quit); <-stopped }()
 	go func() {
-		<-ctx.Done()
+		defer close(stopped)
+		select {
+		case <-ctx.Done():
+		case <-quit:
+		}
 		it.Stop()
 	}()
+	return r.follow(ctx, it, target)
+}
+
+// follow applies the stream's messages until the iterator stops.
+func (r *Replica) follow(ctx context.Context, it jetstream.MessagesContext, target uint64) error {
 	for {
 		msg, err := it.Next()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return ctx.Err()
+				return nil
 			}
 			return fmt.Errorf("replica: %w", err)
 		}
@@ -132,7 +158,7 @@ func (r *Replica) Run(ctx context.Context) error {
 		if merr == nil {
 			r.streamSeq.Store(meta.Sequence.Stream)
 			if meta.Sequence.Stream >= target {
-				r.readyOnce.Do(func() { close(r.ready) })
+				r.SetReady()
 			}
 		}
 	}
@@ -141,7 +167,7 @@ func (r *Replica) Run(ctx context.Context) error {
 func (r *Replica) handle(subject string, data []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if strings.HasPrefix(subject, stepPrefix(r.opts.Model)) {
+	if strings.HasPrefix(subject, schemas.StepPrefix(r.opts.Model)) {
 		c, err := r.opts.Codec.DecodeCommit(data)
 		if err != nil {
 			r.stats.Rejected++
@@ -155,7 +181,7 @@ func (r *Replica) handle(subject string, data []byte) {
 	if err == nil && u.Kind != Evict && len(u.Vector) != r.opts.Dim {
 		err = fmt.Errorf("%w: %d, want %d", ErrDim, len(u.Vector), r.opts.Dim)
 	}
-	if err == nil && !strings.HasPrefix(subject, "centers."+r.opts.Model+".") {
+	if err == nil && !strings.HasPrefix(subject, schemas.CentersPrefix(r.opts.Model)) {
 		err = fmt.Errorf("subject %s is not of model %s", subject, r.opts.Model)
 	}
 	if err != nil {

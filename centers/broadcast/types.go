@@ -3,10 +3,10 @@ package broadcast
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/ffc-stream/ffc/centers"
+	"github.com/ffc-stream/ffc/schemas"
 )
 
 // Kind says what a center update is: the pool's change kind.
@@ -52,34 +52,33 @@ type Codec interface {
 	DecodeCommit([]byte) (Commit, error)
 }
 
-var modelName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 // ValidateModel reports a model name that cannot be a subject token.
-func ValidateModel(model string) error {
-	if !modelName.MatchString(model) {
-		return fmt.Errorf("model name %q: want 1–64 of A–Z a–z 0–9 _ -", model)
-	}
-	return nil
-}
+func ValidateModel(model string) error { return schemas.ValidateModel(model) }
 
 // StreamName is the JetStream stream of a model.
-func StreamName(model string) string { return "CENTERS_" + model }
-
-// Subjects of a model.
-func centerSubject(model string, id uint64) string {
-	return fmt.Sprintf("centers.%s.%d", model, id)
-}
-func evictSubject(model string, id uint64) string {
-	return fmt.Sprintf("centers.%s.evicted.%d", model, id)
-}
-
-// stepSubject is where a run's step commits go; the stream keeps the last
-// commit of every run, so a replica bootstrapping later still learns up to
-// which step each run committed.
-func stepSubject(model, run string) string { return "centers." + model + ".step." + run }
-
-// stepPrefix starts every commit subject of a model.
-func stepPrefix(model string) string { return "centers." + model + ".step." }
+func StreamName(model string) string { return schemas.CentersStream(model) }
 
 // ErrDim reports a vector of the wrong length.
 var ErrDim = errors.New("vector length differs from the model's dimension")
+
+// UpdatesOf turns the pool changes of one training step into the updates
+// to publish: an inserted or refreshed ID carries its new center, row
+// Change.Index of features (n×dim, the gallery features the step wrote);
+// an evicted one carries none. It also returns the number of evictions.
+func UpdatesOf(changes []centers.Change, features []float32, dim int) ([]Update, int, error) {
+	ups := make([]Update, 0, len(changes))
+	evictions := 0
+	for _, c := range changes {
+		u := Update{ID: uint64(c.Label), Slot: c.Slot, Row: int32(c.Row), Kind: c.Kind}
+		if c.Kind == Evict {
+			evictions++
+		} else {
+			if c.Index < 0 || (c.Index+1)*dim > len(features) {
+				return nil, 0, fmt.Errorf("center of ID %d: feature row %d outside the %d floats of the step", c.Label, c.Index, len(features))
+			}
+			u.Vector = features[c.Index*dim : (c.Index+1)*dim]
+		}
+		ups = append(ups, u)
+	}
+	return ups, evictions, nil
+}

@@ -9,11 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/ffc-stream/ffc/centers/broadcast"
+	"github.com/ffc-stream/ffc/internal/stage"
 )
 
 type centersFlags struct {
@@ -138,32 +137,29 @@ func newCentersSearchCmd(a *app, f *centersFlags) *cobra.Command {
 	return cmd
 }
 
-// withReplica connects, bootstraps a replica and runs fn while the replica
-// follows the stream.
-func withReplica(ctx context.Context, f *centersFlags, fn func(context.Context, *broadcast.Replica) error) error {
-	nc, err := nats.Connect(f.natsURL, nats.Name("ffc-centers"), nats.MaxReconnects(-1))
+// withReplica connects, bootstraps a replica (a stage of its own) and runs
+// fn while the replica follows the stream; the replica is stopped and
+// joined before it returns.
+func withReplica(ctx context.Context, f *centersFlags, fn func(context.Context, *broadcast.Replica) error) (err error) {
+	nc, js, err := natsConn(f.natsURL, "ffc-centers")
 	if err != nil {
-		return fmt.Errorf("centers: connect %s: %w", f.natsURL, err)
+		return fmt.Errorf("centers: %w", err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	r, err := broadcast.NewReplica(js, broadcast.ReplicaOptions{Model: f.model, Codec: broadcast.NewProtoCodec(f.dim), Dim: f.dim})
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	g := stage.NewGroup(ctx, nil)
+	defer func() { err = errors.Join(err, g.Close()) }()
+	g.Go("replica", r)
+	wctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
-	select {
-	case <-r.Ready():
-	case err := <-errc:
-		return fmt.Errorf("centers: %w", err)
-	case <-time.After(f.timeout):
-		return fmt.Errorf("centers: replica of model %s not bootstrapped after %s", f.model, f.timeout)
+	if err := g.WaitReady(wctx, "replica"); err != nil {
+		return fmt.Errorf("centers: model %s: %w", f.model, err)
 	}
-	return fn(ctx, r)
+	if err := fn(g.Context(), r); err != nil {
+		return err
+	}
+	return g.Err()
 }

@@ -5,13 +5,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -30,6 +30,8 @@ import (
 	"github.com/ffc-stream/ffc/internal/dataset/objstore"
 	"github.com/ffc-stream/ffc/internal/dataset/synth"
 	"github.com/ffc-stream/ffc/internal/embedded"
+	"github.com/ffc-stream/ffc/internal/stage"
+	"github.com/ffc-stream/ffc/internal/testutil"
 	"github.com/ffc-stream/ffc/producers"
 	"github.com/ffc-stream/ffc/trainers"
 )
@@ -69,8 +71,7 @@ func TestCrashRecovery(t *testing.T) {
 	t.Logf("kill points from seed %d (rerun with FFC_CRASH_SEED=%d)", seed, seed)
 	rng := mrand.New(mrand.NewPCG(seed, 0x5eed))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
+	ctx := testutil.Context(t)
 	bin := buildFFC(t)
 
 	// Servers, in this process, on loopback.
@@ -150,10 +151,9 @@ func TestCrashRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, rcancel := context.WithCancel(ctx)
 	repDone := make(chan error, 1)
-	go func() { repDone <- rep.Run(rctx) }()
-	t.Cleanup(func() { rcancel(); <-repDone })
+	go func() { repDone <- rep.Run(ctx) }()
+	t.Cleanup(func() { rep.Close(); <-repDone })
 
 	// The replica's per-ID step must never go down: sample every ID.
 	mon := &monotone{last: map[uint64]int64{}}
@@ -173,22 +173,18 @@ func TestCrashRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pctx, pcancel := context.WithCancel(ctx)
 	prodDone := make(chan error, 1)
-	go func() { prodDone <- prod.Run(pctx) }()
-	t.Cleanup(func() { pcancel(); <-prodDone })
-	select {
-	case <-prod.Ready():
-	case err := <-prodDone:
-		t.Fatalf("producer: %v", err)
-	case <-ctx.Done():
-		t.Fatal("producer never became ready")
+	go func() { prodDone <- prod.Run(ctx) }()
+	t.Cleanup(func() { prod.Close(); <-prodDone })
+	if err := stage.WaitReady(ctx, "producer", prod, prodDone); err != nil {
+		prodDone <- err
+		t.Fatal(err)
 	}
 	if ps := prod.Stats(); ps.IDs != numIDs {
 		t.Fatalf("producer catalog has %d IDs, want %d", ps.IDs, numIDs)
 	}
 
-	args := []string{"train", "--log-level", "info", "--log-every", "1",
+	args := []string{"train", "--log-level", "info", "--log-format", "json", "--stats-interval", "1s",
 		"--kafka-brokers", strings.Join(st.Kafka.Brokers(), ","), "--nats-url", st.NATS.URL(),
 		"--s3-endpoint", st.S3.Endpoint(), "--s3-access-key", ak, "--s3-secret-key", sk,
 		"--bucket", bucket, "--model", model, "--group", group,
@@ -196,46 +192,54 @@ func TestCrashRecovery(t *testing.T) {
 		"--checkpoint-every", strconv.Itoa(ckptEvery), "--checkpoint-interval", "5s", "--threads", "1", "--lr", "0.05"}
 	ckpts := &trainers.CheckpointStore{MC: mc, Bucket: bucket, Prefix: "checkpoints/" + model, Model: model}
 
-	waitFor := func(what string, d time.Duration, cond func() bool) {
+	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(d)
-		for !cond() {
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				t.Fatalf("timed out after %s waiting for %s (replica %+v)", d, what, rep.Stats())
+		testutil.WaitFor(t, what, func() error {
+			if cond() {
+				return nil
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return fmt.Errorf("replica %+v", rep.Stats())
+		})
 	}
-	// settle waits, after a trainer exited, until the stream and the raw
-	// log stop growing, and returns the raw log's length.
+	// settle waits, after a trainer exited, until the NATS server has
+	// dropped its connection (so it processed everything the trainer sent)
+	// and the raw log holds every message the stream stored, and returns
+	// the raw log's length.
+	clients := st.NATS.Clients() // the test's own connections
 	settle := func() int {
 		t.Helper()
 		var n int
-		var seq uint64
-		quiet := time.Now()
-		waitFor("the centers stream to settle", 10*time.Second, func() bool {
+		waitFor("the centers stream to settle", func() bool {
 			info, err := stream.Info(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m := raw.len(); m != n || info.State.LastSeq != seq {
-				n, seq, quiet = m, info.State.LastSeq, time.Now()
-			}
-			return time.Since(quiet) > 300*time.Millisecond
+			n = raw.len()
+			return st.NATS.Clients() == clients && uint64(n) == info.State.LastSeq
 		})
 		return n
 	}
 
 	start := time.Now()
 	tr := startTrainer(t, bin, "run0", args)
-	waitFor("the trainer's first steps", 60*time.Second, func() bool { return rep.Stats().LastStep >= 4 })
+	waitFor("the trainer's first steps", func() bool { return rep.Stats().LastStep >= 4 })
 	t.Logf("run0: step %d after %s", rep.Stats().LastStep, time.Since(start).Round(time.Millisecond))
 
 	var segBounds []int // length of the raw log at each kill
 	preKill := int64(-1)
 	for k := 1; k <= kills; k++ {
-		delay := time.Duration(rng.Int64N(int64(1500 * time.Millisecond)))
-		time.Sleep(delay)
+		// Kill a random number of steps on: the replica applies a step
+		// after the trainer published it, so the kill lands while the
+		// trainer is in a later step (mid-step, mid-publish or
+		// mid-checkpoint).
+		ahead := 1 + rng.Int64N(3*ckptEvery)
+		at := rep.Stats().LastStep + ahead
+		waitFor(fmt.Sprintf("step %d, the kill point", at), func() bool {
+			if tr.exited() {
+				t.Fatalf("%s exited before the kill: %v\n%s", tr.name, tr.err, tr.out.String())
+			}
+			return rep.Stats().LastStep >= at
+		})
 		tr.kill(t)
 		if !tr.wasKilled() {
 			t.Fatalf("run%d exited before the kill: %v\n%s", k-1, tr.err, tr.out.String())
@@ -252,8 +256,8 @@ func TestCrashRecovery(t *testing.T) {
 			t.Fatalf("after kill %d: no complete checkpoint in S3 (%v)", k, err)
 		}
 		ck := int64(latest.GetStep())
-		t.Logf("kill %d: SIGKILL after %s random delay; last committed step %d, replica step %d, newest complete checkpoint covers %d steps, %d uncommitted updates left by the killed trainer",
-			k, delay.Round(time.Millisecond), lastCommit, rep.Stats().LastStep, ck, len(seg.uncommitted()))
+		t.Logf("kill %d: SIGKILL %d steps on; last committed step %d, replica step %d, newest complete checkpoint covers %d steps, %d uncommitted updates left by the killed trainer",
+			k, ahead, lastCommit, rep.Stats().LastStep, ck, len(seg.uncommitted()))
 		// A checkpoint covers steps 0..ck-1 and is written at most
 		// ckptEvery steps after the step it follows.
 		if ck > lastCommit+1 || ck < lastCommit+1-ckptEvery {
@@ -261,14 +265,14 @@ func TestCrashRecovery(t *testing.T) {
 		}
 
 		tr = startTrainer(t, bin, fmt.Sprintf("run%d", k), args)
-		waitFor(fmt.Sprintf("run%d to restore its checkpoint", k), 30*time.Second, func() bool {
+		waitFor(fmt.Sprintf("run%d to restore its checkpoint", k), func() bool {
 			return tr.restoredStep() >= 0 || tr.exited()
 		})
 		if got := tr.restoredStep(); got != ck {
 			t.Fatalf("run%d restored step %d, want the newest complete checkpoint %d\n%s", k, got, ck, tr.out.String())
 		}
 		target := preKill + 2*ckptEvery
-		waitFor(fmt.Sprintf("run%d to pass step %d", k, target), 60*time.Second, func() bool {
+		waitFor(fmt.Sprintf("run%d to pass step %d", k, target), func() bool {
 			if tr.exited() {
 				t.Fatalf("run%d exited: %v\n%s", k, tr.err, tr.out.String())
 			}
@@ -283,7 +287,7 @@ func TestCrashRecovery(t *testing.T) {
 	}
 
 	// No ID lost: every ID in the catalog gets a center.
-	waitFor("every ID in the catalog to have a center", 30*time.Second, func() bool {
+	waitFor("every ID in the catalog to have a center", func() bool {
 		for _, id := range catalog {
 			if _, ok := rep.Get(id); !ok {
 				return false
@@ -293,7 +297,7 @@ func TestCrashRecovery(t *testing.T) {
 	})
 	// A graceful stop (SIGTERM) ends the trainer with exit status 0 and a
 	// final checkpoint covering every step it committed.
-	tr.stop(t, syscall.SIGTERM, 30*time.Second)
+	tr.stop(t, syscall.SIGTERM)
 	segBounds = append(segBounds, settle())
 	last := raw.segment(segBounds, kills).lastCommit()
 	t.Run("SIGTERM writes a final checkpoint", func(t *testing.T) {
@@ -414,17 +418,21 @@ func (tr *trainer) exited() bool {
 	}
 }
 
-func (tr *trainer) kill(t *testing.T) { tr.stop(t, syscall.SIGKILL, 10*time.Second) }
+func (tr *trainer) kill(t *testing.T) { tr.stop(t, syscall.SIGKILL) }
 
-func (tr *trainer) stop(t *testing.T, sig syscall.Signal, d time.Duration) {
+// stop signals the trainer and waits for it to exit (a SIGTERM writes a
+// final checkpoint first); only the test's deadline ends the wait.
+func (tr *trainer) stop(t *testing.T, sig syscall.Signal) {
 	t.Helper()
 	_ = tr.cmd.Process.Signal(sig)
+	guard := time.NewTimer(time.Until(testutil.Deadline(t)))
+	defer guard.Stop()
 	select {
 	case <-tr.done:
-	case <-time.After(d):
+	case <-guard.C:
 		_ = tr.cmd.Process.Kill()
 		<-tr.done
-		t.Fatalf("%s did not exit within %s of %v", tr.name, d, sig)
+		t.Fatalf("%s did not exit by the test's deadline after %v", tr.name, sig)
 	}
 }
 
@@ -437,18 +445,23 @@ func (tr *trainer) wasKilled() bool {
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
 
-var restoredRE = regexp.MustCompile(`msg="trainer: restored checkpoint" step=(\d+)`)
-
-// restoredStep is the step of the checkpoint the trainer logged restoring,
-// 0 when it logged starting fresh, -1 before either.
+// restoredStep is the step of the checkpoint the trainer logged restoring
+// (its JSON log), 0 when it logged starting fresh, -1 before either.
 func (tr *trainer) restoredStep() int64 {
-	s := tr.out.String()
-	if m := restoredRE.FindStringSubmatch(s); m != nil {
-		n, _ := strconv.ParseInt(m[1], 10, 64)
-		return n
-	}
-	if strings.Contains(s, "trainer: no checkpoint; starting fresh") {
-		return 0
+	for _, line := range strings.Split(tr.out.String(), "\n") {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Step *int64 `json:"step"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		switch {
+		case rec.Msg == "trainer: restored checkpoint" && rec.Step != nil:
+			return *rec.Step
+		case rec.Msg == "trainer: no checkpoint; starting fresh":
+			return 0
+		}
 	}
 	return -1
 }

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ffc-stream/ffc/internal/smoke"
+	"github.com/ffc-stream/ffc/internal/stage"
+	"github.com/ffc-stream/ffc/trainers/settings"
 )
 
 type demoFlags struct {
@@ -16,15 +20,11 @@ type demoFlags struct {
 	stackDir  string
 	checkOnly bool
 	timeout   time.Duration
+	json      bool
 	pipe      pipelineOptions
 }
 
-func newDemoCmd(a *app) *cobra.Command {
-	f := &demoFlags{}
-	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "Run the whole streaming pipeline on the embedded default: S3 → Kafka → FFC trainer → centers on NATS",
-		Long: `demo is the main job, on one machine with nothing to install. It starts the
+const demoLong = `demo is the main job, on one machine with nothing to install. It starts the
 embedded stack — a NATS server with JetStream, a Kafka-protocol broker and an
 S3 server, in-process on loopback — unless addresses are given, checks each
 service with the clients the pipeline uses, and then runs the pipeline:
@@ -33,8 +33,8 @@ service with the clients the pipeline uses, and then runs the pipeline:
      Debian font packages gives an image of it), built into --data-dir and
      reused by the next run; synthetic identities where the font packages
      cannot be fetched (it says so);
-  2. the train classes go to s3://ffc-data/ids/<id>/<image>.png, except
-     --new-ids classes held back;
+  2. the train classes go to s3://ffc-demo-<run>/ids/<id>/<image>.png,
+     except --new-ids classes held back;
   3. a producer emits samples.byid (id pairs) and samples.instance with
      flow control; the trainer consumes both, runs FFC steps, publishes every
      center change on NATS and checkpoints to S3 before committing offsets;
@@ -43,93 +43,143 @@ service with the clients the pipeline uses, and then runs the pipeline:
      their centers arrive on NATS while training runs;
   5. a summary: steps, samples/s, pool occupancy, centers published, top-1
      of held-out fonts against the replica's centers (also for the new IDs)
-     and the freshness of the new IDs.
+     and the freshness of the new IDs; with --json, as one JSON document on
+     stdout (progress goes to stderr).
 
 --duration bounds the training (default 4 minutes, about five in all on a
 2-core machine); --follow keeps it running until Ctrl-C, which shuts down
-cleanly (a final checkpoint, offsets committed). --check-only stops after the
-service checks.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), a, f) },
+cleanly (the producer first, then the trainer's final checkpoint and offset
+commit, then the subscriber). --check-only stops after the service checks.
+The training settings (--batch, --dim, --pool, --lr, ...) are those of
+'ffc train'; the demo's defaults train a smaller model.`
+
+func newDemoCmd(a *app) *cobra.Command {
+	f := &demoFlags{pipe: pipelineOptions{set: settings.Defaults(settings.Demo)}}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole streaming pipeline on the embedded default: S3 → Kafka → FFC trainer → centers on NATS",
+		Long:  demoLong,
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), a, f) },
 	}
 	fs := cmd.Flags()
 	f.ends.addFlags(fs)
+	settings.AddFlags(fs, settings.Demo, &f.pipe.set)
 	fs.StringVar(&f.pipe.dataDir, "data-dir", ".ffc-demo", "folder for the demo's data set (and font cache), reused by the next run")
 	fs.StringVar(&f.stackDir, "stack-dir", "", "folder for the embedded servers' data (default: in memory, fresh each run)")
 	fs.BoolVar(&f.checkOnly, "check-only", false, "only start (or reach) the services and check them")
+	fs.BoolVar(&f.json, "json", false, "write the summary (or, with --check-only, the checks) as JSON on stdout; progress goes to stderr")
 	fs.BoolVar(&f.pipe.follow, "follow", false, "keep the pipeline running until Ctrl-C instead of stopping after --duration")
 	fs.DurationVar(&f.pipe.duration, "duration", 4*time.Minute, "how long to train before the summary")
 	fs.IntVar(&f.pipe.newIDs, "new-ids", 20, "classes held back and streamed in part-way")
 	fs.Float64Var(&f.pipe.newAt, "new-at", 0.4, "when to stream the new IDs in, as a fraction of --duration")
-	fs.IntVar(&f.pipe.batch, "batch", 32, "trainer batch B (B id pairs + B instances per step)")
-	fs.IntVar(&f.pipe.dim, "dim", 128, "embedding dimension D")
-	fs.IntVar(&f.pipe.pool, "pool", 512, "FFC pool slots Q")
-	fs.StringVar(&f.pipe.backbone, "backbone", "irresnet", "backbone: irresnet (the yardstick) or mlp (fast)")
 	fs.BoolVar(&f.pipe.synthOnly, "synthetic", false, "use synthetic identities instead of the glyph set")
 	fs.IntVar(&f.pipe.synthIDs, "synthetic-ids", 2000, "number of synthetic identities (with --synthetic, or when the fonts cannot be fetched)")
 	addThreadsFlag(fs, &f.pipe.threads)
 	f.pipe.dev.addFlags(fs)
-	fs.IntVar(&f.pipe.ckptEvery, "checkpoint-every", 4, "trainer checkpoint (and offset commit) every N steps")
-	fs.IntVar(&f.pipe.maxLead, "max-lead", 0, "producer flow control: messages per topic ahead of the trainer's commits (0: 2·batch·checkpoint-every)")
 	fs.DurationVar(&f.timeout, "timeout", 3*time.Minute, "give up on the service checks after this long")
 	return cmd
+}
+
+// checkResult is one service check, as --json writes it.
+type checkResult struct {
+	Service string  `json:"service"`
+	OK      bool    `json:"ok"`
+	Report  string  `json:"report,omitempty"`
+	Error   string  `json:"error,omitempty"`
+	Seconds float64 `json:"seconds"`
 }
 
 func runDemo(ctx context.Context, a *app, f *demoFlags) (err error) {
 	if err := f.pipe.dev.check(); err != nil {
 		return err
 	}
-	start := time.Now()
-	r, err := f.ends.resolve(f.stackDir, a.log)
+	// Validated now; derived again once the data set's classes are known.
+	if _, err = f.pipe.set.Derive(settings.Demo, 0); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	out := a.stdout
+	if f.json {
+		out = a.stderr
+	}
+	g := stage.NewGroup(ctx, a.log)
+	defer func() { err = errors.Join(err, g.Close()) }()
+	ends, err := demoEndpoints(ctx, g, f, out, a)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if cerr := r.Close(); cerr != nil && err == nil {
-			err = cerr
+	checks, err := checkServices(ctx, ends, f.timeout, out)
+	if f.checkOnly || err != nil {
+		if f.json {
+			err = errors.Join(err, writeJSONTo(a.stdout, map[string]any{"checks": checks}))
 		}
-	}()
-	out := a.stdout
-	mode := "embedded: " + strings.Join(r.Embedded, ", ")
-	if len(r.Embedded) == 0 {
-		mode = "no embedded servers: all addresses given"
+		return err
+	}
+	if f.pipe.follow {
+		fmt.Fprintln(out, "demo: --follow: running until Ctrl-C")
+	}
+	sum, err := runPipeline(ctx, g, a, out, ends, f.pipe)
+	if err != nil {
+		return err
+	}
+	sum.Checks = checks
+	if f.json {
+		return writeJSONTo(a.stdout, sum)
+	}
+	sum.print(out)
+	if ctx.Err() != nil {
+		fmt.Fprintln(out, "demo: interrupted; shut down cleanly")
+	}
+	return nil
+}
+
+// demoEndpoints starts the embedded stage for the services without an
+// address and prints where each service is.
+func demoEndpoints(ctx context.Context, g *stage.Group, f *demoFlags, out io.Writer, a *app) (endpoints, error) {
+	ends, mode := f.ends, "no embedded servers: all addresses given"
+	if ends.missing(true) {
+		st := ends.embeddedStack(f.stackDir, true, a.log)
+		g.Go("embedded", st)
+		if err := g.WaitReady(ctx, "embedded"); err != nil {
+			return ends, fmt.Errorf("demo: %w", err)
+		}
+		ends, mode = ends.with(st), "embedded: "+strings.Join(st.Embedded(), ", ")
 	}
 	fmt.Fprintf(out, "ffc demo (%s)\n", mode)
-	fmt.Fprintf(out, "  kafka  %s\n  nats   %s\n  s3     %s\n", strings.Join(r.KafkaBrokers, ","), r.NATSURL, r.S3Endpoint)
+	fmt.Fprintf(out, "  kafka  %s\n  nats   %s\n  s3     %s\n", strings.Join(ends.KafkaBrokers, ","), ends.NATSURL, ends.S3Endpoint)
+	return ends, nil
+}
 
-	cctx, cancel := context.WithTimeout(ctx, f.timeout)
+// checkServices checks each service with the clients the pipeline uses.
+func checkServices(ctx context.Context, ends endpoints, timeout time.Duration, out io.Writer) ([]checkResult, error) {
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	checks := []struct {
 		name string
 		run  func() (fmt.Stringer, error)
 	}{
-		{"kafka", func() (fmt.Stringer, error) { return smoke.Kafka(cctx, r.KafkaBrokers, smoke.KafkaOptions{}) }},
-		{"nats", func() (fmt.Stringer, error) { return smoke.NATS(cctx, r.NATSURL, smoke.NATSOptions{}) }},
+		{"kafka", func() (fmt.Stringer, error) { return smoke.Kafka(cctx, ends.KafkaBrokers, smoke.KafkaOptions{}) }},
+		{"nats", func() (fmt.Stringer, error) { return smoke.NATS(cctx, ends.NATSURL, smoke.NATSOptions{}) }},
 		{"s3", func() (fmt.Stringer, error) {
-			return smoke.S3(cctx, smoke.S3Target{Endpoint: r.S3Endpoint, AccessKey: r.S3AccessKey, SecretKey: r.S3SecretKey, Secure: r.S3Secure}, smoke.S3Options{})
+			return smoke.S3(cctx, smoke.S3Target{Endpoint: ends.S3Endpoint, AccessKey: ends.S3AccessKey, SecretKey: ends.S3SecretKey, Secure: ends.S3Secure}, smoke.S3Options{})
 		}},
 	}
+	var res []checkResult
 	for _, c := range checks {
 		t0 := time.Now()
 		rep, err := c.run()
+		r := checkResult{Service: c.name, OK: err == nil, Seconds: time.Since(t0).Seconds()}
 		if err != nil {
+			r.Error = err.Error()
+			res = append(res, r)
 			fmt.Fprintf(out, "FAIL %-5s %v\n", c.name, err)
-			return fmt.Errorf("demo: %s check failed: %w", c.name, err)
+			return res, fmt.Errorf("demo: %s check failed: %w", c.name, err)
 		}
+		r.Report = rep.String()
+		res = append(res, r)
 		fmt.Fprintf(out, "ok   %-5s %s (%s)\n", c.name, rep, time.Since(t0).Round(time.Millisecond))
 	}
 	fmt.Fprintf(out, "demo: all checks passed in %s\n", time.Since(start).Round(time.Millisecond))
-	if f.checkOnly {
-		return nil
-	}
-	if f.pipe.follow {
-		fmt.Fprintln(out, "demo: --follow: running until Ctrl-C")
-	}
-	if err := runPipeline(ctx, a, r, f.pipe); err != nil {
-		return err
-	}
-	if ctx.Err() != nil {
-		fmt.Fprintln(out, "demo: interrupted; shut down cleanly")
-	}
-	return nil
+	return res, nil
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
 	"log/slog"
-	"path/filepath"
 
 	"github.com/spf13/pflag"
 
@@ -29,63 +27,31 @@ func (e *endpoints) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&e.S3Secure, "s3-secure", false, "use HTTPS for S3 (env FFC_S3_SECURE)")
 }
 
-// resolved is a set of endpoints with the embedded servers that fill in
-// the ones not given.
-type resolved struct {
-	endpoints
-	// Embedded names the services that run in-process.
-	Embedded []string
-	closers  []func() error
+// missing reports whether any service lacks an address.
+func (e endpoints) missing(needNATS bool) bool {
+	return len(e.KafkaBrokers) == 0 || e.S3Endpoint == "" || (needNATS && e.NATSURL == "")
 }
 
-// Close stops the embedded servers.
-func (r *resolved) Close() error {
-	var errs []error
-	for i := len(r.closers) - 1; i >= 0; i-- {
-		errs = append(errs, r.closers[i]())
-	}
-	return errors.Join(errs...)
+// embeddedStack returns the stage that starts an embedded server for each
+// service without an address (NATS only when needNATS); dataDir, when
+// set, makes them persist under it.
+func (e endpoints) embeddedStack(dataDir string, needNATS bool, log *slog.Logger) *embedded.Stack {
+	return embedded.NewStack(embedded.StackOptions{DataDir: dataDir, Log: log,
+		NoKafka: len(e.KafkaBrokers) > 0, NoNATS: !needNATS || e.NATSURL != "", NoS3: e.S3Endpoint != ""})
 }
 
-// resolve starts an embedded server for each service without an address.
-// dataDir, when set, makes them persist under it.
-func (e endpoints) resolve(dataDir string, log *slog.Logger) (*resolved, error) {
-	r := &resolved{endpoints: e}
-	sub := func(name string) string {
-		if dataDir == "" {
-			return ""
-		}
-		return filepath.Join(dataDir, name)
+// with fills the addresses the stack serves (once it is ready).
+func (e endpoints) with(st *embedded.Stack) endpoints {
+	if st.Kafka != nil {
+		e.KafkaBrokers = st.Kafka.Brokers()
 	}
-	fail := func(err error) (*resolved, error) { return nil, errors.Join(err, r.Close()) }
-	if len(e.KafkaBrokers) == 0 {
-		k, err := embedded.StartKafka(embedded.KafkaOptions{DataDir: sub("kafka")})
-		if err != nil {
-			return fail(err)
-		}
-		r.closers = append(r.closers, k.Close)
-		r.KafkaBrokers, r.Embedded = k.Brokers(), append(r.Embedded, "kafka")
-		log.Info("embedded Kafka-protocol broker (kfake) started", "brokers", r.KafkaBrokers)
+	if st.NATS != nil {
+		e.NATSURL = st.NATS.URL()
 	}
-	if e.NATSURL == "" {
-		n, err := embedded.StartNATS(embedded.NATSOptions{StoreDir: sub("nats")})
-		if err != nil {
-			return fail(err)
-		}
-		r.closers = append(r.closers, n.Close)
-		r.NATSURL, r.Embedded = n.URL(), append(r.Embedded, "nats")
-		log.Info("embedded NATS server with JetStream started", "url", r.NATSURL)
+	if st.S3 != nil {
+		e.S3Endpoint = st.S3.Endpoint()
+		e.S3AccessKey, e.S3SecretKey = st.S3.Credentials()
+		e.S3Secure = false
 	}
-	if e.S3Endpoint == "" {
-		s, err := embedded.StartS3(embedded.S3Options{DataDir: sub("s3")})
-		if err != nil {
-			return fail(err)
-		}
-		r.closers = append(r.closers, s.Close)
-		r.S3Endpoint, r.Embedded = s.Endpoint(), append(r.Embedded, "s3")
-		r.S3AccessKey, r.S3SecretKey = s.Credentials()
-		r.S3Secure = false
-		log.Info("embedded S3 server (gofakes3) started", "endpoint", r.S3Endpoint)
-	}
-	return r, nil
+	return e
 }

@@ -2,13 +2,15 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"fmt"
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/ffc-stream/ffc/internal/testutil"
+	"github.com/ffc-stream/ffc/trainers/settings"
 )
 
 // realEnv are the variables that point commands at real servers; run
@@ -38,9 +40,7 @@ func run(t *testing.T, env map[string]string, args ...string) (string, string, e
 	var out, errb bytes.Buffer
 	root := newRootCmd(&out, &errb)
 	root.SetArgs(args)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	err := root.ExecuteContext(ctx)
+	err := root.ExecuteContext(testutil.Context(t))
 	return out.String(), errb.String(), err
 }
 
@@ -55,43 +55,68 @@ func TestVersion(t *testing.T) {
 }
 
 func TestHelpDocumentsConfiguration(t *testing.T) {
-	out, _, err := run(t, nil, "--help")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"FFC_KAFKA_BROKERS", "--config", "YAML", "demo", "version"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("--help lacks %q", want)
+	root := newRootCmd(io.Discard, io.Discard)
+	for _, want := range []string{"FFC_KAFKA_BROKERS", "--config", "YAML"} {
+		if !strings.Contains(root.Long, want) {
+			t.Errorf("ffc's help lacks %q", want)
 		}
 	}
-	out, _, err = run(t, nil, "demo", "--help")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"--kafka-brokers", "--nats-url", "--s3-endpoint", "--follow", "--data-dir", "--duration", "--new-ids"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("demo --help lacks %q", want)
+	for cmd, flags := range map[string][]string{
+		"demo":    {"kafka-brokers", "nats-url", "s3-endpoint", "follow", "data-dir", "duration", "new-ids", "json", "batch", "pool", "max-lead", "lr"},
+		"train":   {"offline", "batch", "pool", "schedule", "head", "dual-loader", "checkpoint-every", "stats-interval", "log-every", "max-steps"},
+		"produce": {"max-lead", "batch", "checkpoint-every", "trainer-group"},
+		"eval":    {"checkpoint", "data"},
+	} {
+		c, _, err := root.Find([]string{cmd})
+		if err != nil || c.Name() != cmd {
+			t.Fatalf("no command %s: %v", cmd, err)
+		}
+		for _, f := range flags {
+			if c.Flags().Lookup(f) == nil {
+				t.Errorf("%s has no --%s", cmd, f)
+			}
 		}
 	}
 }
 
+// checks is what demo --check-only --json writes.
+type checks struct {
+	Checks []checkResult `json:"checks"`
+}
+
 func TestDemoEmbedded(t *testing.T) {
-	out, _, err := run(t, nil, "demo", "--check-only", "--stack-dir", t.TempDir())
+	out, _, err := run(t, nil, "demo", "--check-only", "--json", "--stack-dir", t.TempDir())
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"embedded: kafka, nats, s3", "ok   kafka", "ok   nats", "ok   s3", "all checks passed"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out)
+	var got checks
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("demo --json: %v\n%s", err, out)
+	}
+	var names []string
+	for _, c := range got.Checks {
+		if !c.OK {
+			t.Errorf("%s check failed: %s", c.Service, c.Error)
 		}
+		names = append(names, c.Service)
+	}
+	if strings.Join(names, ",") != "kafka,nats,s3" {
+		t.Errorf("checks %v, want kafka, nats, s3", names)
 	}
 }
 
 func TestDemoFailsClearly(t *testing.T) {
 	// A closed port for Kafka: the demo must fail and say which check.
-	out, _, err := run(t, nil, "demo", "--check-only", "--kafka-brokers", "127.0.0.1:1", "--timeout", "20s")
-	if err == nil || !strings.Contains(err.Error(), "kafka check failed") {
-		t.Fatalf("err = %v, want a kafka check failure\n%s", err, out)
+	out, _, err := run(t, nil, "demo", "--check-only", "--json", "--kafka-brokers", "127.0.0.1:1", "--timeout", "20s")
+	if err == nil {
+		t.Fatalf("demo against a closed Kafka port succeeded\n%s", out)
+	}
+	var got checks
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("demo --json: %v\n%s", err, out)
+	}
+	if len(got.Checks) != 1 || got.Checks[0].Service != "kafka" || got.Checks[0].OK || got.Checks[0].Error == "" {
+		t.Errorf("checks %+v, want one failed kafka check with its error", got.Checks)
 	}
 }
 
@@ -117,6 +142,50 @@ func TestConfigPrecedenceThroughRoot(t *testing.T) {
 	}
 }
 
+// TestFlagsOfTheOtherModeRefused: a training flag that does not apply to
+// the mode is refused on the command line, never silently ignored; from
+// the environment it is ignored with a warning (a shared configuration).
+func TestFlagsOfTheOtherModeRefused(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"train", "--schedule", "poly"}, "--schedule"},
+		{[]string{"train", "--head", "fc"}, "--head"},
+		{[]string{"train", "--dual-loader=false"}, "--dual-loader"},
+		{[]string{"train", "--steps", "10"}, "--steps"},
+		{[]string{"train", "--offline", "--model", "m"}, "--model"},
+		{[]string{"train", "--offline", "--max-steps", "3"}, "--max-steps"},
+	} {
+		_, _, err := run(t, nil, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.flag+" applies to") {
+			t.Errorf("%v: %v, want %s refused", c.args, err, c.flag)
+		}
+	}
+	// From the environment: a warning, and the command goes on (to fail
+	// later for want of a data set).
+	_, stderr, err := run(t, map[string]string{"FFC_MODEL": "m"}, "train", "--offline", "--data", t.TempDir(), "--log-format", "json")
+	if err == nil || strings.Contains(err.Error(), "applies to") {
+		t.Fatalf("train --offline with FFC_MODEL: %v, want it to go on and fail on the data set", err)
+	}
+	if !logged(t, stderr, "WARN", "--model applies to streaming training only") {
+		t.Errorf("no warning about FFC_MODEL:\n%s", stderr)
+	}
+}
+
+// logged reports whether the JSON log holds a record of level whose
+// message contains msg.
+func logged(t *testing.T, log, level, msg string) bool {
+	t.Helper()
+	for _, line := range strings.Split(log, "\n") {
+		var rec struct{ Level, Msg string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level == level && strings.Contains(rec.Msg, msg) {
+			return true
+		}
+	}
+	return false
+}
+
 // TestDemoPipeline runs the whole pipeline on the embedded stack with
 // synthetic identities and the fast mlp backbone: every ID in object
 // storage, including those streamed in mid-run, gets a center on NATS.
@@ -134,34 +203,27 @@ func TestDemoPipeline(t *testing.T) {
 }
 
 func testDemoPipeline(t *testing.T, data string, extra []string) {
-	args := append([]string{"demo", "--synthetic", "--synthetic-ids", "200", "--backbone", "mlp", "--duration", "30s", "--new-ids", "5",
+	args := append([]string{"demo", "--json", "--synthetic", "--synthetic-ids", "200", "--backbone", "mlp", "--duration", "30s", "--new-ids", "5",
 		"--new-at", "0.3", "--data-dir", data, "--log-level", "warn"}, extra...)
-	out, _, err := run(t, nil, args...)
+	out, stderr, err := run(t, nil, args...)
 	if err != nil {
-		t.Fatalf("demo: %v\n%s", err, out)
+		t.Fatalf("demo: %v\n%s", err, stderr)
 	}
-	t.Log(out[max(0, len(out)-1500):])
-	var published, replicaIDs, lastStep, catalogIDs, got, of int
-	var top1 float64
-	for _, line := range strings.Split(out, "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case strings.HasPrefix(line, "centers published"):
-			fmt.Sscanf(line, "centers published %d updates; the replica holds %d IDs (last step %d); the catalog has %d IDs", &published, &replicaIDs, &lastStep, &catalogIDs)
-		case strings.HasPrefix(line, "freshness"):
-			i := strings.LastIndex(line, "(")
-			fmt.Sscanf(line[i:], "(%d of %d new IDs got a center)", &got, &of)
-		case strings.HasPrefix(line, "top-1 held-out"):
-			fmt.Sscanf(line, "top-1 held-out %f%%", &top1)
-		}
+	t.Log(stderr[max(0, len(stderr)-1500):])
+	var s demoSummary
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("demo --json: %v\n%s", err, out)
 	}
-	if catalogIDs == 0 || replicaIDs != catalogIDs {
-		t.Errorf("replica holds %d IDs, the catalog %d: every ID in object storage should have a center", replicaIDs, catalogIDs)
+	if s.CatalogIDs == 0 || s.ReplicaIDs != s.CatalogIDs {
+		t.Errorf("replica holds %d IDs, the catalog %d: every ID in object storage should have a center", s.ReplicaIDs, s.CatalogIDs)
 	}
-	if of != 5 || got != 5 {
-		t.Errorf("%d of %d streamed-in IDs got a center, want 5 of 5", got, of)
+	if f := s.Freshness; f.NewIDs != 5 || f.WithCenter != 5 {
+		t.Errorf("%d of %d streamed-in IDs got a center, want 5 of 5", f.WithCenter, f.NewIDs)
 	}
-	if top1 <= 1 {
-		t.Errorf("top-1 %.1f%%: the pipeline did not learn", top1)
+	if s.Top1 <= 0.01 {
+		t.Errorf("top-1 %.1f%%: the pipeline did not learn", 100*s.Top1)
+	}
+	if s.Settings.Pool < 3*s.Settings.Batch || s.Settings.MaxLead != settings.DefaultMaxLead(s.Settings.Batch, s.Settings.CheckpointEvery) || s.Steps == 0 {
+		t.Errorf("summary %+v: want the derived pool and lead, and some steps", s)
 	}
 }

@@ -8,10 +8,13 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/ffc-stream/ffc/internal/stage"
 	"github.com/ffc-stream/ffc/producers"
+	"github.com/ffc-stream/ffc/schemas"
+	"github.com/ffc-stream/ffc/trainers/settings"
 )
 
 type produceFlags struct {
@@ -22,7 +25,7 @@ type produceFlags struct {
 	topicInstance  string
 	topicDead      string
 	trainerGroup   string
-	maxLead        int
+	set            settings.Settings // the trainers' batch and cadence, and --max-lead
 	shard          string
 	partitions     int
 	pollInterval   time.Duration
@@ -45,7 +48,9 @@ const produceLong = `produce publishes the images of a bucket to Kafka, for trai
 It lists <bucket>/ids/<id>/<name>.png once at start, creates the three topics
 when missing, and keeps each stream at most --max-lead messages ahead of what
 --trainer-group has committed (flow control), so an endless id stream never
-floods Kafka.
+floods Kafka. The default lead is what the trainers consume between two
+checkpoints, twice: 2 · --batch · --checkpoint-every, the trainers' settings
+(the same keys in a shared configuration file).
 
 New IDs. Whoever uploads a new ID writes its images first, then an empty
 marker announce/<unix nanos, 20 digits>-<id>. produce polls announce/ every
@@ -63,7 +68,7 @@ only clients given their printed addresses can reach them — for trying the
 command, not for training. --nats-url is not used.`
 
 func newProduceCmd(a *app) *cobra.Command {
-	f := &produceFlags{}
+	f := &produceFlags{set: settings.Defaults(settings.Produce)}
 	cmd := &cobra.Command{
 		Use:   "produce",
 		Short: "Publish a bucket's images to Kafka: the id stream and the instance stream, with flow control",
@@ -73,13 +78,13 @@ func newProduceCmd(a *app) *cobra.Command {
 	}
 	fs := cmd.Flags()
 	f.ends.addFlags(fs)
+	settings.AddFlags(fs, settings.Produce, &f.set)
 	fs.BoolVar(&f.allowEmbedded, "allow-embedded", false, "start an in-process Kafka broker / S3 server for a missing --kafka-brokers / --s3-endpoint (empty, gone at exit: for trying the command only)")
 	fs.StringVar(&f.bucket, "bucket", "ffc-data", "bucket holding ids/<id>/<name>.png and announce/ (must exist, except with an embedded S3)")
-	fs.StringVar(&f.topicByID, "topic-byid", producers.DefaultTopicByID, "topic of the id stream (id pairs, key = id)")
-	fs.StringVar(&f.topicInstance, "topic-instance", producers.DefaultTopicInstance, "topic of the instance stream (one image per message, key = object key)")
-	fs.StringVar(&f.topicDead, "topic-deadletter", producers.DefaultTopicDeadLetter, "topic of the objects that fail validation")
-	fs.StringVar(&f.trainerGroup, "trainer-group", producers.DefaultTrainerGroup, "consumer group of the trainers, whose committed offsets flow control measures the lead against")
-	fs.IntVar(&f.maxLead, "max-lead", producers.DefaultMaxLead, "most messages per topic written and not yet committed by --trainer-group; negative turns flow control off")
+	fs.StringVar(&f.topicByID, "topic-byid", schemas.TopicByID, "topic of the id stream (id pairs, key = id)")
+	fs.StringVar(&f.topicInstance, "topic-instance", schemas.TopicInstance, "topic of the instance stream (one image per message, key = object key)")
+	fs.StringVar(&f.topicDead, "topic-deadletter", schemas.TopicDeadLetter, "topic of the objects that fail validation")
+	fs.StringVar(&f.trainerGroup, "trainer-group", schemas.TrainerGroup, "consumer group of the trainers, whose committed offsets flow control measures the lead against")
 	fs.StringVar(&f.shard, "shard", "0/1", "this producer's share of the IDs as i/n: it emits the IDs with hash(id) mod n = i")
 	fs.IntVar(&f.partitions, "partitions", producers.DefaultPartitions, "partitions of the id and instance topics when produce creates them")
 	fs.DurationVar(&f.pollInterval, "poll-interval", producers.DefaultPollInterval, "how often announce/ is polled for new IDs")
@@ -91,9 +96,51 @@ func newProduceCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-func runProduce(ctx context.Context, a *app, f *produceFlags) (err error) {
-	shard, err := producers.ParseShard(f.shard)
+func runProduce(ctx context.Context, a *app, f *produceFlags) error {
+	if err := f.check(); err != nil {
+		return err
+	}
+	set, err := f.set.Derive(settings.Produce, 0)
 	if err != nil {
+		return fmt.Errorf("produce: %w", err)
+	}
+	shard, _ := producers.ParseShard(f.shard) // checked
+	g := stage.NewGroup(ctx, a.log)
+	ends, err := f.endpoints(ctx, g, a)
+	if err != nil {
+		return errors.Join(err, g.Close())
+	}
+	p, reg, err := f.producer(ends, shard, set.MaxLead, a)
+	if err == nil {
+		err = startMetrics(ctx, g, f.metricsAddr, reg, a)
+	}
+	if err != nil {
+		return errors.Join(err, g.Close())
+	}
+	g.Go("producer", p)
+	if err := g.WaitReady(ctx, "producer"); err != nil {
+		return errors.Join(err, g.Close())
+	}
+	st := p.Stats()
+	fmt.Fprintf(a.stdout, "ffc produce: bucket %s (shard %s): %d IDs, %d images → %s, %s (max lead %d behind group %s)\n",
+		f.bucket, shard, st.IDs, st.Images, f.topicByID, f.topicInstance, set.MaxLead, f.trainerGroup)
+	err = followStage(ctx, g, "producer", f.statsInterval, func() {
+		st := p.Stats()
+		a.log.Info("producing", "ids", st.IDs, "images", st.Images, "bad_images", st.BadImages,
+			"pairs", st.ByID.Produced, "samples", st.Instance.Produced,
+			"lag_byid", st.ByID.Lag, "lag_instance", st.Instance.Lag,
+			"held_byid", st.ByID.Blocking, "held_instance", st.Instance.Blocking,
+			"passes", st.Passes, "epoch", st.Epoch, "new_ids", st.NewIDs, "dead_letters", sumCounts(st.DeadLetters))
+	}, "producer")
+	st = p.Stats()
+	fmt.Fprintf(a.stdout, "ffc produce: stopped: %d id pairs, %d samples, %d dead letters, %d new IDs\n",
+		st.ByID.Produced, st.Instance.Produced, sumCounts(st.DeadLetters), st.NewIDs)
+	return errors.Join(err, g.Close())
+}
+
+// check validates the flags before anything starts.
+func (f *produceFlags) check() error {
+	if _, err := producers.ParseShard(f.shard); err != nil {
 		return fmt.Errorf("--shard: %w", err)
 	}
 	var missing []string
@@ -106,102 +153,54 @@ func runProduce(ctx context.Context, a *app, f *produceFlags) (err error) {
 	if len(missing) > 0 && !f.allowEmbedded {
 		return fmt.Errorf("produce needs %s (or --allow-embedded for a throwaway in-process server)", strings.Join(missing, " and "))
 	}
-	ends := f.ends
-	if ends.NATSURL == "" {
-		// produce does not use NATS: keep resolve from starting a server.
-		ends.NATSURL = "unused"
-	}
-	r, err := ends.resolve("", a.log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := r.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	if len(r.Embedded) > 0 {
-		a.log.Warn("produce is using EMBEDDED servers: they start empty and vanish at exit; trainers must be given these addresses",
-			"embedded", strings.Join(r.Embedded, ","), "kafka", strings.Join(r.KafkaBrokers, ","), "s3", r.S3Endpoint)
-	}
+	return nil
+}
 
-	mc, err := minio.New(r.S3Endpoint, &minio.Options{Creds: credentials.NewStaticV4(r.S3AccessKey, r.S3SecretKey, ""), Secure: r.S3Secure})
-	if err != nil {
-		return fmt.Errorf("s3 client for %s: %w", r.S3Endpoint, err)
+// endpoints returns the services to use, starting the embedded stage for
+// missing ones (with --allow-embedded; produce does not use NATS).
+func (f *produceFlags) endpoints(ctx context.Context, g *stage.Group, a *app) (endpoints, error) {
+	if !f.ends.missing(false) {
+		return f.ends, nil
 	}
-	if f.ends.S3Endpoint == "" { // embedded S3: nothing there yet
+	st := f.ends.embeddedStack("", false, a.log)
+	g.Go("embedded", st)
+	if err := g.WaitReady(ctx, "embedded"); err != nil {
+		return f.ends, err
+	}
+	ends := f.ends.with(st)
+	a.log.Warn("produce is using EMBEDDED servers: they start empty and vanish at exit; trainers must be given these addresses",
+		"embedded", strings.Join(st.Embedded(), ","), "kafka", strings.Join(ends.KafkaBrokers, ","), "s3", ends.S3Endpoint)
+	if st.S3 != nil { // embedded S3: nothing there yet
+		mc, err := s3Client(ends)
+		if err != nil {
+			return ends, err
+		}
 		if err := mc.MakeBucket(ctx, f.bucket, minio.MakeBucketOptions{}); err != nil {
-			return fmt.Errorf("create bucket %s in the embedded S3: %w", f.bucket, err)
+			return ends, fmt.Errorf("create bucket %s in the embedded S3: %w", f.bucket, err)
 		}
 	}
+	return ends, nil
+}
 
+// producer builds the producer stage and the registry of its metrics.
+func (f *produceFlags) producer(ends endpoints, shard producers.Shard, maxLead int, a *app) (*producers.Producer, *prometheus.Registry, error) {
+	mc, err := s3Client(ends)
+	if err != nil {
+		return nil, nil, err
+	}
 	rescan := f.rescanInterval
 	if rescan <= 0 {
 		rescan = -1 // Config: negative disables, zero means the default
 	}
+	reg := prometheus.NewRegistry()
 	p, err := producers.New(producers.Config{
-		Brokers:         r.KafkaBrokers,
-		S3:              mc,
-		Bucket:          f.bucket,
-		TopicByID:       f.topicByID,
-		TopicInstance:   f.topicInstance,
-		TopicDeadLetter: f.topicDead,
-		Partitions:      f.partitions,
-		TrainerGroup:    f.trainerGroup,
-		MaxLead:         f.maxLead,
-		Shard:           shard,
-		PollInterval:    f.pollInterval,
-		RescanInterval:  rescan,
-		Concurrency:     f.concurrency,
-		Source:          f.source,
-		MetricsAddr:     f.metricsAddr,
-		Log:             a.log,
+		Brokers: ends.KafkaBrokers, S3: mc, Bucket: f.bucket,
+		TopicByID: f.topicByID, TopicInstance: f.topicInstance, TopicDeadLetter: f.topicDead,
+		Partitions: f.partitions, TrainerGroup: f.trainerGroup, MaxLead: maxLead, Shard: shard,
+		PollInterval: f.pollInterval, RescanInterval: rescan, Concurrency: f.concurrency, Source: f.source,
+		Registry: reg, Log: a.log,
 	})
-	if err != nil {
-		return err
-	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	select {
-	case err := <-done:
-		return err
-	case <-p.Ready():
-	}
-	st := p.Stats()
-	fmt.Fprintf(a.stdout, "ffc produce: bucket %s (shard %s): %d IDs, %d images → %s, %s (max lead %d behind group %s)\n",
-		f.bucket, shard, st.IDs, st.Images, f.topicByID, f.topicInstance, f.maxLead, f.trainerGroup)
-	if addr := p.MetricsAddr(); addr != "" {
-		fmt.Fprintf(a.stdout, "  metrics  http://%s/metrics\n", addr)
-	}
-
-	var tick <-chan time.Time
-	if f.statsInterval > 0 {
-		t := time.NewTicker(f.statsInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case err := <-done:
-			st := p.Stats()
-			fmt.Fprintf(a.stdout, "ffc produce: stopped: %d id pairs, %d samples, %d dead letters, %d new IDs\n",
-				st.ByID.Produced, st.Instance.Produced, sumCounts(st.DeadLetters), st.NewIDs)
-			if errors.Is(err, context.Canceled) {
-				err = nil
-			}
-			return err
-		case <-tick:
-			st := p.Stats()
-			a.log.Info("producing", "ids", st.IDs, "images", st.Images, "bad_images", st.BadImages,
-				"pairs", st.ByID.Produced, "samples", st.Instance.Produced,
-				"lag_byid", st.ByID.Lag, "lag_instance", st.Instance.Lag,
-				"held_byid", st.ByID.Blocking, "held_instance", st.Instance.Blocking,
-				"passes", st.Passes, "epoch", st.Epoch, "new_ids", st.NewIDs, "dead_letters", sumCounts(st.DeadLetters))
-		}
-	}
+	return p, reg, err
 }
 
 func sumCounts(m map[string]int64) int64 {

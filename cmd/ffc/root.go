@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ffc-stream/ffc/internal/config"
+	"github.com/ffc-stream/ffc/trainers/settings"
 )
 
 // app holds what the commands share once the root has parsed its flags.
@@ -20,6 +21,9 @@ type app struct {
 	configFile string
 	logLevel   string
 	logFormat  string
+	// sources says where each flag of the command being run got its value
+	// (config.FromFlag, FromEnv, FromFile, FromDefault).
+	sources config.Applied
 }
 
 const rootLong = `ffc trains embedding models over very many identities with the FFC method:
@@ -80,6 +84,7 @@ func (a *app) setup(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	a.sources = applied
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", a.logLevel)
@@ -97,6 +102,23 @@ func (a *app) setup(cmd *cobra.Command) error {
 		if src == config.FromEnv || src == config.FromFile {
 			a.log.Debug("setting", "flag", name, "from", string(src), "value", cmd.Flags().Lookup(name).Value.String())
 		}
+	}
+	return nil
+}
+
+// checkModes refuses a flag given on the command line that does not apply
+// to mode, and warns about one set from the environment or the file.
+func (a *app) checkModes(cmd *cobra.Command, mode settings.Mode) error {
+	src := map[string]settings.Source{}
+	for k, v := range a.sources {
+		src[k] = string(v)
+	}
+	warnings, err := settings.CheckModes(cmd.Flags(), mode, src)
+	for _, w := range warnings {
+		a.log.Warn(w)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", cmd.CommandPath(), err)
 	}
 	return nil
 }

@@ -4,22 +4,25 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"testing"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+
+	"github.com/ffc-stream/ffc/internal/stage"
+	"github.com/ffc-stream/ffc/internal/testutil"
 )
 
 // TestStackPersists writes to each server of a stack with a data folder,
 // restarts the stack on the same folder and reads everything back.
 func TestStackPersists(t *testing.T) {
 	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := testutil.Context(t)
 
 	run := func(write bool) {
 		t.Helper()
@@ -102,6 +105,7 @@ func TestStackPersists(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, err := io.ReadAll(o)
+			o.Close()
 			if err != nil || !bytes.Equal(got, body) {
 				t.Fatalf("after restart got %q, %v", got, err)
 			}
@@ -128,5 +132,41 @@ func TestStartErrors(t *testing.T) {
 	defer k.Close()
 	if len(k.Brokers()) != 1 {
 		t.Fatalf("brokers %v", k.Brokers())
+	}
+}
+
+// TestMain fails the package when a server leaves a goroutine behind.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestStackStage runs the stack as a stage: Run starts only the servers
+// not left out, Ready says they accept connections, and cancelling Run
+// (or Close) stops them.
+func TestStackStage(t *testing.T) {
+	st := NewStack(StackOptions{NoKafka: true})
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(testutil.Context(t))
+	go func() { done <- st.Run(ctx) }()
+	if err := stage.WaitReady(ctx, "embedded", st, done); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Embedded(); len(got) != 2 || got[0] != "nats" || got[1] != "s3" || st.Kafka != nil {
+		t.Fatalf("embedded %v, Kafka %v: want nats and s3 only", got, st.Kafka)
+	}
+	conn, err := net.Dial("tcp", st.S3.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := net.Dial("tcp", st.S3.Endpoint()); err == nil {
+		t.Error("S3 still listening after Run ended")
+	}
+	if err := st.Close(); err != nil {
+		t.Errorf("Close after Run: %v", err)
 	}
 }

@@ -20,7 +20,8 @@ type NATSOptions struct {
 	StoreDir string
 	// MaxStore caps JetStream file storage in bytes; 0 means 1 GiB.
 	MaxStore int64
-	// ReadyTimeout bounds how long Start waits; default 10 s.
+	// ReadyTimeout bounds how long Start waits; default 60 s (a busy host
+	// starts slowly).
 	ReadyTimeout time.Duration
 }
 
@@ -43,7 +44,7 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 		opts.MaxStore = 1 << 30
 	}
 	if opts.ReadyTimeout == 0 {
-		opts.ReadyTimeout = 10 * time.Second
+		opts.ReadyTimeout = 60 * time.Second
 	}
 	n := &NATS{}
 	if opts.StoreDir == "" {
@@ -83,6 +84,12 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 
 // URL is the client URL, e.g. nats://127.0.0.1:41234.
 func (n *NATS) URL() string { return n.srv.ClientURL() }
+
+// Clients is the number of client connections the server holds. A
+// connection leaves it only once the server has processed everything the
+// client sent, so tests wait on it to know a killed client's last
+// messages are in.
+func (n *NATS) Clients() int { return n.srv.NumClients() }
 
 // Close shuts the server down and removes a temporary store folder.
 func (n *NATS) Close() error {

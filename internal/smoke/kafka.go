@@ -75,7 +75,10 @@ func Kafka(ctx context.Context, brokers []string, opts KafkaOptions) (rep KafkaR
 		opts.Keys = 40
 	}
 	rep.Topic = "ffc-smoke-" + uniqueSuffix()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second}
+	// A transport of its own, so that its connections end with the check.
+	tr := &kafka.Transport{ClientID: "ffc-smoke"}
+	defer tr.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second, Transport: tr}
 
 	if err := brokerInfo(ctx, client, brokers, &rep); err != nil {
 		return rep, err
@@ -84,7 +87,7 @@ func Kafka(ctx context.Context, brokers []string, opts KafkaOptions) (rep KafkaR
 		return rep, err
 	}
 	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if _, derr := client.DeleteTopics(dctx, &kafka.DeleteTopicsRequest{Topics: []string{rep.Topic}}); derr != nil {
 			err = errors.Join(err, fmt.Errorf("kafka check: delete topic %s: %w", rep.Topic, derr))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ffc-stream/ffc/internal/embedded"
+	"github.com/ffc-stream/ffc/internal/testutil"
 )
 
 // target is one set of servers the suite runs against.
@@ -69,8 +70,7 @@ func TestSmoke(t *testing.T) {
 			if len(tg.brokers) == 0 {
 				skipOrFail(t, "Kafka", "FFC_KAFKA_BROKERS")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
+			ctx := testutil.Context(t)
 			rep, err := Kafka(ctx, tg.brokers, KafkaOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -84,8 +84,7 @@ func TestSmoke(t *testing.T) {
 			if tg.natsURL == "" {
 				skipOrFail(t, "NATS", "FFC_NATS_URL")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
+			ctx := testutil.Context(t)
 			rep, err := NATS(ctx, tg.natsURL, NATSOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -99,8 +98,7 @@ func TestSmoke(t *testing.T) {
 			if tg.s3.Endpoint == "" {
 				skipOrFail(t, "S3", "FFC_S3_ENDPOINT")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
+			ctx := testutil.Context(t)
 			rep, err := S3(ctx, tg.s3, S3Options{})
 			if err != nil {
 				t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/ffc-stream/ffc/internal/dataset"
+	"github.com/ffc-stream/ffc/trainers/nn"
 )
 
 // Images is what the offline loop and the evaluation read: square uint8
@@ -38,23 +39,11 @@ func TrainIndex(ds Images) Index {
 	return ix
 }
 
-// scaler reads images and scales them to (x/255 − 0.5)/0.5 floats.
-type scaler struct {
-	ds  Images
-	buf []byte
-}
-
-func newScaler(ds Images) *scaler {
-	return &scaler{ds: ds, buf: make([]byte, ds.ImageSize()*ds.ImageSize())}
-}
-
-// appendImage appends image i, scaled, to dst.
-func (s *scaler) appendImage(dst []float32, i int) ([]float32, error) {
-	if _, err := s.ds.ReadImage(i, s.buf); err != nil {
+// appendImage reads image i of ds into buf and appends it, scaled by
+// nn.AppendScaled, to dst.
+func appendImage(dst []float32, ds Images, i int, buf []byte) ([]float32, error) {
+	if _, err := ds.ReadImage(i, buf); err != nil {
 		return dst, fmt.Errorf("read image %d: %w", i, err)
 	}
-	for _, b := range s.buf {
-		dst = append(dst, (float32(b)/255-0.5)/0.5)
-	}
-	return dst, nil
+	return nn.AppendScaled(dst, buf), nil
 }

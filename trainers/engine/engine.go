@@ -54,6 +54,10 @@ type Options struct {
 	// KeepFeatures copies the gallery features of the permanent FFC pass
 	// to the host (StepStats.Features), for publishing the centers.
 	KeepFeatures bool
+	// ProbeOnly builds the probe network alone, for evaluation: no head,
+	// no gallery, no pool (Head, Pool and Classes are not checked); the
+	// engine embeds but does not train.
+	ProbeOnly bool
 }
 
 // classifier is what the FC and PFC heads provide.
@@ -125,24 +129,33 @@ func New(be kernels.Backend, opts Options) (*Engine, error) {
 			return fail(fmt.Errorf("engine: %w", err))
 		}
 	}
-	switch opts.Head {
-	case HeadFFC:
+	switch {
+	case opts.ProbeOnly:
+	case opts.Head == HeadFFC:
 		if e.gallery, err = newNet(be, opts, e.maxRows, opts.Seed); err != nil {
 			return fail(err)
 		}
 		if err := nn.CopyParams(be, nn.Tensors(e.gallery), nn.Tensors(e.probe)); err != nil {
 			return fail(fmt.Errorf("engine: gallery ← probe: %w", err))
 		}
-		if e.pool, err = centers.NewPool(be, centers.PoolOptions{Slots: opts.Pool, Dim: opts.Dim, MaxBatch: e.maxRows, Seed: opts.Seed + 1}); err != nil {
+		// Assigned only on success: a failed constructor's nil pointer must
+		// not reach Close.
+		pool, err := centers.NewPool(be, centers.PoolOptions{Slots: opts.Pool, Dim: opts.Dim, MaxBatch: e.maxRows, Seed: opts.Seed + 1})
+		if err != nil {
 			return fail(err)
 		}
-		if e.ffc, err = centers.NewFFC(be, e.pool, centers.FFCOptions{Margin: opts.Margin, TopK: opts.TopK, MaxBatch: e.maxRows}); err != nil {
+		e.pool = pool
+		ffc, err := centers.NewFFC(be, e.pool, centers.FFCOptions{Margin: opts.Margin, TopK: opts.TopK, MaxBatch: e.maxRows})
+		if err != nil {
 			return fail(err)
 		}
-	case HeadFC, HeadPFC:
-		if e.cls, err = newClassifier(be, opts, e.maxRows); err != nil {
+		e.ffc = ffc
+	default:
+		cls, err := newClassifier(be, opts, e.maxRows)
+		if err != nil {
 			return fail(err)
 		}
+		e.cls = cls
 	}
 	return e, nil
 }
@@ -172,6 +185,9 @@ func (o *Options) defaults() error {
 	if o.Batch < 2 {
 		return fmt.Errorf("engine: batch %d: want at least 2", o.Batch)
 	}
+	if o.ProbeOnly {
+		return nil
+	}
 	switch o.Head {
 	case HeadFFC:
 		// Each pass writes 1.5·B gallery features: a smaller pool evicts
@@ -194,14 +210,24 @@ func (o *Options) defaults() error {
 }
 
 func newNet(be kernels.Backend, opts Options, maxBatch int, seed uint64) (nn.Net, error) {
+	// The constructors return a nil pointer with their error: return a nil
+	// interface then, never a typed nil.
 	switch opts.Backbone {
 	case "irresnet":
-		return nn.NewIRResNet(be, nn.IRResNetOptions{Dim: opts.Dim, MaxBatch: maxBatch, Seed: seed})
+		n, err := nn.NewIRResNet(be, nn.IRResNetOptions{Dim: opts.Dim, MaxBatch: maxBatch, Seed: seed})
+		if err != nil {
+			return nil, err
+		}
+		return n, nil
 	case "mlp":
 		if opts.InLen <= 0 {
 			return nil, errors.New("engine: the mlp backbone needs the input length")
 		}
-		return nn.NewMLP(be, nn.MLPOptions{In: opts.InLen, Hidden: opts.Hidden, Dim: opts.Dim, MaxBatch: maxBatch, Seed: seed})
+		n, err := nn.NewMLP(be, nn.MLPOptions{In: opts.InLen, Hidden: opts.Hidden, Dim: opts.Dim, MaxBatch: maxBatch, Seed: seed})
+		if err != nil {
+			return nil, err
+		}
+		return n, nil
 	}
 	return nil, fmt.Errorf("engine: unknown backbone %q: want irresnet or mlp", opts.Backbone)
 }
@@ -209,10 +235,14 @@ func newNet(be kernels.Backend, opts Options, maxBatch int, seed uint64) (nn.Net
 // Close frees everything on the backend.
 func (e *Engine) Close() error {
 	var errs []error
-	for _, c := range []interface{ Close() error }{e.ffc, e.pool, e.cls} {
-		if c != nil && !isNil(c) {
-			errs = append(errs, c.Close())
-		}
+	if e.ffc != nil {
+		errs = append(errs, e.ffc.Close())
+	}
+	if e.pool != nil {
+		errs = append(errs, e.pool.Close())
+	}
+	if e.cls != nil {
+		errs = append(errs, e.cls.Close())
 	}
 	for _, b := range []kernels.Buffer{e.x, e.y, e.g, e.dp} {
 		if b != nil {
@@ -220,16 +250,6 @@ func (e *Engine) Close() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func isNil(c interface{ Close() error }) bool {
-	switch v := c.(type) {
-	case *centers.FFC:
-		return v == nil
-	case *centers.Pool:
-		return v == nil
-	}
-	return c == nil
 }
 
 // Probe is the trained network (for evaluation and checkpoints).
@@ -285,8 +305,8 @@ func (e *Engine) upload(dst kernels.Buffer, x []float32, labels []int64, what st
 // 3 is rolled back, gradients are dropped and ErrSkipped is returned.
 func (e *Engine) StepFFC(x []float32, xl []int64, y []float32, yl []int64) (StepStats, error) {
 	st := StepStats{Step: e.step}
-	if e.opts.Head != HeadFFC {
-		return st, fmt.Errorf("engine: StepFFC on a %s engine", e.opts.Head)
+	if e.ffc == nil {
+		return st, fmt.Errorf("engine: StepFFC on a %s engine (probe only: %v)", e.opts.Head, e.opts.ProbeOnly)
 	}
 	if len(xl) != len(yl) {
 		return st, fmt.Errorf("engine: dual batch halves differ: %d and %d rows", len(xl), len(yl))
@@ -297,7 +317,6 @@ func (e *Engine) StepFFC(x []float32, xl []int64, y []float32, yl []int64) (Step
 	if err := e.upload(e.y, y, yl, "y"); err != nil {
 		return st, err
 	}
-	n, d := len(xl), e.opts.Dim
 	if e.step > 0 {
 		if err := nn.MovingAverage(e.be, e.gallery.Params(), e.probe.Params(), e.opts.EMA); err != nil {
 			return st, fmt.Errorf("engine: moving average: %w", err)
@@ -306,84 +325,20 @@ func (e *Engine) StepFFC(x []float32, xl []int64, y []float32, yl []int64) (Step
 	if err := nn.ZeroGrads(e.be, e.probe.Params()); err != nil {
 		return st, err
 	}
-	// gallery(z) → e.g, kept while the probe runs.
-	galleryInto := func(z kernels.Buffer) error {
-		out, err := e.gallery.Forward(z, n, true)
-		if err != nil {
-			return fmt.Errorf("engine: gallery forward: %w", err)
-		}
-		return e.be.Copy(n*d, out, e.g)
-	}
-	probePass := func(z kernels.Buffer, labels []int64) (centers.FFCLoss, error) {
-		p, err := e.probe.Forward(z, n, true)
-		if err != nil {
-			return centers.FFCLoss{}, fmt.Errorf("engine: probe forward: %w", err)
-		}
-		l, err := e.ffc.Loss(p, labels, e.dp)
-		if err != nil {
-			return l, err
-		}
-		if err := e.probe.Backward(e.dp); err != nil {
-			return l, fmt.Errorf("engine: probe backward: %w", err)
-		}
-		return l, nil
-	}
-
-	// Pass 2 (temporary).
-	if err := galleryInto(e.y); err != nil {
+	n := len(xl)
+	var err error
+	if st.L2, err = e.passTemporary(n, yl, xl); err != nil {
 		return st, err
 	}
-	if err := e.pool.BeginPass(); err != nil {
+	if st.L1, st.Changes, err = e.passPermanent(n, xl, yl); err != nil {
 		return st, err
 	}
-	e.pool.Mark()
-	if _, err := e.pool.Insert(e.g, yl); err != nil {
-		return st, err
-	}
-	l2, err2 := probePass(e.x, xl)
-	if err := e.pool.Rollback(); err != nil {
-		return st, errors.Join(err2, err)
-	}
-	if err2 != nil {
-		return st, e.skip(err2)
-	}
-	st.L2 = l2
-
-	// Pass 1 (permanent, unless the step is abandoned).
-	if err := galleryInto(e.x); err != nil {
-		return st, err
-	}
-	if err := e.pool.BeginPass(); err != nil {
-		return st, err
-	}
-	e.pool.Mark()
-	changes, err := e.pool.Insert(e.g, xl)
-	if err != nil {
-		return st, err
-	}
-	l1, err1 := probePass(e.y, yl)
-	if err1 == nil {
-		err1 = e.gradsFinite()
-	}
-	if err1 != nil {
-		if err := e.pool.Rollback(); err != nil {
-			return st, errors.Join(err1, err)
-		}
-		return st, e.skip(err1)
-	}
-	e.pool.Commit()
-	st.L1, st.Changes = l1, changes
 	if e.opts.KeepFeatures {
-		st.Features = make([]float32, n*d)
-		g, err := e.be.View(e.g, 0, n*d)
-		if err != nil {
+		if st.Features, err = e.features(n); err != nil {
 			return st, err
 		}
-		if err := e.be.Download(st.Features, g); err != nil {
-			return st, fmt.Errorf("engine: features: %w", err)
-		}
 	}
-	st.Loss = l1.Total + l2.Total
+	st.Loss = st.L1.Total + st.L2.Total
 	st.LR = e.opts.Schedule.LR(e.step)
 	if err := e.opts.SGD.Step(e.be, e.probe.Params(), float32(st.LR)); err != nil {
 		return st, fmt.Errorf("engine: sgd: %w", err)
@@ -391,6 +346,100 @@ func (e *Engine) StepFFC(x []float32, xl []int64, y []float32, yl []int64) (Step
 	e.step++
 	st.PoolLen = e.pool.Len()
 	return st, nil
+}
+
+// galleryInto runs the gallery on the n inputs of z into e.g, kept while
+// the probe runs.
+func (e *Engine) galleryInto(z kernels.Buffer, n int) error {
+	out, err := e.gallery.Forward(z, n, true)
+	if err != nil {
+		return fmt.Errorf("engine: gallery forward: %w", err)
+	}
+	return e.be.Copy(n*e.opts.Dim, out, e.g)
+}
+
+// probePass runs the probe on the n inputs of z, the FFC loss against the
+// pool for labels, and the probe's backward (gradients accumulate).
+func (e *Engine) probePass(z kernels.Buffer, n int, labels []int64) (centers.FFCLoss, error) {
+	p, err := e.probe.Forward(z, n, true)
+	if err != nil {
+		return centers.FFCLoss{}, fmt.Errorf("engine: probe forward: %w", err)
+	}
+	l, err := e.ffc.Loss(p, labels, e.dp)
+	if err != nil {
+		return l, err
+	}
+	if err := e.probe.Backward(e.dp); err != nil {
+		return l, fmt.Errorf("engine: probe backward: %w", err)
+	}
+	return l, nil
+}
+
+// passTemporary is L2: gallery(y) inserted into the pool, the loss of
+// probe(x) against it, then the pool, LRU and pos bits rolled back
+// exactly.
+func (e *Engine) passTemporary(n int, yl, xl []int64) (centers.FFCLoss, error) {
+	if err := e.galleryInto(e.y, n); err != nil {
+		return centers.FFCLoss{}, err
+	}
+	if err := e.pool.BeginPass(); err != nil {
+		return centers.FFCLoss{}, err
+	}
+	e.pool.Mark()
+	if _, err := e.pool.Insert(e.g, yl); err != nil {
+		return centers.FFCLoss{}, err
+	}
+	l2, err2 := e.probePass(e.x, n, xl)
+	if err := e.pool.Rollback(); err != nil {
+		return l2, errors.Join(err2, err)
+	}
+	if err2 != nil {
+		return l2, e.skip(err2)
+	}
+	return l2, nil
+}
+
+// passPermanent is L1: gallery(x) inserted into the pool for good, the
+// loss of probe(y); a non-finite loss or gradient rolls the insert back
+// and abandons the step.
+func (e *Engine) passPermanent(n int, xl, yl []int64) (centers.FFCLoss, []centers.Change, error) {
+	if err := e.galleryInto(e.x, n); err != nil {
+		return centers.FFCLoss{}, nil, err
+	}
+	if err := e.pool.BeginPass(); err != nil {
+		return centers.FFCLoss{}, nil, err
+	}
+	e.pool.Mark()
+	changes, err := e.pool.Insert(e.g, xl)
+	if err != nil {
+		return centers.FFCLoss{}, nil, err
+	}
+	l1, err1 := e.probePass(e.y, n, yl)
+	if err1 == nil {
+		err1 = e.gradsFinite()
+	}
+	if err1 != nil {
+		if err := e.pool.Rollback(); err != nil {
+			return l1, nil, errors.Join(err1, err)
+		}
+		return l1, nil, e.skip(err1)
+	}
+	e.pool.Commit()
+	return l1, changes, nil
+}
+
+// features copies the n×D gallery features of the permanent pass to the
+// host.
+func (e *Engine) features(n int) ([]float32, error) {
+	out := make([]float32, n*e.opts.Dim)
+	g, err := e.be.View(e.g, 0, n*e.opts.Dim)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.be.Download(out, g); err != nil {
+		return nil, fmt.Errorf("engine: features: %w", err)
+	}
+	return out, nil
 }
 
 // StepPlain runs one ordinary step of the FC or PFC head on x with labels.

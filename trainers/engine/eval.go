@@ -58,14 +58,27 @@ func Evaluate(ctx context.Context, e *Engine, ds Images, opts EvalOptions) (Eval
 	if opts.MaxGenuinePerClass == 0 {
 		opts.MaxGenuinePerClass = 100
 	}
-	d := e.opts.Dim
 	emb, err := embedAll(ctx, e, ds)
 	if err != nil {
 		return res, err
 	}
-	vec := func(i int) []float32 { return emb[i*d : (i+1)*d] }
+	v := embeddings{d: e.opts.Dim, emb: emb}
+	identification(&res, ds, v)
+	verification(&res, ds, v, opts)
+	return res, nil
+}
 
-	// Enrolled centers: normalised mean of each class's train embeddings.
+// embeddings are the n×d embeddings of a data set.
+type embeddings struct {
+	d   int
+	emb []float32
+}
+
+func (v embeddings) of(i int) []float32 { return v.emb[i*v.d : (i+1)*v.d] }
+
+// identification is closed-set top-1: held-out images against the
+// normalised mean of each class's train embeddings.
+func identification(res *EvalResult, ds Images, v embeddings) {
 	centers := map[int][]float64{}
 	for i := 0; i < ds.Len(); i++ {
 		m := ds.Meta(i)
@@ -74,16 +87,16 @@ func Evaluate(ctx context.Context, e *Engine, ds Images, opts EvalOptions) (Eval
 		}
 		c := centers[m.Class]
 		if c == nil {
-			c = make([]float64, d)
+			c = make([]float64, v.d)
 			centers[m.Class] = c
 		}
-		for k, v := range vec(i) {
-			c[k] += float64(v)
+		for k, x := range v.of(i) {
+			c[k] += float64(x)
 		}
 	}
 	classes := make([]int, 0, len(centers))
-	for c, v := range centers {
-		normalize(v)
+	for c, x := range centers {
+		normalize(x)
 		classes = append(classes, c)
 	}
 	sort.Ints(classes)
@@ -102,9 +115,8 @@ func Evaluate(ctx context.Context, e *Engine, ds Images, opts EvalOptions) (Eval
 			continue
 		}
 		best, bestC := math.Inf(-1), -1
-		q := vec(i)
 		for _, c := range classes {
-			if s := dot(q, centers[c]); s > best {
+			if s := dot(v.of(i), centers[c]); s > best {
 				best, bestC = s, c
 			}
 		}
@@ -116,8 +128,12 @@ func Evaluate(ctx context.Context, e *Engine, ds Images, opts EvalOptions) (Eval
 	if res.Top1Queries > 0 {
 		res.Top1 = float64(correct) / float64(res.Top1Queries)
 	}
+}
 
-	// Open-set verification on classes never trained on.
+// verification is open-set TAR at FAR on classes never trained on:
+// genuine pairs within each class (at most MaxGenuinePerClass), impostor
+// pairs drawn at random across classes.
+func verification(res *EvalResult, ds Images, v embeddings, opts EvalOptions) {
 	open := map[int][]int{}
 	for i := 0; i < ds.Len(); i++ {
 		if m := ds.Meta(i); m.Split == dataset.SplitOpenset {
@@ -138,14 +154,14 @@ func Evaluate(ctx context.Context, e *Engine, ds Images, opts EvalOptions) (Eval
 		n := 0
 		for a := 0; a < len(imgs) && n < opts.MaxGenuinePerClass; a++ {
 			for b := a + 1; b < len(imgs) && n < opts.MaxGenuinePerClass; b++ {
-				genuine = append(genuine, dot32(vec(imgs[a]), vec(imgs[b])))
+				genuine = append(genuine, dot32(v.of(imgs[a]), v.of(imgs[b])))
 				n++
 			}
 		}
 	}
 	res.GenuinePairs = len(genuine)
 	if len(open) < 2 || len(genuine) == 0 {
-		return res, nil // no verification without open-set pairs
+		return // no verification without open-set pairs
 	}
 	rng := rand.New(rand.NewPCG(opts.Seed, 0xe7a1))
 	impostor := make([]float64, 0, opts.ImpostorPairs)
@@ -154,9 +170,14 @@ func Evaluate(ctx context.Context, e *Engine, ds Images, opts EvalOptions) (Eval
 		if ds.Meta(a).Class == ds.Meta(b).Class {
 			continue
 		}
-		impostor = append(impostor, dot32(vec(a), vec(b)))
+		impostor = append(impostor, dot32(v.of(a), v.of(b)))
 	}
 	res.ImpostorPairs = len(impostor)
+	rocOf(res, genuine, impostor)
+}
+
+// rocOf fills TAR at each of FARs and the ROC from the pair scores.
+func rocOf(res *EvalResult, genuine, impostor []float64) {
 	sort.Sort(sort.Reverse(sort.Float64Slice(impostor)))
 	sort.Float64s(genuine)
 	at := func(far float64) ROCPoint {
@@ -172,33 +193,46 @@ func Evaluate(ctx context.Context, e *Engine, ds Images, opts EvalOptions) (Eval
 	for f := 1e-4; f <= 1.0001; f *= math.Pow(10, 0.125) {
 		res.ROC = append(res.ROC, at(math.Min(f, 1)))
 	}
-	return res, nil
 }
 
 // embedAll returns the probe's embeddings of every image, n×D.
 func embedAll(ctx context.Context, e *Engine, ds Images) ([]float32, error) {
-	d, n := e.opts.Dim, ds.Len()
-	if n == 0 {
+	if ds.Len() == 0 {
 		return nil, errors.New("evaluate: empty data set")
 	}
-	out := make([]float32, n*d)
-	sc := newScaler(ds)
+	all := make([]int, ds.Len())
+	for i := range all {
+		all[i] = i
+	}
+	out, err := EmbedImages(ctx, e, ds, all)
+	if err != nil {
+		return nil, fmt.Errorf("evaluate: %w", err)
+	}
+	return out, nil
+}
+
+// EmbedImages returns the probe's embeddings (eval mode) of the images
+// idx of ds, len(idx)×D, row k for idx[k].
+func EmbedImages(ctx context.Context, e *Engine, ds Images, idx []int) ([]float32, error) {
+	d := e.opts.Dim
+	out := make([]float32, len(idx)*d)
+	buf := make([]byte, ds.ImageSize()*ds.ImageSize())
 	batch := e.MaxRows()
 	x := make([]float32, 0, batch*e.InLen())
-	for i0 := 0; i0 < n; i0 += batch {
+	for i0 := 0; i0 < len(idx); i0 += batch {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		x = x[:0]
-		m := min(batch, n-i0)
+		m := min(batch, len(idx)-i0)
 		var err error
-		for i := i0; i < i0+m; i++ {
-			if x, err = sc.appendImage(x, i); err != nil {
-				return nil, fmt.Errorf("evaluate: %w", err)
+		for _, i := range idx[i0 : i0+m] {
+			if x, err = appendImage(x, ds, i, buf); err != nil {
+				return nil, err
 			}
 		}
 		if err := e.Embed(x, m, out[i0*d:(i0+m)*d]); err != nil {
-			return nil, fmt.Errorf("evaluate: %w", err)
+			return nil, err
 		}
 	}
 	return out, nil

@@ -11,11 +11,21 @@ import (
 // optimizer settings.
 func newClassifier(be kernels.Backend, opts Options, maxBatch int) (classifier, error) {
 	sgd := kernels.SGD{Momentum: opts.SGD.Momentum, WeightDecay: opts.SGD.WeightDecay, Nesterov: opts.SGD.Nesterov}
+	// The constructors return a nil pointer with their error: never put it
+	// into the interface, where it would not compare equal to nil.
 	switch opts.Head {
 	case HeadFC:
-		return centers.NewFC(be, centers.FCOptions{Classes: opts.Classes, Dim: opts.Dim, Margin: opts.Margin, MaxBatch: maxBatch, SGD: sgd, Seed: opts.Seed + 2})
+		h, err := centers.NewFC(be, centers.FCOptions{Classes: opts.Classes, Dim: opts.Dim, Margin: opts.Margin, MaxBatch: maxBatch, SGD: sgd, Seed: opts.Seed + 2})
+		if err != nil {
+			return nil, err
+		}
+		return h, nil
 	case HeadPFC:
-		return centers.NewPFC(be, centers.PFCOptions{Classes: opts.Classes, Dim: opts.Dim, Margin: opts.Margin, MaxBatch: maxBatch, SGD: sgd, Seed: opts.Seed + 2, Rate: opts.PFCRate})
+		h, err := centers.NewPFC(be, centers.PFCOptions{Classes: opts.Classes, Dim: opts.Dim, Margin: opts.Margin, MaxBatch: maxBatch, SGD: sgd, Seed: opts.Seed + 2, Rate: opts.PFCRate})
+		if err != nil {
+			return nil, err
+		}
+		return h, nil
 	}
 	return nil, fmt.Errorf("engine: head %q has no classifier", opts.Head)
 }

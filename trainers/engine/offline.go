@@ -54,9 +54,60 @@ type TrainResult struct {
 // A skipped step (non-finite loss or gradient) is counted and reported,
 // not fatal. It stops early, with the result so far, when ctx ends.
 func Train(ctx context.Context, e *Engine, ds Images, opts TrainOptions) (TrainResult, error) {
-	var res TrainResult
+	r, err := newOfflineRun(e, ds, opts)
+	if err != nil {
+		return TrainResult{}, err
+	}
+	for step := 0; step < r.opts.Steps && ctx.Err() == nil; step++ {
+		st, err := r.step()
+		if errors.Is(err, ErrSkipped) {
+			r.res.Skipped++
+			e.opts.Log.Warn("step skipped", "step", step, "err", err)
+			continue
+		}
+		if err != nil {
+			return r.res, fmt.Errorf("train: step %d: %w", step, err)
+		}
+		r.record(step, st)
+		if opts.CheckpointDir != "" && opts.CheckpointEvery > 0 && r.res.Steps%opts.CheckpointEvery == 0 {
+			if err := e.SaveCheckpoint(opts.CheckpointDir); err != nil {
+				return r.res, err
+			}
+		}
+	}
+	r.finish()
+	if opts.CheckpointDir != "" && r.res.Steps > 0 {
+		if err := e.SaveCheckpoint(opts.CheckpointDir); err != nil {
+			return r.res, err
+		}
+	}
+	return r.res, ctx.Err()
+}
+
+// offlineRun is the state of one Train call.
+type offlineRun struct {
+	e    *Engine
+	ds   Images
+	opts TrainOptions
+	ffc  bool
+
+	idl        *IDLoader
+	inl        *InstanceLoader
+	pairs      []Pair
+	inst       []Sample
+	buf1, buf2 []byte
+	batch      *DualBatch // FFC
+	x          []float32  // FC and PFC
+	xl         []int64
+
+	res            TrainResult
+	start, lastLog time.Time
+	imagesAtLog    int
+}
+
+func newOfflineRun(e *Engine, ds Images, opts TrainOptions) (*offlineRun, error) {
 	if opts.Steps <= 0 {
-		return res, errors.New("train: steps must be positive")
+		return nil, errors.New("train: steps must be positive")
 	}
 	if opts.LogEvery <= 0 {
 		opts.LogEvery = 10
@@ -64,125 +115,118 @@ func Train(ctx context.Context, e *Engine, ds Images, opts TrainOptions) (TrainR
 	ix := TrainIndex(ds)
 	idl, err := NewIDLoader(ix, opts.Seed)
 	if err != nil {
-		return res, fmt.Errorf("train: %w", err)
+		return nil, fmt.Errorf("train: %w", err)
 	}
 	inl, err := NewInstanceLoader(ix, opts.Seed+1)
 	if err != nil {
-		return res, fmt.Errorf("train: %w", err)
+		return nil, fmt.Errorf("train: %w", err)
 	}
-	sc := newScaler(ds)
-	b := e.Batch()
-	pairs := make([]Pair, b)
-	inst := make([]Sample, 2*b)
-	var x, y []float32
-	var xl, yl []int64
-	start := time.Now()
-	lastLog := start
-	imagesAtLog := 0
-	ffc := e.opts.Head == HeadFFC
-	// split appends samples[:k] to x and the rest to y.
-	split := func(samples []Sample, k int) error {
-		for i, s := range samples {
-			var err error
-			if i < k {
-				x, err = sc.appendImage(x, s.Image)
-				xl = append(xl, s.Label)
-			} else {
-				y, err = sc.appendImage(y, s.Image)
-				yl = append(yl, s.Label)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	b, px := e.Batch(), ds.ImageSize()*ds.ImageSize()
+	r := &offlineRun{e: e, ds: ds, opts: opts, ffc: e.opts.Head == HeadFFC, idl: idl, inl: inl,
+		pairs: make([]Pair, b), inst: make([]Sample, 2*b), buf1: make([]byte, px), buf2: make([]byte, px),
+		batch: NewDualBatch(b, px, opts.DualLoader)}
+	r.start = time.Now()
+	r.lastLog = r.start
+	return r, nil
+}
 
-	for step := 0; step < opts.Steps; step++ {
-		if err := ctx.Err(); err != nil {
-			break
-		}
-		x, y, xl, yl = x[:0], y[:0], xl[:0], yl[:0]
-		var st StepStats
-		switch {
-		case ffc && opts.DualLoader:
-			idl.Next(pairs)
-			inl.Next(inst[:b])
-			for _, p := range pairs {
-				if x, err = sc.appendImage(x, p.A1); err != nil {
-					return res, err
-				}
-				if y, err = sc.appendImage(y, p.A2); err != nil {
-					return res, err
-				}
-				xl, yl = append(xl, p.Label), append(yl, p.Label)
+// read reads image i into buf.
+func (r *offlineRun) read(i int, buf []byte) ([]byte, error) {
+	if _, err := r.ds.ReadImage(i, buf); err != nil {
+		return nil, fmt.Errorf("read image %d: %w", i, err)
+	}
+	return buf, nil
+}
+
+// step draws one batch from the loaders and runs one step on it.
+func (r *offlineRun) step() (StepStats, error) {
+	if !r.ffc {
+		return r.stepPlain()
+	}
+	d := r.batch
+	d.Reset()
+	if d.NeedPairs() {
+		r.idl.Next(r.pairs)
+		for _, p := range r.pairs {
+			a1, err := r.read(p.A1, r.buf1)
+			if err != nil {
+				return StepStats{}, err
 			}
-			half := b / 2
-			if err := split(inst[:2*half], half); err != nil {
-				return res, err
+			a2, err := r.read(p.A2, r.buf2)
+			if err != nil {
+				return StepStats{}, err
 			}
-			res.Images += 2*b + 2*half
-			st, err = e.StepFFC(x, xl, y, yl)
-		case ffc:
-			inl.Next(inst)
-			if err := split(inst, b); err != nil {
-				return res, err
-			}
-			res.Images += 2 * b
-			st, err = e.StepFFC(x, xl, y, yl)
-		default:
-			inl.Next(inst[:b])
-			for _, s := range inst[:b] {
-				if x, err = sc.appendImage(x, s.Image); err != nil {
-					return res, err
-				}
-				xl = append(xl, s.Label)
-			}
-			res.Images += b
-			st, err = e.StepPlain(x, xl)
-		}
-		if errors.Is(err, ErrSkipped) {
-			res.Skipped++
-			e.opts.Log.Warn("step skipped", "step", step, "err", err)
-			continue
-		}
-		if err != nil {
-			return res, fmt.Errorf("train: step %d: %w", step, err)
-		}
-		res.Steps++
-		res.Curve = append(res.Curve, Point{Step: st.Step, Loss: st.Loss})
-		res.PoolLen = st.PoolLen
-		if opts.Progress != nil && (res.Steps%opts.LogEvery == 0 || step == opts.Steps-1) {
-			now := time.Now()
-			rate := float64(res.Images-imagesAtLog) / now.Sub(lastLog).Seconds()
-			eta := time.Duration(float64(opts.Steps-step-1) * float64(now.Sub(start)) / float64(step+1))
-			occ := ""
-			if ffc {
-				occ = fmt.Sprintf("  pool %d/%d (%.0f%%)", st.PoolLen, e.opts.Pool, 100*float64(st.PoolLen)/float64(e.opts.Pool))
-			}
-			fmt.Fprintf(opts.Progress, "step %d/%d  loss %.4f  lr %.4g  %.0f img/s%s  ETA %s\n",
-				step+1, opts.Steps, recentMean(res.Curve, opts.LogEvery), st.LR, rate, occ, eta.Round(time.Second))
-			lastLog, imagesAtLog = now, res.Images
-		}
-		if opts.CheckpointDir != "" && opts.CheckpointEvery > 0 && res.Steps%opts.CheckpointEvery == 0 {
-			if err := e.SaveCheckpoint(opts.CheckpointDir); err != nil {
-				return res, err
+			if err := d.AddPair(p.Label, a1, a2); err != nil {
+				return StepStats{}, err
 			}
 		}
 	}
-	res.Elapsed = time.Since(start)
+	for d.NeedInstances() {
+		r.inl.Next(r.inst[:1])
+		pix, err := r.read(r.inst[0].Image, r.buf1)
+		if err != nil {
+			return StepStats{}, err
+		}
+		if err := d.AddInstance(r.inst[0].Label, pix); err != nil {
+			return StepStats{}, err
+		}
+	}
+	x, xl, y, yl, err := d.Inputs()
+	if err != nil {
+		return StepStats{}, err
+	}
+	r.res.Images += 2 * (d.Pairs() + d.Instances()/2)
+	return r.e.StepFFC(x, xl, y, yl)
+}
+
+// stepPlain runs one FC or PFC step on B instances.
+func (r *offlineRun) stepPlain() (StepStats, error) {
+	b := r.e.Batch()
+	r.x, r.xl = r.x[:0], r.xl[:0]
+	r.inl.Next(r.inst[:b])
+	for _, s := range r.inst[:b] {
+		pix, err := r.read(s.Image, r.buf1)
+		if err != nil {
+			return StepStats{}, err
+		}
+		r.x, r.xl = nn.AppendScaled(r.x, pix), append(r.xl, s.Label)
+	}
+	r.res.Images += b
+	return r.e.StepPlain(r.x, r.xl)
+}
+
+// record adds a finished step to the result and prints progress.
+func (r *offlineRun) record(step int, st StepStats) {
+	res, opts := &r.res, r.opts
+	res.Steps++
+	res.Curve = append(res.Curve, Point{Step: st.Step, Loss: st.Loss})
+	res.PoolLen = st.PoolLen
+	if opts.Progress == nil || (res.Steps%opts.LogEvery != 0 && step != opts.Steps-1) {
+		return
+	}
+	now := time.Now()
+	rate := float64(res.Images-r.imagesAtLog) / now.Sub(r.lastLog).Seconds()
+	eta := time.Duration(float64(opts.Steps-step-1) * float64(now.Sub(r.start)) / float64(step+1))
+	occ := ""
+	if r.ffc {
+		q := r.e.opts.Pool
+		occ = fmt.Sprintf("  pool %d/%d (%.0f%%)", st.PoolLen, q, 100*float64(st.PoolLen)/float64(q))
+	}
+	fmt.Fprintf(opts.Progress, "step %d/%d  loss %.4f  lr %.4g  %.0f img/s%s  ETA %s\n",
+		step+1, opts.Steps, recentMean(res.Curve, opts.LogEvery), st.LR, rate, occ, eta.Round(time.Second))
+	r.lastLog, r.imagesAtLog = now, res.Images
+}
+
+// finish computes the rates and loss means of the result.
+func (r *offlineRun) finish() {
+	res := &r.res
+	res.Elapsed = time.Since(r.start)
 	res.ImagesPerS = float64(res.Images) / res.Elapsed.Seconds()
 	tenth := max(1, len(res.Curve)/10)
 	if len(res.Curve) > 0 {
 		res.FirstLoss = meanLoss(res.Curve[:tenth])
 		res.LastLoss = meanLoss(res.Curve[len(res.Curve)-tenth:])
 	}
-	if opts.CheckpointDir != "" && res.Steps > 0 {
-		if err := e.SaveCheckpoint(opts.CheckpointDir); err != nil {
-			return res, err
-		}
-	}
-	return res, ctx.Err()
 }
 
 func recentMean(c []Point, n int) float64 { return meanLoss(c[max(0, len(c)-n):]) }

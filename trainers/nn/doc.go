@@ -30,8 +30,9 @@
 // # Networks
 //
 // A [Net] maps n inputs of InLen floats to n×Dim L2-normalised embeddings.
-// Forward takes already-scaled floats: for 8-bit images use [ScaleImages],
-// (x/255 − 0.5)/0.5. Backward takes dL/d(embeddings) of the last Forward
+// Forward takes already-scaled floats: for 8-bit images use [AppendScaled]
+// (or [ScaleImages]), (x/255 − 0.5)/0.5, the one place that scaling is
+// written. Backward takes dL/d(embeddings) of the last Forward
 // (which must have had train = true) and accumulates parameter gradients
 // (Param.G += ...), as PyTorch does, so two forward/backward pairs add up;
 // [ZeroGrads] before a step.

@@ -1,8 +1,10 @@
 package nn
 
 import (
+	"image"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/ffc-stream/ffc/kernels"
@@ -310,5 +312,21 @@ func TestScaleImages(t *testing.T) {
 	}
 	if err := ScaleImages(dst[:1], []byte{1, 2}); err == nil {
 		t.Error("short dst accepted")
+	}
+}
+
+func TestAppendScaledMatchesScaleImages(t *testing.T) {
+	// A 3×2 image inside a wider buffer (stride 5): only its pixels count.
+	g := &image.Gray{Pix: []byte{0, 255, 128, 9, 9, 1, 2, 3, 9, 9}, Stride: 5, Rect: image.Rect(0, 0, 3, 2)}
+	got := AppendScaled([]float32{42}, Pixels(g))
+	want := make([]float32, 6)
+	if err := ScaleImages(want, []byte{0, 255, 128, 1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 7 || got[0] != 42 || !slices.Equal(got[1:], want) {
+		t.Errorf("AppendScaled %v, want 42 then %v", got, want)
+	}
+	if g.Stride = 3; &Pixels(g)[0] != &g.Pix[0] {
+		t.Error("Pixels copied an image without padding")
 	}
 }

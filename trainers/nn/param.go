@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"image"
 	"math"
 	"math/rand/v2"
 
@@ -217,13 +218,36 @@ func Momenta(ps []*Param) []*Param {
 }
 
 // ScaleImages sets dst[i] = (src[i]/255 − 0.5)/0.5, the input scaling of
-// the IR-ResNet, on the host.
+// the backbones, on the host (see AppendScaled).
 func ScaleImages(dst []float32, src []byte) error {
 	if len(dst) < len(src) {
 		return fmt.Errorf("nn: scale images: %w: dst has %d elements, src %d", kernels.ErrShape, len(dst), len(src))
 	}
-	for i, b := range src {
-		dst[i] = float32(b)/127.5 - 1
-	}
+	AppendScaled(dst[:0], src)
 	return nil
+}
+
+// AppendScaled appends the 8-bit pixels of an image to dst scaled to
+// (x/255 − 0.5)/0.5, in [−1, 1]: the one place the networks' input scaling
+// is written. Training (offline and streaming), evaluation and the demo's
+// identification all go through it.
+func AppendScaled(dst []float32, pix []byte) []float32 {
+	for _, b := range pix {
+		dst = append(dst, (float32(b)/255-0.5)/0.5)
+	}
+	return dst
+}
+
+// Pixels returns a grayscale image's pixels row by row without the
+// padding of a wider stride (the image's own buffer when it has none).
+func Pixels(g *image.Gray) []byte {
+	w, h := g.Rect.Dx(), g.Rect.Dy()
+	if g.Stride == w {
+		return g.Pix[:w*h]
+	}
+	out := make([]byte, 0, w*h)
+	for y := 0; y < h; y++ {
+		out = append(out, g.Pix[y*g.Stride:y*g.Stride+w]...)
+	}
+	return out
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,4 +90,41 @@ func UnitBuffer(be kernels.Backend, rng *rand.Rand, rows, d int) (kernels.Buffer
 		return nil, errors.Join(err, be.Free(buf))
 	}
 	return buf, nil
+}
+
+// CPUModel is the host's CPU model name ("unknown CPU" when
+// /proc/cpuinfo does not say).
+func CPUModel() string {
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return "unknown CPU"
+}
+
+// MemTotalGiB is the host's memory in GiB (0 when /proc/meminfo does not
+// say).
+func MemTotalGiB() float64 {
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				return kb / (1 << 20)
+			}
+		}
+	}
+	return 0
+}
+
+// LoadAvg is the 1, 5 and 15 minute load averages ("?" when unknown): the
+// machines are shared, and other work shows as load above the cores.
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
 }

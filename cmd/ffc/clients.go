@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// clients are the connections of a streaming component.
+type clients struct {
+	mc *minio.Client
+	nc *nats.Conn // nil without NATS
+	js jetstream.JetStream
+}
+
+// s3Client returns the object-storage client of e.
+func s3Client(e endpoints) (*minio.Client, error) {
+	mc, err := minio.New(e.S3Endpoint, &minio.Options{Creds: credentials.NewStaticV4(e.S3AccessKey, e.S3SecretKey, ""), Secure: e.S3Secure})
+	if err != nil {
+		return nil, fmt.Errorf("s3 %s: %w", e.S3Endpoint, err)
+	}
+	return mc, nil
+}
+
+// natsConn connects to NATS, reconnecting for ever after an outage.
+func natsConn(url, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("nats %s: %w", url, err)
+	}
+	return nc, js, nil
+}
+
+// connect opens the S3 and NATS clients of e.
+func connect(e endpoints) (*clients, error) {
+	mc, err := s3Client(e)
+	if err != nil {
+		return nil, err
+	}
+	nc, js, err := natsConn(e.NATSURL, "ffc")
+	if err != nil {
+		return nil, err
+	}
+	return &clients{mc: mc, nc: nc, js: js}, nil
+}
+
+// Close closes the NATS connection.
+func (c *clients) Close() {
+	if c.nc != nil {
+		c.nc.Close()
+	}
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ffc-stream/ffc/centers/broadcast"
+	"github.com/ffc-stream/ffc/internal/dataset"
+	"github.com/ffc-stream/ffc/trainers/engine"
+	"github.com/ffc-stream/ffc/trainers/settings"
+)
+
+// demoSummary is what a demo run did; --json writes it as is.
+type demoSummary struct {
+	Run      string            `json:"run"`
+	Model    string            `json:"model"`
+	Data     string            `json:"data"`
+	Settings settings.Settings `json:"settings"`
+	Checks   []checkResult     `json:"checks"`
+
+	TrainingSeconds  float64          `json:"training_seconds"`
+	Steps            int              `json:"steps"`
+	Skipped          int              `json:"skipped_steps"`
+	Checkpoints      int              `json:"checkpoints"`
+	SamplesPerSecond float64          `json:"samples_per_second"`
+	ProducedPairs    int64            `json:"produced_pairs"`
+	ProducedInst     int64            `json:"produced_instances"`
+	DeadLetters      map[string]int64 `json:"dead_letters"`
+	PoolLen          int              `json:"pool_len"`
+	Pool             int              `json:"pool"`
+	Published        int              `json:"centers_published"`
+	ReplicaIDs       int              `json:"replica_ids"`
+	ReplicaLastStep  int64            `json:"replica_last_step"`
+	CatalogIDs       int              `json:"catalog_ids"`
+
+	Top1       float64 `json:"top1"`        // held-out images against the replica's centers
+	Top1Images int     `json:"top1_images"` // held-out images of IDs with a center
+	Chance     float64 `json:"chance_top1"`
+	NewTop1    float64 `json:"new_ids_top1"`
+	NewImages  int     `json:"new_ids_images"`
+
+	Freshness freshnessSummary `json:"freshness"`
+}
+
+// freshnessSummary: how long new IDs took from their announcement to their
+// first center on NATS.
+type freshnessSummary struct {
+	NewIDs     int     `json:"new_ids"`
+	WithCenter int     `json:"with_center"`
+	P50Seconds float64 `json:"p50_seconds"`
+	MaxSeconds float64 `json:"max_seconds"`
+}
+
+// summary gathers the run's numbers after the stages stopped.
+func (r *demoRun) summary(ctx context.Context) (*demoSummary, error) {
+	r.fresh.check(r.rep, r.out) // centers that arrived since the last poll
+	st, rs, ps := r.tr.Stats(), r.rep.Stats(), r.prod.Stats()
+	el := time.Since(r.start)
+	s := &demoSummary{Run: r.id, Model: r.model, Data: r.data.what, Settings: r.o.set,
+		TrainingSeconds: el.Seconds(), Steps: st.Steps, Skipped: st.Skipped, Checkpoints: st.Checkpoints,
+		SamplesPerSecond: float64(st.Pairs+st.Instances) / el.Seconds(),
+		ProducedPairs:    ps.ByID.Produced, ProducedInst: ps.Instance.Produced, DeadLetters: ps.DeadLetters,
+		PoolLen: st.PoolLen, Pool: r.o.set.Pool, Published: st.Published,
+		ReplicaIDs: rs.IDs, ReplicaLastStep: rs.LastStep, CatalogIDs: ps.IDs,
+		Chance: 1 / math.Max(1, float64(rs.IDs)), Freshness: r.fresh.summary()}
+	if err := r.identify(ctx, s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// identify embeds the held-out images of the classes with a center and
+// finds their nearest center in the replica.
+func (r *demoRun) identify(ctx context.Context, s *demoSummary) error {
+	var imgs []int
+	for _, i := range r.data.Split(dataset.SplitHeldout) {
+		if _, ok := r.rep.Get(r.data.ids[r.data.Meta(i).Class]); ok {
+			imgs = append(imgs, i)
+		}
+	}
+	emb, err := engine.EmbedImages(ctx, r.tr.Engine(), r.data, imgs)
+	if err != nil {
+		return fmt.Errorf("demo: identify: %w", err)
+	}
+	d := r.o.set.Dim
+	correct, newCorrect := 0, 0
+	for k, i := range imgs {
+		c := r.data.Meta(i).Class
+		m, err := r.rep.Search(emb[k*d:(k+1)*d], 1)
+		if err != nil {
+			return fmt.Errorf("demo: identify: %w", err)
+		}
+		hit := len(m) == 1 && m[0].ID == r.data.ids[c]
+		if hit {
+			correct++
+		}
+		if r.data.back[c] {
+			s.NewImages++
+			if hit {
+				newCorrect++
+			}
+		}
+	}
+	s.Top1Images = len(imgs)
+	s.Top1 = float64(correct) / math.Max(1, float64(len(imgs)))
+	s.NewTop1 = float64(newCorrect) / math.Max(1, float64(s.NewImages))
+	return nil
+}
+
+// print writes the summary for people.
+func (s *demoSummary) print(out io.Writer) {
+	fmt.Fprintf(out, "\ndemo summary (%s of training)\n", (time.Duration(s.TrainingSeconds * float64(time.Second))).Round(time.Second))
+	fmt.Fprintf(out, "  steps               %d (%d skipped), %d checkpoints\n", s.Steps, s.Skipped, s.Checkpoints)
+	fmt.Fprintf(out, "  samples/s           %.0f (id pairs + instances consumed by the trainer)\n", s.SamplesPerSecond)
+	fmt.Fprintf(out, "  produced            %d id pairs, %d instances; dead letters %v\n", s.ProducedPairs, s.ProducedInst, s.DeadLetters)
+	fmt.Fprintf(out, "  pool occupancy      %d/%d\n", s.PoolLen, s.Pool)
+	fmt.Fprintf(out, "  centers published   %d updates; the replica holds %d IDs (last step %d); the catalog has %d IDs\n", s.Published, s.ReplicaIDs, s.ReplicaLastStep, s.CatalogIDs)
+	fmt.Fprintf(out, "  top-1 held-out      %.1f%% of %d held-out images (never trained on; whole fonts for glyphs) against the replica's centers; chance %.2f%%\n", 100*s.Top1, s.Top1Images, 100*s.Chance)
+	fmt.Fprintf(out, "  new IDs identified  %.1f%% of %d held-out images of the %d streamed-in IDs\n", 100*s.NewTop1, s.NewImages, s.Freshness.NewIDs)
+	f := s.Freshness
+	switch {
+	case f.WithCenter > 0:
+		fmt.Fprintf(out, "  freshness           new ID announced → center on NATS: p50 %s, max %s (%d of %d new IDs got a center)\n",
+			seconds(f.P50Seconds), seconds(f.MaxSeconds), f.WithCenter, f.NewIDs)
+	case f.NewIDs > 0:
+		fmt.Fprintf(out, "  freshness           none of the %d new IDs got a center yet\n", f.NewIDs)
+	}
+}
+
+func seconds(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(time.Millisecond)
+}
+
+// writeJSONTo writes v as indented JSON.
+func writeJSONTo(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// freshness records when each new ID was announced and when its first
+// center reached the replica.
+type freshness struct {
+	mu  sync.Mutex
+	ids map[uint64]*freshID
+}
+
+type freshID struct{ announced, center time.Time }
+
+func newFreshness() *freshness { return &freshness{ids: map[uint64]*freshID{}} }
+
+func (f *freshness) announced(id uint64) {
+	f.mu.Lock()
+	f.ids[id] = &freshID{announced: time.Now()}
+	f.mu.Unlock()
+}
+
+// check records the IDs whose first center has arrived.
+func (f *freshness) check(rep *broadcast.Replica, out io.Writer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, x := range f.ids {
+		if x.center.IsZero() {
+			if _, ok := rep.Get(id); ok {
+				x.center = time.Now()
+				fmt.Fprintf(out, "demo: new ID %d: center on NATS %s after its announcement\n", id, x.center.Sub(x.announced).Round(time.Millisecond))
+			}
+		}
+	}
+}
+
+func (f *freshness) summary() freshnessSummary {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var lat []time.Duration
+	for _, x := range f.ids {
+		if !x.center.IsZero() {
+			lat = append(lat, x.center.Sub(x.announced))
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	s := freshnessSummary{NewIDs: len(f.ids), WithCenter: len(lat)}
+	if len(lat) > 0 {
+		s.P50Seconds, s.MaxSeconds = lat[len(lat)/2].Seconds(), lat[len(lat)-1].Seconds()
+	}
+	return s
+}

@@ -1,0 +1,95 @@
+package trainers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ffc-stream/ffc/centers"
+	"github.com/ffc-stream/ffc/centers/broadcast"
+	"github.com/ffc-stream/ffc/trainers/engine"
+)
+
+// step runs the engine on a batch, publishes the changes and advances the
+// consumed offsets.
+func (t *Trainer) step(ctx context.Context, bt *batch) error {
+	x, xl, y, yl, err := bt.Inputs()
+	if err != nil {
+		return fmt.Errorf("trainer: %w", err)
+	}
+	t0 := time.Now()
+	var st engine.StepStats
+	if !t.cfg.ConsumeOnly {
+		st, err = t.eng.StepFFC(x, xl, y, yl)
+	}
+	switch {
+	case t.cfg.ConsumeOnly:
+		t.mu.Lock()
+		t.stats.Steps++
+		t.mu.Unlock()
+	case errors.Is(err, engine.ErrSkipped):
+		t.metrics.skipped.Inc()
+		t.mu.Lock()
+		t.stats.Skipped++
+		t.mu.Unlock()
+		t.cfg.Log.Warn("trainer: step skipped", "err", err)
+	case err != nil:
+		return fmt.Errorf("trainer: step: %w", err)
+	default:
+		if err := t.publish(ctx, st, time.Since(t0)); err != nil {
+			return err
+		}
+	}
+	t.metrics.samples.WithLabelValues(t.cfg.TopicByID).Add(float64(bt.Pairs()))
+	t.metrics.samples.WithLabelValues(t.cfg.TopicInstance).Add(float64(bt.Instances()))
+	t.mu.Lock()
+	t.stats.Pairs += bt.Pairs()
+	t.stats.Instances += bt.Instances()
+	t.mu.Unlock()
+	t.advance(bt.msgs)
+	return nil
+}
+
+// publish broadcasts a step's center changes and counts the step.
+func (t *Trainer) publish(ctx context.Context, st engine.StepStats, took time.Duration) error {
+	ups, evictions, err := broadcast.UpdatesOf(st.Changes, st.Features, t.set.Dim)
+	if err != nil {
+		return fmt.Errorf("trainer: step %d: %w", st.Step, err)
+	}
+	// Not cancelled by shutdown: a step the engine has taken is published
+	// whole (bounded by the publisher's ack timeout), so the final
+	// checkpoint that follows covers it.
+	if err := t.pub.PublishStep(context.WithoutCancel(ctx), int64(st.Step), ups); err != nil {
+		return fmt.Errorf("trainer: %w", err)
+	}
+	t.metrics.steps.Inc()
+	t.metrics.stepSeconds.Observe(took.Seconds())
+	t.metrics.loss.Set(st.Loss)
+	t.metrics.poolLen.Set(float64(st.PoolLen))
+	t.metrics.evictions.Add(float64(evictions))
+	t.metrics.published.Add(float64(len(ups)))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stats.Steps++
+	t.stats.Published += len(ups)
+	t.stats.PoolLen, t.stats.LastLoss, t.stats.LastStepTime = st.PoolLen, st.Loss, took
+	for _, c := range st.Changes {
+		if c.Kind == centers.Inserted {
+			t.trained[uint64(c.Label)] = true
+		}
+	}
+	return nil
+}
+
+// advance marks the messages of a completed step consumed.
+func (t *Trainer) advance(msgs []message) {
+	for _, m := range msgs {
+		if t.offsets[m.topic] == nil {
+			t.offsets[m.topic] = map[int]int64{}
+		}
+		if m.offset+1 > t.offsets[m.topic][m.partition] {
+			t.offsets[m.topic][m.partition] = m.offset + 1
+		}
+	}
+}
