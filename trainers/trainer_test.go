@@ -70,7 +70,14 @@ func newEnv(t *testing.T, brokers []string, natsURL, s3, ak, sk string) *env {
 	_, _ = rand.Read(rnd[:])
 	sfx := hex.EncodeToString(rnd[:])
 	e := &env{brokers: brokers, bucket: "ffc-test-" + sfx, model: "test-" + sfx, byID: "byid-" + sfx, instance: "instance-" + sfx, dead: "dead-" + sfx, group: "trainer-" + sfx}
-	mc, err := minio.New(s3, &minio.Options{Creds: credentials.NewStaticV4(ak, sk, "")})
+	// A transport of the test's own, whose idle connections (kept alive
+	// by a real MinIO) end with the test.
+	ht, err := minio.DefaultTransport(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ht.CloseIdleConnections)
+	mc, err := minio.New(s3, &minio.Options{Creds: credentials.NewStaticV4(ak, sk, ""), Transport: ht})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,18 +11,24 @@ import (
 
 // clients are the connections of a streaming component.
 type clients struct {
-	mc *minio.Client
-	nc *nats.Conn // nil without NATS
-	js jetstream.JetStream
+	mc   *minio.Client
+	done func() // releases mc's connections
+	nc   *nats.Conn
+	js   jetstream.JetStream
 }
 
-// s3Client returns the object-storage client of e.
-func s3Client(e endpoints) (*minio.Client, error) {
-	mc, err := minio.New(e.S3Endpoint, &minio.Options{Creds: credentials.NewStaticV4(e.S3AccessKey, e.S3SecretKey, ""), Secure: e.S3Secure})
+// s3Client returns the object-storage client of e, with a transport of
+// its own: done releases its connections.
+func s3Client(e endpoints) (mc *minio.Client, done func(), err error) {
+	tr, err := minio.DefaultTransport(e.S3Secure)
 	if err != nil {
-		return nil, fmt.Errorf("s3 %s: %w", e.S3Endpoint, err)
+		return nil, nil, fmt.Errorf("s3 %s: %w", e.S3Endpoint, err)
 	}
-	return mc, nil
+	mc, err = minio.New(e.S3Endpoint, &minio.Options{Creds: credentials.NewStaticV4(e.S3AccessKey, e.S3SecretKey, ""), Secure: e.S3Secure, Transport: tr})
+	if err != nil {
+		return nil, nil, fmt.Errorf("s3 %s: %w", e.S3Endpoint, err)
+	}
+	return mc, tr.CloseIdleConnections, nil
 }
 
 // natsConn connects to NATS, reconnecting for ever after an outage.
@@ -41,20 +47,20 @@ func natsConn(url, name string) (*nats.Conn, jetstream.JetStream, error) {
 
 // connect opens the S3 and NATS clients of e.
 func connect(e endpoints) (*clients, error) {
-	mc, err := s3Client(e)
+	mc, done, err := s3Client(e)
 	if err != nil {
 		return nil, err
 	}
 	nc, js, err := natsConn(e.NATSURL, "ffc")
 	if err != nil {
+		done()
 		return nil, err
 	}
-	return &clients{mc: mc, nc: nc, js: js}, nil
+	return &clients{mc: mc, done: done, nc: nc, js: js}, nil
 }
 
-// Close closes the NATS connection.
+// Close closes the NATS connection and the S3 client's connections.
 func (c *clients) Close() {
-	if c.nc != nil {
-		c.nc.Close()
-	}
+	c.nc.Close()
+	c.done()
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ffc-stream/ffc/centers/broadcast"
@@ -44,6 +45,7 @@ type demoRun struct {
 	o                       pipelineOptions
 	out                     io.Writer
 	log                     *slog.Logger
+	mc                      *minio.Client
 	ends                    endpoints
 	data                    *demoSet
 	prod                    *producers.Producer
@@ -122,6 +124,7 @@ func (r *demoRun) upload(ctx context.Context, back bool) error {
 // before the trainer joins the group) and the trainer.
 func (r *demoRun) startStages(ctx context.Context, g *stage.Group, a *app, cl *clients, be kernels.Backend) error {
 	s := r.o.set
+	r.mc = cl.mc
 	var err error
 	if r.rep, err = broadcast.NewReplica(cl.js, broadcast.ReplicaOptions{Model: r.model, Codec: broadcast.NewProtoCodec(s.Dim), Dim: s.Dim, Log: a.log}); err != nil {
 		return err
@@ -185,12 +188,8 @@ func (r *demoRun) streamNewIDs(ctx context.Context) error {
 	if err := r.upload(ctx, true); err != nil {
 		return err
 	}
-	mc, err := s3Client(r.ends)
-	if err != nil {
-		return err
-	}
 	for c := range r.data.back {
-		if err := producers.Announce(ctx, mc, r.bucket, r.data.ids[c]); err != nil {
+		if err := producers.Announce(ctx, r.mc, r.bucket, r.data.ids[c]); err != nil {
 			return fmt.Errorf("demo: announce: %w", err)
 		}
 		r.fresh.announced(r.data.ids[c])

@@ -110,7 +110,12 @@ func runProduce(ctx context.Context, a *app, f *produceFlags) error {
 	if err != nil {
 		return errors.Join(err, g.Close())
 	}
-	p, reg, err := f.producer(ends, shard, set.MaxLead, a)
+	mc, done, err := s3Client(ends)
+	if err != nil {
+		return errors.Join(err, g.Close())
+	}
+	defer done() // after the group is closed
+	p, reg, err := f.producer(mc, ends, shard, set.MaxLead, a)
 	if err == nil {
 		err = startMetrics(ctx, g, f.metricsAddr, reg, a)
 	}
@@ -171,10 +176,11 @@ func (f *produceFlags) endpoints(ctx context.Context, g *stage.Group, a *app) (e
 	a.log.Warn("produce is using EMBEDDED servers: they start empty and vanish at exit; trainers must be given these addresses",
 		"embedded", strings.Join(st.Embedded(), ","), "kafka", strings.Join(ends.KafkaBrokers, ","), "s3", ends.S3Endpoint)
 	if st.S3 != nil { // embedded S3: nothing there yet
-		mc, err := s3Client(ends)
+		mc, done, err := s3Client(ends)
 		if err != nil {
 			return ends, err
 		}
+		defer done()
 		if err := mc.MakeBucket(ctx, f.bucket, minio.MakeBucketOptions{}); err != nil {
 			return ends, fmt.Errorf("create bucket %s in the embedded S3: %w", f.bucket, err)
 		}
@@ -182,12 +188,9 @@ func (f *produceFlags) endpoints(ctx context.Context, g *stage.Group, a *app) (e
 	return ends, nil
 }
 
-// producer builds the producer stage and the registry of its metrics.
-func (f *produceFlags) producer(ends endpoints, shard producers.Shard, maxLead int, a *app) (*producers.Producer, *prometheus.Registry, error) {
-	mc, err := s3Client(ends)
-	if err != nil {
-		return nil, nil, err
-	}
+// producer builds the producer stage and the registry of its metrics on
+// the S3 client mc.
+func (f *produceFlags) producer(mc *minio.Client, ends endpoints, shard producers.Shard, maxLead int, a *app) (*producers.Producer, *prometheus.Registry, error) {
 	rescan := f.rescanInterval
 	if rescan <= 0 {
 		rescan = -1 // Config: negative disables, zero means the default

@@ -68,7 +68,10 @@ func S3(ctx context.Context, target S3Target, opts S3Options) (rep S3Report, err
 	if opts.PageSize == 0 {
 		opts.PageSize = 7
 	}
-	tr := &countingTransport{base: http.DefaultTransport}
+	// A transport of its own, so that its connections end with the check.
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	defer base.CloseIdleConnections()
+	tr := &countingTransport{base: base}
 	mc, err := minio.New(target.Endpoint, &minio.Options{
 		Creds:     credentials.NewStaticV4(target.AccessKey, target.SecretKey, ""),
 		Secure:    target.Secure,

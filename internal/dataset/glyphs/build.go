@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ffc-stream/ffc/internal/dataset"
+	"golang.org/x/sync/errgroup"
 )
 
 // Options configures Build. Start from DefaultOptions: a zero fraction
@@ -340,8 +340,6 @@ func listFonts(pkgs []LocalPackage, memo *hashMemo) ([]*fontFile, []string, erro
 
 // renderAll renders every face with o.Workers goroutines.
 func renderAll(ctx context.Context, jobs []faceJob, chars []rune, o Options, log *slog.Logger) ([]*FaceRender, int, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	cache := renderCache{dir: filepath.Join(o.CacheDir, "render")}
 	ckey := charsKey(chars)
 	out := make([]*FaceRender, len(jobs))
@@ -354,36 +352,28 @@ func renderAll(ctx context.Context, jobs []faceJob, chars []rune, o Options, log
 			o.Progress(dataset.Progress{Stage: "render", Done: d, Total: total, Elapsed: time.Since(start)})
 		}
 	}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range o.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				r, hit, err := jobs[i].run(ctx, cache, chars, ckey, o.Size, progress)
-				if err != nil {
-					cancel(err)
-					return
-				}
-				if hit {
-					cached.Add(1)
-				}
-				out[i] = r
-			}
-		}()
-	}
-feed:
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, o.Workers))
 	for i := range jobs {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
+		if gctx.Err() != nil {
+			break
 		}
+		g.Go(func() error {
+			r, hit, err := jobs[i].run(gctx, cache, chars, ckey, o.Size, progress)
+			if err != nil {
+				return err
+			}
+			if hit {
+				cached.Add(1)
+			}
+			out[i] = r
+			return nil
+		})
 	}
-	close(next)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
+	if err := g.Wait(); err != nil {
+		return nil, 0, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
 	if o.Progress != nil {

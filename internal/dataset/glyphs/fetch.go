@@ -14,11 +14,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ffc-stream/ffc/internal/dataset"
+	"golang.org/x/sync/errgroup"
 )
 
 // The project's own copies of the package lists.
@@ -141,38 +141,31 @@ func Fetch(ctx context.Context, pkgs []string, opts FetchOptions) ([]LocalPackag
 	}
 	// Unpack with a few dpkg-deb processes at once (decompression is the
 	// cost); the first error stops the rest.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	out := make([]LocalPackage, len(pkgs))
-	sem := make(chan struct{}, max(1, opts.Workers))
-	var wg sync.WaitGroup
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, opts.Workers))
 	var done atomic.Int64
 	for i, p := range pkgs {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		if gctx.Err() != nil {
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			lp, err := unpack(ctx, opts.CacheDir, p, debs[i])
+		g.Go(func() error {
+			lp, err := unpack(gctx, opts.CacheDir, p, debs[i])
 			if err != nil {
-				cancel(err)
-				return
+				return err
 			}
 			out[i] = lp
 			n := done.Add(1)
 			if opts.Progress != nil {
 				opts.Progress(dataset.Progress{Stage: "unpack", Done: n, Total: int64(len(pkgs)), Elapsed: time.Since(start), Final: n == int64(len(pkgs))})
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"image/png"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ffc-stream/ffc/internal/dataset"
 	"github.com/ffc-stream/ffc/schemas"
@@ -109,17 +111,28 @@ func encodePNG(enc *png.Encoder, img []byte, size int) ([]byte, error) {
 
 // NewClient connects to the storage described by o.
 func NewClient(o S3Options) (*minio.Client, error) {
+	c, _, err := newClient(o)
+	return c, err
+}
+
+// newClient connects with a transport of its own, which the caller
+// releases with CloseIdleConnections when done.
+func newClient(o S3Options) (*minio.Client, *http.Transport, error) {
 	if o.Endpoint == "" || o.Bucket == "" {
-		return nil, errors.New("objstore: endpoint and bucket are required")
+		return nil, nil, errors.New("objstore: endpoint and bucket are required")
 	}
 	if strings.Contains(o.Endpoint, "://") {
-		return nil, fmt.Errorf("objstore: endpoint %q: give host:port without a scheme (use Secure for HTTPS)", o.Endpoint)
+		return nil, nil, fmt.Errorf("objstore: endpoint %q: give host:port without a scheme (use Secure for HTTPS)", o.Endpoint)
 	}
-	c, err := minio.New(o.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(o.AccessKey, o.SecretKey, ""), Secure: o.Secure})
+	tr, err := minio.DefaultTransport(o.Secure)
 	if err != nil {
-		return nil, fmt.Errorf("objstore: %w", err)
+		return nil, nil, fmt.Errorf("objstore: %w", err)
 	}
-	return c, nil
+	c, err := minio.New(o.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(o.AccessKey, o.SecretKey, ""), Secure: o.Secure, Transport: tr})
+	if err != nil {
+		return nil, nil, fmt.Errorf("objstore: %w", err)
+	}
+	return c, tr, nil
 }
 
 // remote is what the listing says of an object already in the bucket.
@@ -148,10 +161,11 @@ func Upload(ctx context.Context, dir string, o S3Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("objstore: %w", err)
 	}
-	c, err := NewClient(o)
+	c, tr, err := newClient(o)
 	if err != nil {
 		return nil, err
 	}
+	defer tr.CloseIdleConnections()
 	if err := ensureBucket(ctx, c, o.Bucket); err != nil {
 		return nil, err
 	}
@@ -276,41 +290,33 @@ func (u *uploader) report(final bool) {
 // putImages encodes and puts the images of r that sel chooses (all when
 // sel is nil) with parallel workers, and stops at the first error.
 func (u *uploader) putImages(ctx context.Context, r *dataset.Reader, storageIDs []uint64, parallel int, sel func(dataset.Meta) bool) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	next := make(chan int)
-	var wg sync.WaitGroup
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, parallel))
 	enc := newPNGEncoder()
-	for range parallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			img := make([]byte, r.ImageSize()*r.ImageSize())
-			for i := range next {
-				if err := u.putImage(ctx, r, enc, img, i, storageIDs); err != nil {
-					cancel(err)
-					return
-				}
-				u.done.Add(1)
-				u.report(false)
-			}
-		}()
-	}
-feed:
+	bufs := sync.Pool{New: func() any { b := make([]byte, r.ImageSize()*r.ImageSize()); return &b }}
 	for i := range r.Len() {
 		if sel != nil && !sel(r.Meta(i)) {
 			u.done.Add(1)
 			continue
 		}
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
+		if gctx.Err() != nil {
+			break
 		}
+		g.Go(func() error {
+			img := bufs.Get().(*[]byte)
+			defer bufs.Put(img)
+			if err := u.putImage(gctx, r, enc, *img, i, storageIDs); err != nil {
+				return err
+			}
+			u.done.Add(1)
+			u.report(false)
+			return nil
+		})
 	}
-	close(next)
-	wg.Wait()
-	return context.Cause(ctx)
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // putImage reads image i of r into img, encodes it as PNG and puts it
