@@ -120,7 +120,9 @@ func TestPublishBootstrapLive(t *testing.T) {
 	if err := pub.PublishStep(ctx, 4, []Update{{ID: 4, Vector: vec(4), Kind: Insert}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "step 4", func() bool { return rep.Stats().LastStep == 4 })
+	if err := rep.WaitStep(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
 	if c2, _ := rep.Get(2); c2.Step != 3 {
 		t.Fatalf("step 3 update should be applied by the step 4 commit: %+v", c2)
 	}

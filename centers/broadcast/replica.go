@@ -70,6 +70,8 @@ type Replica struct {
 	dropped  int64
 	lastStep int64
 	stats    ReplicaStats
+	// committed is closed and replaced at every commit applied (WaitStep).
+	committed chan struct{}
 
 	stage.Lifecycle
 	streamSeq atomic.Uint64
@@ -86,7 +88,7 @@ func NewReplica(js jetstream.JetStream, opts ReplicaOptions) (*Replica, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Replica{js: js, opts: opts, index: map[uint64]int{}, pending: map[string]map[int64][]Update{}, lastStep: -1}, nil
+	return &Replica{js: js, opts: opts, index: map[uint64]int{}, pending: map[string]map[int64][]Update{}, lastStep: -1, committed: make(chan struct{})}, nil
 }
 
 // Ready (from stage.Lifecycle) is closed once the replica has applied
@@ -228,6 +230,26 @@ func (r *Replica) applyThrough(run string, step int64) {
 	r.stats.Commits++
 	if step > r.lastStep {
 		r.lastStep = step
+	}
+	close(r.committed)
+	r.committed = make(chan struct{})
+}
+
+// WaitStep waits until the replica has applied a commit of step or a
+// later one (of any run), or ctx ends.
+func (r *Replica) WaitStep(ctx context.Context, step int64) error {
+	for {
+		r.mu.RLock()
+		last, ch := r.lastStep, r.committed
+		r.mu.RUnlock()
+		if last >= step {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("replica: step %d not applied (last %d): %w", step, last, context.Cause(ctx))
+		}
 	}
 }
 

@@ -47,7 +47,8 @@ service with the clients the pipeline uses, and then runs the pipeline:
      stdout (progress goes to stderr).
 
 --duration bounds the training (default 4 minutes, about five in all on a
-2-core machine); --follow keeps it running until Ctrl-C, which shuts down
+2-core machine), or --steps does in trainer steps (the same work on a busy
+machine as on an idle one); --follow keeps it running until Ctrl-C, which shuts down
 cleanly (the producer first, then the trainer's final checkpoint and offset
 commit, then the subscriber). --check-only stops after the service checks.
 The training settings (--batch, --dim, --pool, --lr, ...) are those of
@@ -71,6 +72,7 @@ func newDemoCmd(a *app) *cobra.Command {
 	fs.BoolVar(&f.json, "json", false, "write the summary (or, with --check-only, the checks) as JSON on stdout; progress goes to stderr")
 	fs.BoolVar(&f.pipe.follow, "follow", false, "keep the pipeline running until Ctrl-C instead of stopping after --duration")
 	fs.DurationVar(&f.pipe.duration, "duration", 4*time.Minute, "how long to train before the summary")
+	fs.IntVar(&f.pipe.steps, "steps", 0, "train this many steps before the summary instead of --duration (--new-at is then a fraction of them)")
 	fs.IntVar(&f.pipe.newIDs, "new-ids", 20, "classes held back and streamed in part-way")
 	fs.Float64Var(&f.pipe.newAt, "new-at", 0.4, "when to stream the new IDs in, as a fraction of --duration")
 	fs.BoolVar(&f.pipe.synthOnly, "synthetic", false, "use synthetic identities instead of the glyph set")
@@ -114,6 +116,9 @@ func runDemo(ctx context.Context, a *app, f *demoFlags) (err error) {
 			err = errors.Join(err, writeJSONTo(a.stdout, map[string]any{"checks": checks}))
 		}
 		return err
+	}
+	if f.pipe.follow && f.pipe.steps > 0 {
+		return errors.New("demo: --follow runs until Ctrl-C, --steps stops after that many steps: give one of them")
 	}
 	if f.pipe.follow {
 		fmt.Fprintln(out, "demo: --follow: running until Ctrl-C")

@@ -203,7 +203,8 @@ func TestDemoPipeline(t *testing.T) {
 }
 
 func testDemoPipeline(t *testing.T, data string, extra []string) {
-	args := append([]string{"demo", "--json", "--synthetic", "--synthetic-ids", "200", "--backbone", "mlp", "--duration", "30s", "--new-ids", "5",
+	// --steps, not --duration: the same work however busy the machine is.
+	args := append([]string{"demo", "--json", "--synthetic", "--synthetic-ids", "200", "--backbone", "mlp", "--steps", "40", "--new-ids", "5",
 		"--new-at", "0.3", "--data-dir", data, "--log-level", "warn"}, extra...)
 	out, stderr, err := run(t, nil, args...)
 	if err != nil {
@@ -223,7 +224,7 @@ func testDemoPipeline(t *testing.T, data string, extra []string) {
 	if s.Top1 <= 0.01 {
 		t.Errorf("top-1 %.1f%%: the pipeline did not learn", 100*s.Top1)
 	}
-	if s.Settings.Pool < 3*s.Settings.Batch || s.Settings.MaxLead != settings.DefaultMaxLead(s.Settings.Batch, s.Settings.CheckpointEvery) || s.Steps == 0 {
-		t.Errorf("summary %+v: want the derived pool and lead, and some steps", s)
+	if s.Settings.Pool < 3*s.Settings.Batch || s.Settings.MaxLead != settings.DefaultMaxLead(s.Settings.Batch, s.Settings.CheckpointEvery) || s.Steps != 40 {
+		t.Errorf("summary %+v: want the derived pool and lead, and 40 steps", s)
 	}
 }

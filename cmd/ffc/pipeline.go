@@ -26,6 +26,7 @@ import (
 type pipelineOptions struct {
 	set       settings.Settings // as given; derived once the data set is open
 	duration  time.Duration
+	steps     int // stop after this many trainer steps instead (0: --duration)
 	follow    bool
 	newIDs    int
 	newAt     float64
@@ -96,8 +97,12 @@ func runPipeline(ctx context.Context, g *stage.Group, a *app, out io.Writer, end
 	}
 	err = r.follow(ctx, g)
 	// The producer first, then the trainer (final checkpoint and commit),
-	// then the subscriber.
-	if serr := g.Stop("producer", "trainer", "replica"); serr != nil || err != nil {
+	// then the subscriber, once it has applied the trainer's last step.
+	serr := g.StopStages("producer", "trainer")
+	if err == nil && serr == nil {
+		r.settle(ctx)
+	}
+	if serr := errors.Join(serr, g.StopStages("replica")); serr != nil || err != nil {
 		return nil, errors.Join(err, serr)
 	}
 	return r.summary(ctx)
@@ -135,7 +140,7 @@ func (r *demoRun) startStages(ctx context.Context, g *stage.Group, a *app, cl *c
 		return err
 	}
 	if r.tr, err = trainers.New(trainers.Config{Brokers: r.ends.KafkaBrokers, Model: r.model, Settings: s, Backend: be, S3: cl.mc, Bucket: r.bucket, JS: cl.js,
-		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, Group: r.group,
+		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, Group: r.group, MaxSteps: r.o.steps,
 		Log: a.log.With("component", "trainer"), Registry: prometheus.NewRegistry()}); err != nil {
 		return err
 	}
@@ -156,24 +161,25 @@ func (r *demoRun) startStages(ctx context.Context, g *stage.Group, a *app, cl *c
 // --new-at, reports progress and records each new ID's first center.
 func (r *demoRun) follow(ctx context.Context, g *stage.Group) error {
 	r.start = time.Now()
-	newAt := time.Duration(float64(r.o.duration) * r.o.newAt)
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()
 	streamed := false
-	for r.o.follow || time.Since(r.start) < r.o.duration {
+	for !r.done() {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-g.Failed():
+			return g.Err()
+		case <-g.Done("trainer"): // --steps reached
 			return g.Err()
 		case <-poll.C:
 			r.fresh.check(r.rep, r.out)
 		case <-tick.C:
 			r.progress()
 		}
-		if !streamed && time.Since(r.start) >= newAt {
+		if !streamed && r.newIDsDue() {
 			streamed = true
 			if err := r.streamNewIDs(ctx); err != nil {
 				return err
@@ -181,6 +187,40 @@ func (r *demoRun) follow(ctx context.Context, g *stage.Group) error {
 		}
 	}
 	return nil
+}
+
+// settleTimeout bounds the wait for the replica to apply the trainer's
+// last step at the end of a run.
+const settleTimeout = 30 * time.Second
+
+// settle waits until the replica has applied the last step the trainer
+// published, so that the summary counts every center.
+func (r *demoRun) settle(ctx context.Context) {
+	st := r.tr.Stats()
+	last := int64(st.StartStep + st.Steps - 1)
+	sctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
+	if err := r.rep.WaitStep(sctx, last); err != nil && ctx.Err() == nil {
+		r.log.Warn("demo: the replica is behind the trainer; the summary counts what it has", "err", err)
+	}
+}
+
+// done reports whether the run has trained --steps steps (with --steps)
+// or for --duration (without --follow).
+func (r *demoRun) done() bool {
+	if r.o.steps > 0 {
+		return r.tr.Stats().Steps >= r.o.steps
+	}
+	return !r.o.follow && time.Since(r.start) >= r.o.duration
+}
+
+// newIDsDue reports whether --new-at of the run (of --steps, or of
+// --duration) has passed.
+func (r *demoRun) newIDsDue() bool {
+	if r.o.steps > 0 {
+		return float64(r.tr.Stats().Steps) >= r.o.newAt*float64(r.o.steps)
+	}
+	return time.Since(r.start) >= time.Duration(float64(r.o.duration)*r.o.newAt)
 }
 
 // streamNewIDs uploads and announces the held-back IDs.

@@ -167,6 +167,22 @@ func (g *Group) Stop(first ...string) error {
 	return g.eg.Wait()
 }
 
+// StopStages stops the named stages only, one at a time in that order,
+// and returns the first of their failures; the others keep running.
+func (g *Group) StopStages(names ...string) error {
+	var errs []error
+	for _, name := range names {
+		m, err := g.member(name)
+		if err != nil {
+			return err
+		}
+		m.cancel()
+		<-m.done
+		errs = append(errs, m.err)
+	}
+	return errors.Join(errs...)
+}
+
 // Close stops the group if it is running (the last added first), then
 // closes the stages, the last added first. It returns the first stage failure joined with every
 // Close error; a second Close returns nil.

@@ -120,7 +120,13 @@ func TestGroupStopsTheNamedFirst(t *testing.T) {
 	if err := g.WaitReady(context.Background(), "stack", "replica", "producer", "trainer"); err != nil {
 		t.Fatal(err)
 	}
-	if err := g.Stop("producer"); err != nil {
+	if err := g.StopStages("producer", "trainer"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := log.String(), "stop:producer stop:trainer"; got != want {
+		t.Errorf("events after StopStages %q, want %q", got, want)
+	}
+	if err := g.Stop("replica"); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := log.String(), "stop:producer stop:trainer stop:replica stop:stack"; got != want {
