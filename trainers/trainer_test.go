@@ -338,21 +338,29 @@ func TestConsumeOnly(t *testing.T) {
 	if s.Steps != 3 || s.Pairs != 24 || s.Instances != 24 || s.DeadLetters != 1 || s.Checkpoints != 0 || s.Published != 0 {
 		t.Errorf("stats %+v: want 3 batches of 8 pairs and 8 instances, 1 dead letter, no checkpoint, nothing published", s)
 	}
-	cl := &kafka.Client{Addr: kafka.TCP(e.brokers...), Transport: e.transport}
-	res, err := cl.OffsetFetch(testutil.Context(t), &kafka.OffsetFetchRequest{GroupID: e.group, Topics: map[string][]int{e.byID: {0, 1, 2, 3}, e.instance: {0, 1, 2, 3}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var committed int64
-	for _, ps := range res.Topics {
-		for _, p := range ps {
-			committed += max(p.CommittedOffset, 0)
-		}
-	}
+	committed := e.committed(t)
 	if committed != 24+1+24 { // the pairs, the corrupt one and the instances
 		t.Errorf("committed %d offsets, want all 49", committed)
 	}
 	for obj := range e.mc.ListObjects(testutil.Context(t), e.bucket, minio.ListObjectsOptions{Recursive: true}) {
 		t.Errorf("object %s written", obj.Key)
 	}
+}
+
+// committed is the sum over the topics' 4 partitions of the offsets the
+// group has committed.
+func (e *env) committed(t *testing.T) int64 {
+	t.Helper()
+	cl := &kafka.Client{Addr: kafka.TCP(e.brokers...), Transport: e.transport}
+	res, err := cl.OffsetFetch(testutil.Context(t), &kafka.OffsetFetchRequest{GroupID: e.group, Topics: map[string][]int{e.byID: {0, 1, 2, 3}, e.instance: {0, 1, 2, 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, ps := range res.Topics {
+		for _, p := range ps {
+			n += max(p.CommittedOffset, 0)
+		}
+	}
+	return n
 }

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ffc-stream/ffc/trainers/engine"
+	"github.com/ffc-stream/ffc/trainers/settings"
 )
 
 func TestByteSize(t *testing.T) {
@@ -93,13 +97,15 @@ func TestDeviceDefaultCPU(t *testing.T) {
 		"yaml file (via env)": {map[string]string{"FFC_CONFIG": writeConfig(t, "train:\n  device: cpu\n  gpu-memory: 1GiB\n")}, nil},
 	} {
 		t.Run(name, func(t *testing.T) {
-			args := append(append([]string{}, train...), "--out", filepath.Join(t.TempDir(), "run"))
+			dir := filepath.Join(t.TempDir(), "run")
+			args := append(append([]string{}, train...), "--out", dir)
 			out, _, err := run(t, c.env, append(args, c.args...)...)
 			if err != nil {
 				t.Fatalf("train: %v\n%s", err, out)
 			}
-			if !strings.Contains(out, "backend cpu-") || !strings.Contains(out, "train: 2 steps") {
-				t.Errorf("want 2 steps on a cpu backend:\n%s", out)
+			s := readSummary(t, dir)
+			if !strings.HasPrefix(s.Backend, "cpu-") || s.Train.Steps != 2 {
+				t.Errorf("summary.json %+v: want 2 steps on a cpu backend", s)
 			}
 		})
 	}
@@ -111,6 +117,63 @@ func TestDeviceDefaultCPU(t *testing.T) {
 	cfg := writeConfig(t, "train:\n  device: bogus\n")
 	if _, _, err := run(t, nil, append([]string{"--config", cfg}, train...)...); err == nil || !strings.Contains(err.Error(), "--device") {
 		t.Errorf("device: bogus in the file: err = %v, want --device rejected", err)
+	}
+}
+
+// trainSummary is what train --offline writes to <out>/summary.json.
+type trainSummary struct {
+	Backend  string             `json:"backend"`
+	Train    engine.TrainResult `json:"train"`
+	Settings settings.Settings  `json:"settings"`
+	Eval     *engine.EvalResult `json:"eval"`
+}
+
+func readSummary(t *testing.T, dir string) trainSummary {
+	t.Helper()
+	var s trainSummary
+	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &s)
+	}
+	if err != nil {
+		t.Fatalf("summary.json: %v", err)
+	}
+	return s
+}
+
+// TestOfflineTrainThenEval: train --offline records its derived settings
+// in the checkpoint folder; eval builds the same network from them.
+func TestOfflineTrainThenEval(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "synth")
+	if _, _, err := run(t, nil, "data", "synth", "--ids", "40", "--sample", "40", "--min", "3", "--max", "6", "--out", data); err != nil {
+		t.Fatalf("data synth: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	if _, _, err := run(t, nil, "train", "--offline", "--data", data, "--backbone", "mlp", "--hidden", "32", "--dim", "16", "--batch", "4",
+		"--steps", "3", "--eval=false", "--out", dir, "--log-level", "warn"); err != nil {
+		t.Fatalf("train: %v", err)
+	}
+	set, err := settings.ReadFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Backbone != "mlp" || set.Dim != 16 || set.InLen != 32*32 || len(set.Hidden) != 1 || set.Hidden[0] != 32 || set.Pool != settings.DefaultPool(4, 32) {
+		t.Errorf("settings.json %+v: want the given architecture and the derived pool", set)
+	}
+	if s := readSummary(t, dir); s.Settings.Pool != set.Pool || s.Train.Steps != 3 {
+		t.Errorf("summary.json %+v", s)
+	}
+	out := t.TempDir()
+	if _, _, err := run(t, nil, "eval", "--data", data, "--checkpoint", dir, "--out", out, "--impostor-pairs", "1000", "--log-level", "warn"); err != nil {
+		t.Fatalf("eval: %v", err)
+	}
+	var ev engine.EvalResult
+	b, err := os.ReadFile(filepath.Join(out, "eval.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &ev)
+	}
+	if err != nil || ev.Top1Queries == 0 {
+		t.Fatalf("eval.json: %+v, %v", ev, err)
 	}
 }
 

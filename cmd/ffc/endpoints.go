@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -16,6 +17,8 @@ type endpoints struct {
 	S3AccessKey  string
 	S3SecretKey  string
 	S3Secure     bool
+	// KafkaTimeout bounds one Kafka request of the producer and trainer.
+	KafkaTimeout time.Duration
 }
 
 func (e *endpoints) addFlags(fs *pflag.FlagSet) {
@@ -25,6 +28,7 @@ func (e *endpoints) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&e.S3AccessKey, "s3-access-key", "", "S3 access key (env FFC_S3_ACCESS_KEY)")
 	fs.StringVar(&e.S3SecretKey, "s3-secret-key", "", "S3 secret key (env FFC_S3_SECRET_KEY)")
 	fs.BoolVar(&e.S3Secure, "s3-secure", false, "use HTTPS for S3 (env FFC_S3_SECURE)")
+	fs.DurationVar(&e.KafkaTimeout, "kafka-timeout", 30*time.Second, "bound on one Kafka request (metadata, topic creation, lag measurement, dead letter, commit); a busy host answers slowly, and what times out is retried")
 }
 
 // missing reports whether any service lacks an address.

@@ -201,7 +201,7 @@ func (f *produceFlags) producer(mc *minio.Client, ends endpoints, shard producer
 		TopicByID: f.topicByID, TopicInstance: f.topicInstance, TopicDeadLetter: f.topicDead,
 		Partitions: f.partitions, TrainerGroup: f.trainerGroup, MaxLead: maxLead, Shard: shard,
 		PollInterval: f.pollInterval, RescanInterval: rescan, Concurrency: f.concurrency, Source: f.source,
-		Registry: reg, Log: a.log,
+		KafkaTimeout: ends.KafkaTimeout, Registry: reg, Log: a.log,
 	})
 	return p, reg, err
 }

@@ -42,7 +42,7 @@ func (s *streamFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "streaming: serve Prometheus metrics on http://<addr>/metrics (empty: not served)")
 	fs.IntVar(&s.maxSteps, "max-steps", 0, "streaming: stop after this many steps in this run (0: until Ctrl-C)")
 	fs.DurationVar(&s.statsInterval, "stats-interval", 10*time.Second, "streaming: a progress line this often (0: never)")
-	for _, name := range []string{"kafka-brokers", "nats-url", "s3-endpoint", "s3-access-key", "s3-secret-key", "s3-secure",
+	for _, name := range []string{"kafka-brokers", "nats-url", "s3-endpoint", "s3-access-key", "s3-secret-key", "s3-secure", "kafka-timeout",
 		"bucket", "model", "group", "topic-byid", "topic-instance", "topic-deadletter", "metrics-addr", "max-steps", "stats-interval"} {
 		settings.Annotate(fs, name, settings.Streaming)
 	}
@@ -71,7 +71,7 @@ func runStreamTrain(ctx context.Context, a *app, f *trainFlags) error {
 	reg := prometheus.NewRegistry()
 	tr, err := trainers.New(trainers.Config{
 		Brokers: s.ends.KafkaBrokers, Group: s.group, TopicByID: s.topicByID, TopicInstance: s.topicInstance, TopicDeadLetter: s.topicDead,
-		Model: s.model, Settings: f.set, Backend: be, S3: cl.mc, Bucket: s.bucket, JS: cl.js,
+		KafkaTimeout: s.ends.KafkaTimeout, Model: s.model, Settings: f.set, Backend: be, S3: cl.mc, Bucket: s.bucket, JS: cl.js,
 		MaxSteps: s.maxSteps, Log: a.log, Registry: reg,
 	})
 	if err != nil {

@@ -7,8 +7,9 @@ import (
 	"path/filepath"
 )
 
-// ModelFile describes the network of a checkpoint folder, so evaluation
-// builds the same architecture.
+// ModelFile describes the network of a checkpoint folder written before
+// the settings were recorded (settings.json, package trainers/settings,
+// which reads this file for those folders).
 const ModelFile = "model.json"
 
 // Model is the architecture part of Options.
