@@ -64,6 +64,7 @@ type generation struct {
 	byID      chan message
 	inst      chan message
 	errc      chan error
+	finished  chan struct{} // closed when the generation's work is done
 	wg        sync.WaitGroup
 	lastCkpt  time.Time
 	sinceCkpt int
@@ -73,7 +74,7 @@ type generation struct {
 // group. It returns done = true when the run should end.
 func (t *Trainer) runGeneration(ctx context.Context, kgen *kafka.Generation) (bool, error) {
 	g := t.startGeneration(ctx, kgen)
-	defer func() { g.cancel(); g.wg.Wait() }()
+	defer func() { g.cancel(); g.wg.Wait(); close(g.finished) }()
 	t.SetReady()
 	for {
 		if t.cfg.MaxSteps > 0 && t.Stats().Steps >= t.cfg.MaxSteps {
@@ -90,18 +91,19 @@ func (t *Trainer) runGeneration(ctx context.Context, kgen *kafka.Generation) (bo
 // offsets this run (or its checkpoint) reached, else from the group's.
 func (t *Trainer) startGeneration(ctx context.Context, kgen *kafka.Generation) *generation {
 	b := t.set.Batch
-	g := &generation{gen: kgen, byID: make(chan message, 4*b), inst: make(chan message, 4*b), errc: make(chan error, 1), lastCkpt: time.Now()}
+	g := &generation{gen: kgen, byID: make(chan message, 4*b), inst: make(chan message, 4*b), errc: make(chan error, 1),
+		finished: make(chan struct{}), lastCkpt: time.Now()}
 	g.ctx, g.cancel = context.WithCancel(ctx)
 	// kafka-go ends a generation as soon as a function started on it
 	// returns, so this one returns only when the generation ends (a
 	// rebalance: it cancels the readers and the batch being assembled) or
-	// when the generation's work is done (after the final checkpoint has
-	// committed its offsets).
+	// when the generation's work is done — after a shutdown's final
+	// checkpoint has committed its offsets, which needs the generation.
 	kgen.Start(func(genCtx context.Context) {
 		select {
 		case <-genCtx.Done():
 			g.cancel()
-		case <-g.ctx.Done():
+		case <-g.finished:
 		}
 	})
 	for topic, assigned := range kgen.Assignments {

@@ -105,9 +105,10 @@ func (t *Trainer) TrainedIDs() []uint64 {
 }
 
 // Settings are the run's settings, derived and reconciled with the
-// restored checkpoint; valid once Ready.
+// restored checkpoint: set once Run has started (zero before).
 func (t *Trainer) Settings() settings.Settings {
-	<-t.Ready()
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	return t.set
 }
 

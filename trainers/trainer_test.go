@@ -46,13 +46,8 @@ type env struct {
 // FFC_NATS_URL and FFC_S3_ENDPOINT are set, the real servers.
 func stacks(t *testing.T) map[string]func(*testing.T) *env {
 	out := map[string]func(*testing.T) *env{"embedded": func(t *testing.T) *env {
-		st, err := embedded.Start(embedded.StackOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		ak, sk := st.S3.Credentials()
-		return newEnv(t, st.Kafka.Brokers(), st.NATS.URL(), st.S3.Endpoint(), ak, sk)
+		e, _ := embeddedEnv(t)
+		return e
 	}}
 	if b, n, s := os.Getenv("FFC_KAFKA_BROKERS"), os.Getenv("FFC_NATS_URL"), os.Getenv("FFC_S3_ENDPOINT"); b != "" && n != "" && s != "" {
 		out["real"] = func(t *testing.T) *env {
@@ -62,6 +57,18 @@ func stacks(t *testing.T) map[string]func(*testing.T) *env {
 		t.Fatal("FFC_REQUIRE_REAL=1 but FFC_KAFKA_BROKERS, FFC_NATS_URL or FFC_S3_ENDPOINT is unset")
 	}
 	return out
+}
+
+// embeddedEnv is an env on an embedded stack of the test's own.
+func embeddedEnv(t *testing.T) (*env, *embedded.Stack) {
+	t.Helper()
+	st, err := embedded.Start(embedded.StackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	ak, sk := st.S3.Credentials()
+	return newEnv(t, st.Kafka.Brokers(), st.NATS.URL(), st.S3.Endpoint(), ak, sk), st
 }
 
 func newEnv(t *testing.T, brokers []string, natsURL, s3, ak, sk string) *env {
@@ -322,13 +329,7 @@ type fakeJS struct{ jetstream.JetStream }
 // TestConsumeOnly: the ingest path without the engine consumes whole
 // batches, commits their offsets and writes no checkpoint.
 func TestConsumeOnly(t *testing.T) {
-	st, err := embedded.Start(embedded.StackOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	ak, sk := st.S3.Credentials()
-	e := newEnv(t, st.Kafka.Brokers(), st.NATS.URL(), st.S3.Endpoint(), ak, sk)
+	e, _ := embeddedEnv(t)
 	// Exactly what 3 batches take: every message, the corrupt one too, is
 	// consumed whatever order the partitions are read in.
 	e.produce(t, 10, 24, 0, []byte("corrupt"))
