@@ -27,9 +27,15 @@ var errFatal = errors.New("trainer stopped")
 
 // assemble takes B valid id pairs and B valid instances; invalid messages
 // are dead-lettered and their offsets marked consumed. onIdle runs when no
-// message has arrived for IdleCheckpoint.
+// message has arrived for IdleCheckpoint. The batch is reused: it is valid
+// until the next call.
 func (t *Trainer) assemble(ctx context.Context, byID, inst <-chan message, onIdle func() error) (*batch, error) {
-	bt := &batch{DualBatch: engine.NewDualBatch(t.set.Batch, t.set.InLen, true)}
+	if t.batch == nil {
+		t.batch = &batch{DualBatch: engine.NewDualBatch(t.set.Batch, t.set.InLen, true)}
+	}
+	bt := t.batch
+	bt.Reset()
+	bt.msgs = bt.msgs[:0]
 	idle := time.NewTimer(t.cfg.IdleCheckpoint)
 	defer idle.Stop()
 	for !bt.Full() {

@@ -14,32 +14,8 @@ import (
 // step runs the engine on a batch, publishes the changes and advances the
 // consumed offsets.
 func (t *Trainer) step(ctx context.Context, bt *batch) error {
-	x, xl, y, yl, err := bt.Inputs()
-	if err != nil {
-		return fmt.Errorf("trainer: %w", err)
-	}
-	t0 := time.Now()
-	var st engine.StepStats
-	if !t.cfg.ConsumeOnly {
-		st, err = t.eng.StepFFC(x, xl, y, yl)
-	}
-	switch {
-	case t.cfg.ConsumeOnly:
-		t.mu.Lock()
-		t.stats.Steps++
-		t.mu.Unlock()
-	case errors.Is(err, engine.ErrSkipped):
-		t.metrics.skipped.Inc()
-		t.mu.Lock()
-		t.stats.Skipped++
-		t.mu.Unlock()
-		t.cfg.Log.Warn("trainer: step skipped", "err", err)
-	case err != nil:
-		return fmt.Errorf("trainer: step: %w", err)
-	default:
-		if err := t.publish(ctx, st, time.Since(t0)); err != nil {
-			return err
-		}
+	if err := t.train(ctx, bt); err != nil {
+		return err
 	}
 	t.metrics.samples.WithLabelValues(t.cfg.TopicByID).Add(float64(bt.Pairs()))
 	t.metrics.samples.WithLabelValues(t.cfg.TopicInstance).Add(float64(bt.Instances()))
@@ -49,6 +25,36 @@ func (t *Trainer) step(ctx context.Context, bt *batch) error {
 	t.mu.Unlock()
 	t.advance(bt.msgs)
 	return nil
+}
+
+// train runs the engine step on bt and publishes its changes; with
+// ConsumeOnly it only counts the batch. A step abandoned for a non-finite
+// loss or gradient is counted, not an error.
+func (t *Trainer) train(ctx context.Context, bt *batch) error {
+	if t.cfg.ConsumeOnly {
+		t.mu.Lock()
+		t.stats.Steps++
+		t.mu.Unlock()
+		return nil
+	}
+	x, xl, y, yl, err := bt.Inputs()
+	if err != nil {
+		return fmt.Errorf("trainer: %w", err)
+	}
+	t0 := time.Now()
+	st, err := t.eng.StepFFC(x, xl, y, yl)
+	switch {
+	case errors.Is(err, engine.ErrSkipped):
+		t.metrics.skipped.Inc()
+		t.mu.Lock()
+		t.stats.Skipped++
+		t.mu.Unlock()
+		t.cfg.Log.Warn("trainer: step skipped", "err", err)
+		return nil
+	case err != nil:
+		return fmt.Errorf("trainer: step: %w", err)
+	}
+	return t.publish(ctx, st, time.Since(t0))
 }
 
 // publish broadcasts a step's center changes and counts the step.

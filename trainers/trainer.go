@@ -7,10 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/minio/minio-go/v7"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ffc-stream/ffc/centers/broadcast"
+	"github.com/ffc-stream/ffc/internal/dataset/objstore"
 	"github.com/ffc-stream/ffc/internal/stage"
 	"github.com/ffc-stream/ffc/trainers/engine"
 	"github.com/ffc-stream/ffc/trainers/settings"
@@ -56,8 +56,9 @@ type Trainer struct {
 
 	// offsets: the next offset to consume per topic and partition, for
 	// every message already in a completed step (or dead-lettered). Only
-	// Run's goroutine touches it.
+	// Run's goroutine touches it, and batch, the batch it assembles.
 	offsets Offsets
+	batch   *batch
 }
 
 // New validates cfg; it connects to nothing until Run.
@@ -161,8 +162,8 @@ func (t *Trainer) Run(ctx context.Context) error {
 func (t *Trainer) start(ctx context.Context) error {
 	var man *checkpointManifest
 	if !t.cfg.ConsumeOnly {
-		if err := ensureBucket(ctx, t.cfg.S3, t.cfg.Bucket); err != nil {
-			return err
+		if err := objstore.EnsureBucket(ctx, t.cfg.S3, t.cfg.Bucket); err != nil {
+			return fmt.Errorf("trainer: %w", err)
 		}
 		var err error
 		if man, err = t.ckpt.Latest(ctx); err != nil {
@@ -215,21 +216,6 @@ func (t *Trainer) settingsFor(ctx context.Context, man *checkpointManifest) (set
 		return set, fmt.Errorf("trainer: %w", err)
 	}
 	return set, nil
-}
-
-// ensureBucket creates the checkpoint bucket when missing.
-func ensureBucket(ctx context.Context, mc *minio.Client, bucket string) error {
-	ok, err := mc.BucketExists(ctx, bucket)
-	if err != nil {
-		return fmt.Errorf("trainer: bucket %s: %w", bucket, err)
-	}
-	if ok {
-		return nil
-	}
-	if err := mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{}); err != nil {
-		return fmt.Errorf("trainer: create bucket %s: %w", bucket, err)
-	}
-	return nil
 }
 
 // restore loads the checkpoint man, if any.

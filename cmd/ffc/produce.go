@@ -106,7 +106,7 @@ func runProduce(ctx context.Context, a *app, f *produceFlags) error {
 	}
 	shard, _ := producers.ParseShard(f.shard) // checked
 	g := stage.NewGroup(ctx, a.log)
-	ends, err := f.endpoints(ctx, g, a)
+	ends, embeddedS3, err := f.endpoints(ctx, g, a)
 	if err != nil {
 		return errors.Join(err, g.Close())
 	}
@@ -114,7 +114,12 @@ func runProduce(ctx context.Context, a *app, f *produceFlags) error {
 	if err != nil {
 		return errors.Join(err, g.Close())
 	}
-	defer done() // after the group is closed
+	defer done()    // after the group is closed
+	if embeddedS3 { // nothing there yet
+		if err := mc.MakeBucket(ctx, f.bucket, minio.MakeBucketOptions{}); err != nil {
+			return errors.Join(fmt.Errorf("create bucket %s in the embedded S3: %w", f.bucket, err), g.Close())
+		}
+	}
 	p, reg, err := f.producer(mc, ends, shard, set.MaxLead, a)
 	if err == nil {
 		err = startMetrics(ctx, g, f.metricsAddr, reg, a)
@@ -162,30 +167,21 @@ func (f *produceFlags) check() error {
 }
 
 // endpoints returns the services to use, starting the embedded stage for
-// missing ones (with --allow-embedded; produce does not use NATS).
-func (f *produceFlags) endpoints(ctx context.Context, g *stage.Group, a *app) (endpoints, error) {
+// missing ones (with --allow-embedded; produce does not use NATS), and
+// whether the S3 server is an embedded one.
+func (f *produceFlags) endpoints(ctx context.Context, g *stage.Group, a *app) (endpoints, bool, error) {
 	if !f.ends.missing(false) {
-		return f.ends, nil
+		return f.ends, false, nil
 	}
 	st := f.ends.embeddedStack("", false, a.log)
 	g.Go("embedded", st)
 	if err := g.WaitReady(ctx, "embedded"); err != nil {
-		return f.ends, err
+		return f.ends, false, err
 	}
 	ends := f.ends.with(st)
 	a.log.Warn("produce is using EMBEDDED servers: they start empty and vanish at exit; trainers must be given these addresses",
 		"embedded", strings.Join(st.Embedded(), ","), "kafka", strings.Join(ends.KafkaBrokers, ","), "s3", ends.S3Endpoint)
-	if st.S3 != nil { // embedded S3: nothing there yet
-		mc, done, err := s3Client(ends)
-		if err != nil {
-			return ends, err
-		}
-		defer done()
-		if err := mc.MakeBucket(ctx, f.bucket, minio.MakeBucketOptions{}); err != nil {
-			return ends, fmt.Errorf("create bucket %s in the embedded S3: %w", f.bucket, err)
-		}
-	}
-	return ends, nil
+	return ends, st.S3 != nil, nil
 }
 
 // producer builds the producer stage and the registry of its metrics on

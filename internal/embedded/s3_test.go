@@ -11,21 +11,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ffc-stream/ffc/internal/testutil"
 )
 
-// guardDeadline is shortly before the test's own deadline, or five minutes
-// from now when it has none: the limit of a guard against a wait that never
-// ends, not a way to wait.
-func guardDeadline(t *testing.T) time.Time {
-	if dl, ok := t.Deadline(); ok {
-		return dl.Add(-time.Until(dl) / 10)
-	}
-	return time.Now().Add(5 * time.Minute)
-}
-
-// hangGuard fires at guardDeadline.
-func hangGuard(t *testing.T) <-chan time.Time {
-	return time.After(time.Until(guardDeadline(t)))
+// hangGuard is closed at the test's own deadline (testutil.Deadline): a
+// guard against a wait that never ends, not a way to wait.
+func hangGuard(t *testing.T) <-chan struct{} {
+	return testutil.Context(t).Done()
 }
 
 // s3Watch records what an S3 server reports through its test hooks, and
@@ -158,7 +151,7 @@ func TestS3CloseWithIdleDial(t *testing.T) {
 	}
 	// The silent connection was closed by the server: the read ends at
 	// once, not at the guard's deadline.
-	_ = conn.SetReadDeadline(guardDeadline(t))
+	_ = conn.SetReadDeadline(testutil.Deadline(t))
 	var nerr net.Error
 	if _, err := conn.Read(make([]byte, 1)); err == nil || errors.As(err, &nerr) && nerr.Timeout() {
 		t.Error("the silent connection is still open after Close")

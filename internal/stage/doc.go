@@ -16,9 +16,9 @@
 //
 // Lifecycle implements that bookkeeping for a stage to embed. A Group runs
 // stages with errgroup: the first stage that fails cancels the others,
-// WaitReady names the stage that was not ready and why, and Stop stops them
-// in the order they were added (producer, then trainer, then subscribers),
-// joins every goroutine and closes them.
+// WaitReady names the stage that was not ready and why, Stop stops them one
+// at a time — those named first, then the last added first — and joins
+// every goroutine, and Close closes them.
 //
 // It imports nothing of the pipeline.
 package stage

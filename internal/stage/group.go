@@ -22,7 +22,6 @@ type Group struct {
 
 	mu      sync.Mutex
 	members []*member
-	stopped bool
 	closed  bool
 }
 
@@ -93,7 +92,7 @@ func (g *Group) WaitReady(ctx context.Context, names ...string) error {
 			if m.err != nil {
 				return m.err
 			}
-			return fmt.Errorf("%s: Run returned before the stage was ready", name)
+			return fmt.Errorf("%s: run returned before the stage was ready", name)
 		case <-g.ctx.Done():
 			if err := g.Err(); err != nil {
 				return err
@@ -150,7 +149,6 @@ func (g *Group) Err() error {
 func (g *Group) Stop(first ...string) error {
 	g.mu.Lock()
 	ms := append([]*member(nil), g.members...)
-	g.stopped = true
 	g.mu.Unlock()
 	for _, name := range first {
 		for _, m := range ms {
@@ -184,8 +182,8 @@ func (g *Group) StopStages(names ...string) error {
 }
 
 // Close stops the group if it is running (the last added first), then
-// closes the stages, the last added first. It returns the first stage failure joined with every
-// Close error; a second Close returns nil.
+// closes the stages, the last added first. It returns the first stage
+// failure joined with every Close error; a second Close returns nil.
 func (g *Group) Close() error {
 	err := g.Stop()
 	g.mu.Lock()

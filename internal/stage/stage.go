@@ -22,7 +22,7 @@ type Stage interface {
 }
 
 // ErrRunTwice is what a second Run returns.
-var ErrRunTwice = errors.New("Run called twice")
+var ErrRunTwice = errors.New("run called twice")
 
 // ErrClosed is what Run returns on a closed stage.
 var ErrClosed = errors.New("stage closed")
@@ -83,16 +83,6 @@ func (l *Lifecycle) Ready() <-chan struct{} {
 	return l.ready
 }
 
-// IsReady reports whether SetReady was called.
-func (l *Lifecycle) IsReady() bool {
-	select {
-	case <-l.Ready():
-		return true
-	default:
-		return false
-	}
-}
-
 // Stop marks the stage closed, cancels a running Run and waits for it to
 // return. It reports whether this was the first Stop, so that Close
 // releases resources once.
@@ -108,9 +98,6 @@ func (l *Lifecycle) Stop() (first bool) {
 	return first
 }
 
-// Closed reports whether Stop was called.
-func (l *Lifecycle) Closed() bool { return l.closed.Load() }
-
 // WaitReady waits until s is ready. runDone delivers the result of s.Run
 // (nil when the caller does not run it): if Run ends first, WaitReady
 // returns its error, or says that Run ended before the stage was ready.
@@ -121,7 +108,7 @@ func WaitReady(ctx context.Context, name string, s Stage, runDone <-chan error) 
 		return nil
 	case err := <-runDone:
 		if err == nil {
-			err = errors.New("Run returned before the stage was ready")
+			err = errors.New("run returned before the stage was ready")
 		}
 		return fmt.Errorf("%s: %w", name, err)
 	case <-ctx.Done():

@@ -10,6 +10,7 @@ package testutil
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -76,12 +77,6 @@ func WaitTrue(t testing.TB, what string, cond func() bool) {
 		if cond() {
 			return nil
 		}
-		return errNotYet
+		return errors.New("condition still false")
 	})
 }
-
-type notYet struct{}
-
-func (notYet) Error() string { return "condition still false" }
-
-var errNotYet error = notYet{}

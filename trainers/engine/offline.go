@@ -184,12 +184,12 @@ func (r *offlineRun) stepPlain() (StepStats, error) {
 	b := r.e.Batch()
 	r.x, r.xl = r.x[:0], r.xl[:0]
 	r.inl.Next(r.inst[:b])
+	var err error
 	for _, s := range r.inst[:b] {
-		pix, err := r.read(s.Image, r.buf1)
-		if err != nil {
+		if r.x, err = appendImage(r.x, r.ds, s.Image, r.buf1); err != nil {
 			return StepStats{}, err
 		}
-		r.x, r.xl = nn.AppendScaled(r.x, pix), append(r.xl, s.Label)
+		r.xl = append(r.xl, s.Label)
 	}
 	r.res.Images += b
 	return r.e.StepPlain(r.x, r.xl)

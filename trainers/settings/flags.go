@@ -15,82 +15,83 @@ const modesAnnotation = "ffc-modes"
 
 // flagDef is one setting's flag.
 type flagDef struct {
+	name  string
 	modes Mode
-	add   func(fs *pflag.FlagSet, s *Settings)
+	add   func(fs *pflag.FlagSet, name string, s *Settings)
 }
 
 const trainModes = Offline | Streaming | Demo
 
 // flagDefs lists every setting's flag, with the modes it applies to.
 var flagDefs = []flagDef{
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.StringVar(&s.Backbone, "backbone", s.Backbone, "backbone: irresnet (1×32×32 yardstick) or mlp (fast)")
+	{"backbone", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.StringVar(&s.Backbone, name, s.Backbone, "backbone: irresnet (1×32×32 yardstick) or mlp (fast)")
 	}},
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.IntVar(&s.Dim, "dim", s.Dim, "embedding dimension D")
+	{"dim", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.IntVar(&s.Dim, name, s.Dim, "embedding dimension D")
 	}},
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.IntSliceVar(&s.Hidden, "hidden", s.Hidden, "hidden layer widths of the mlp backbone, comma-separated")
+	{"hidden", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.IntSliceVar(&s.Hidden, name, s.Hidden, "hidden layer widths of the mlp backbone, comma-separated")
 	}},
-	{Offline, func(fs *pflag.FlagSet, s *Settings) {
-		fs.StringVar(&s.Head, "head", s.Head, "head: ffc, fc (full softmax over N classes) or pfc (Partial FC); streaming trains ffc")
+	{"head", Offline, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.StringVar(&s.Head, name, s.Head, "head: ffc, fc (full softmax over N classes) or pfc (Partial FC); streaming trains ffc")
 	}},
-	{trainModes | Produce, func(fs *pflag.FlagSet, s *Settings) {
-		fs.IntVar(&s.Batch, "batch", s.Batch, "batch B (FFC: B id pairs + B instances per step); produce: the trainers' batch, for the default --max-lead")
+	{"batch", trainModes | Produce, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.IntVar(&s.Batch, name, s.Batch, "batch B (FFC: B id pairs + B instances per step); produce: the trainers' batch, for the default --max-lead")
 	}},
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.IntVar(&s.Pool, "pool", s.Pool, "FFC pool slots Q (0: max(3·batch, 10% of the train classes when known); a restart keeps its checkpoint's Q)")
+	{"pool", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.IntVar(&s.Pool, name, s.Pool, "FFC pool slots Q (0: max(3·batch, 10% of the train classes when known); a restart keeps its checkpoint's Q)")
 	}},
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.IntVar(&s.TopK, "topk", s.TopK, "top-K for fresh IDs (0: min(max(int(0.0002·Q), 3), 10))")
+	{"topk", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.IntVar(&s.TopK, name, s.TopK, "top-K for fresh IDs (0: min(max(int(0.0002·Q), 3), 10))")
 	}},
-	{Offline, func(fs *pflag.FlagSet, s *Settings) {
-		fs.BoolVar(&s.DualLoader, "dual-loader", s.DualLoader, "FFC: id loader + instance loader; false: instances only (streaming always uses both streams)")
+	{"dual-loader", Offline, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.BoolVar(&s.DualLoader, name, s.DualLoader, "FFC: id loader + instance loader; false: instances only (streaming always uses both streams)")
 	}},
-	{Offline, func(fs *pflag.FlagSet, s *Settings) {
-		fs.Float64Var(&s.PFCRate, "pfc-rate", s.PFCRate, "Partial FC sample rate")
+	{"pfc-rate", Offline, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.Float64Var(&s.PFCRate, name, s.PFCRate, "Partial FC sample rate")
 	}},
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.StringVar(&s.Margin, "margin", s.Margin, "margin: cosface or arcface")
+	{"margin", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.StringVar(&s.Margin, name, s.Margin, "margin: cosface or arcface")
 	}},
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.Float64Var(&s.Scale, "scale", s.Scale, "softmax scale s")
+	{"scale", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.Float64Var(&s.Scale, name, s.Scale, "softmax scale s")
 	}},
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.Float64Var(&s.M, "m", s.M, "margin m (0: 0.4 for cosface, 0.5 for arcface)")
+	{"m", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.Float64Var(&s.M, name, s.M, "margin m (0: 0.4 for cosface, 0.5 for arcface)")
 	}},
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.Float64Var(&s.EMA, "ema", s.EMA, "gallery moving-average momentum m")
+	{"ema", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.Float64Var(&s.EMA, name, s.EMA, "gallery moving-average momentum m")
 	}},
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.Float64Var(&s.LR, "lr", s.LR, "base learning rate")
+	{"lr", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.Float64Var(&s.LR, name, s.LR, "base learning rate")
 	}},
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.Float64Var(&s.Momentum, "momentum", s.Momentum, "SGD momentum (Nesterov)")
+	{"momentum", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.Float64Var(&s.Momentum, name, s.Momentum, "SGD momentum (Nesterov)")
 	}},
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.Float64Var(&s.WeightDecay, "weight-decay", s.WeightDecay, "SGD weight decay")
+	{"weight-decay", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.Float64Var(&s.WeightDecay, name, s.WeightDecay, "SGD weight decay")
 	}},
-	{Offline, func(fs *pflag.FlagSet, s *Settings) {
-		fs.StringVar(&s.Schedule, "schedule", s.Schedule, "learning-rate schedule: step (×0.1 at 60% and 85% of the steps) or poly; streaming keeps the rate constant after --warmup")
+	{"schedule", Offline, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.StringVar(&s.Schedule, name, s.Schedule, "learning-rate schedule: step (×0.1 at 60% and 85% of the steps) or poly; streaming keeps the rate constant after --warmup")
 	}},
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.IntVar(&s.Warmup, "warmup", s.Warmup, "linear warm-up steps")
+	{"warmup", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.IntVar(&s.Warmup, name, s.Warmup, "linear warm-up steps")
 	}},
-	{Offline, func(fs *pflag.FlagSet, s *Settings) {
-		fs.IntVar(&s.Steps, "steps", s.Steps, "training steps")
+	{"steps", Offline, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.IntVar(&s.Steps, name, s.Steps, "training steps")
 	}},
-	{trainModes, func(fs *pflag.FlagSet, s *Settings) {
-		fs.Uint64Var(&s.Seed, "seed", s.Seed, "random seed (initialisation, loaders, pool)")
+	{"seed", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.Uint64Var(&s.Seed, name, s.Seed, "random seed (initialisation, loaders, pool)")
 	}},
-	{trainModes | Produce, func(fs *pflag.FlagSet, s *Settings) {
-		fs.IntVar(&s.CheckpointEvery, "checkpoint-every", s.CheckpointEvery, "checkpoint (streaming: and commit offsets) every N steps (offline 0: only at the end; streaming 0: every 50); produce: the trainers' cadence, for the default --max-lead")
+	{"checkpoint-every", trainModes | Produce, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.IntVar(&s.CheckpointEvery, name, s.CheckpointEvery, "checkpoint (streaming: and commit offsets) every N steps (offline 0: only at the end; streaming 0: every 50); produce: the trainers' cadence, for the default --max-lead")
 	}},
-	{Streaming | Demo, func(fs *pflag.FlagSet, s *Settings) {
-		fs.DurationVar(&s.CheckpointInterval, "checkpoint-interval", s.CheckpointInterval, "streaming: checkpoint at least this often (and every --checkpoint-every steps)")
+	{"checkpoint-interval", Streaming | Demo, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.DurationVar(&s.CheckpointInterval, name, s.CheckpointInterval, "streaming: checkpoint at least this often (and every --checkpoint-every steps)")
 	}},
-	{Demo | Produce, func(fs *pflag.FlagSet, s *Settings) {
-		fs.IntVar(&s.MaxLead, "max-lead", s.MaxLead, "flow control: most messages per topic written and not yet committed by the trainer group (0: 2·batch·checkpoint-every; negative: off)")
+	{"max-lead", Demo | Produce, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.IntVar(&s.MaxLead, name, s.MaxLead, "flow control: most messages per topic written and not yet committed by the trainer group (0: 2·batch·checkpoint-every; negative: off)")
 	}},
 }
 
@@ -102,14 +103,8 @@ func AddFlags(fs *pflag.FlagSet, modes Mode, s *Settings) {
 		if d.modes&modes == 0 {
 			continue
 		}
-		before := map[string]bool{}
-		fs.VisitAll(func(f *pflag.Flag) { before[f.Name] = true })
-		d.add(fs, s)
-		fs.VisitAll(func(f *pflag.Flag) {
-			if !before[f.Name] {
-				Annotate(fs, f.Name, d.modes)
-			}
-		})
+		d.add(fs, d.name, s)
+		Annotate(fs, d.name, d.modes)
 	}
 }
 

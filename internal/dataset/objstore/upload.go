@@ -166,7 +166,7 @@ func Upload(ctx context.Context, dir string, o S3Options) (*Result, error) {
 		return nil, err
 	}
 	defer tr.CloseIdleConnections()
-	if err := ensureBucket(ctx, c, o.Bucket); err != nil {
+	if err := EnsureBucket(ctx, c, o.Bucket); err != nil {
 		return nil, err
 	}
 	listStart := time.Now()
@@ -205,8 +205,8 @@ func Upload(ctx context.Context, dir string, o S3Options) (*Result, error) {
 	return res, nil
 }
 
-// ensureBucket creates the bucket if it does not exist.
-func ensureBucket(ctx context.Context, c *minio.Client, bucket string) error {
+// EnsureBucket creates the bucket if it does not exist.
+func EnsureBucket(ctx context.Context, c *minio.Client, bucket string) error {
 	ok, err := c.BucketExists(ctx, bucket)
 	if err != nil {
 		return fmt.Errorf("objstore: bucket %s: %w", bucket, err)
