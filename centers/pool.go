@@ -213,6 +213,31 @@ func (p *Pool) Pos(slot int32) uint8 { return p.pos[slot] }
 // (the first Q·D) is the matrix the first logit set is computed against.
 func (p *Pool) Rows() kernels.Buffer { return p.rows }
 
+// EachCenter calls fn with every label in the pool, its slot, the row
+// written last and that row (D floats, valid during the call), most
+// recent first. It reads one row at a time from the backend.
+func (p *Pool) EachCenter(fn func(label int64, slot int32, row uint8, center []float32) error) error {
+	buf := make([]float32, p.d)
+	for _, label := range p.lru.Order() {
+		s := p.lru.View(label)
+		if s < 0 {
+			continue
+		}
+		r := p.pos[s] ^ 1 // the row the last insert or refresh wrote
+		v, err := p.be.View(p.rows, (int(r)*p.q+int(s))*p.d, p.d)
+		if err != nil {
+			return fmt.Errorf("pool: center of slot %d: %w", s, err)
+		}
+		if err := p.be.Download(buf, v); err != nil {
+			return fmt.Errorf("pool: center of slot %d: %w", s, err)
+		}
+		if err := fn(label, s, r, buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // RefreshedSlots returns the slots refreshed in the current pass.
 func (p *Pool) RefreshedSlots() []int32 { return p.refreshedList }
 

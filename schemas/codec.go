@@ -300,6 +300,9 @@ func ValidateStepCommit(m *ffcpb.StepCommit, _ Limits) error {
 	if m.GetTimeUnixNano() <= 0 {
 		return bad(ErrMissingField, "time_unix_nano", "%d", m.GetTimeUnixNano())
 	}
+	if _, ok := ffcpb.StepCommit_Phase_name[int32(m.GetPhase())]; !ok {
+		return bad(ErrMalformed, "phase", "unknown value %d", int32(m.GetPhase()))
+	}
 	return nil
 }
 

@@ -52,13 +52,16 @@ func EvictSubject(model string, id uint64) string {
 	return "centers." + model + ".evicted." + strconv.FormatUint(id, 10)
 }
 
-// StepSubject is where a run's step commits go; the stream keeps the last
-// commit of every run, so a replica bootstrapping later still learns up to
-// which step each run committed.
-func StepSubject(model, run string) string { return StepPrefix(model) + run }
+// StepSubject is the fence subject of a model: the step records (START,
+// BEGIN, COMMIT) of the trainer that holds the current epoch, each
+// published with the expected last subject sequence of the previous one
+// (the stream keeps the last).
+func StepSubject(model string) string { return "centers." + model + ".step" }
 
-// StepPrefix starts every step-commit subject of a model.
-func StepPrefix(model string) string { return "centers." + model + ".step." }
+// StepPrefix starts every step-record subject of a model: StepSubject and
+// the per-run commit subjects (centers.<model>.step.<run>) of streams
+// written before epochs.
+func StepPrefix(model string) string { return "centers." + model + ".step" }
 
 // CentersPrefix starts every subject of a model.
 func CentersPrefix(model string) string { return "centers." + model + "." }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ffc-stream/ffc/centers"
 	"github.com/ffc-stream/ffc/centers/broadcast"
 	"github.com/ffc-stream/ffc/trainers/engine"
 )
@@ -63,11 +62,8 @@ func (t *Trainer) publish(ctx context.Context, st engine.StepStats, took time.Du
 	if err != nil {
 		return fmt.Errorf("trainer: step %d: %w", st.Step, err)
 	}
-	// Not cancelled by shutdown: a step the engine has taken is published
-	// whole (bounded by the publisher's ack timeout), so the final
-	// checkpoint that follows covers it.
-	if err := t.pub.PublishStep(context.WithoutCancel(ctx), int64(st.Step), ups); err != nil {
-		return fmt.Errorf("trainer: %w", err)
+	if err := t.publishChanges(ctx, int64(st.Step), ups); err != nil {
+		return err
 	}
 	t.metrics.steps.Inc()
 	t.metrics.stepSeconds.Observe(took.Seconds())
@@ -80,11 +76,7 @@ func (t *Trainer) publish(ctx context.Context, st engine.StepStats, took time.Du
 	t.stats.Steps++
 	t.stats.Published += len(ups)
 	t.stats.PoolLen, t.stats.LastLoss, t.stats.LastStepTime = st.PoolLen, st.Loss, took
-	for _, c := range st.Changes {
-		if c.Kind == centers.Inserted {
-			t.trained[uint64(c.Label)] = true
-		}
-	}
+	t.stats.Inserted += countInserted(st.Changes)
 	return nil
 }
 

@@ -199,7 +199,7 @@ func run(t *testing.T, cfg Config) (Stats, []uint64) {
 	if err := tr.Run(testutil.Context(t)); err != nil {
 		t.Fatal(err)
 	}
-	return tr.Stats(), tr.TrainedIDs()
+	return tr.Stats(), tr.PoolIDs()
 }
 
 func TestTrainerStreamsCheckpointsAndResumes(t *testing.T) {
@@ -255,27 +255,30 @@ func testStreamsCheckpointsAndResumes(t *testing.T, e *env) {
 	if err := tr.Run(testutil.Context(t)); err != nil {
 		t.Fatal(err)
 	}
-	s2, ids2 := tr.Stats(), tr.TrainedIDs()
+	s2, ids2 := tr.Stats(), tr.PoolIDs()
 	if s2.StartStep != 6 || s2.Steps != 5 || s2.Pairs != 5*12 {
 		t.Fatalf("second run: %+v, want start step 6 and 5 steps of 12 pairs", s2)
 	}
 	if set := tr.Settings(); set.Pool != 40 || set.Batch != 12 {
 		t.Errorf("resumed settings: pool %d, batch %d; want the checkpoint's 40 slots and batch 12", set.Pool, set.Batch)
 	}
-	// Every ID trained got a center on NATS.
+	// Every ID in either run's pool got a center on NATS, the second
+	// run's under its own, newer epoch.
 	if err := rep.WaitStep(testutil.Context(t), 10); err != nil {
 		t.Fatal(err)
 	}
-	trained := map[uint64]bool{}
+	inserted := s1.Inserted + s2.Inserted
+	if st := rep.Stats(); st.LastStep != 10 || st.Epoch != 2 || st.IDs > inserted || st.IDs < len(ids2) || st.Stale != 0 || len(ids2) < 10 {
+		t.Fatalf("replica %+v: want step 10 of epoch 2, at most the %d inserted IDs and at least the %d in the pool, no stale updates", st, inserted, len(ids2))
+	}
 	for _, id := range append(ids1, ids2...) {
-		trained[id] = true
-	}
-	if st := rep.Stats(); st.LastStep != 10 || st.IDs != len(trained) || st.Stale != 0 || len(trained) < 10 {
-		t.Fatalf("replica %+v: want step 10, the %d trained IDs, no stale updates", st, len(trained))
-	}
-	for id := range trained {
 		if c, ok := rep.Get(id); !ok || len(c.Vector) != 32 {
-			t.Errorf("trained id %d has no center on NATS", id)
+			t.Errorf("pool id %d has no center on NATS", id)
+		}
+	}
+	for _, id := range ids2 {
+		if c, _ := rep.Get(id); c.Epoch != 2 {
+			t.Errorf("id %d of the second run's pool is at epoch %d", id, c.Epoch)
 		}
 	}
 	// The bad messages went to the dead-letter topic with their reasons.

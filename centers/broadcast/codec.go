@@ -28,7 +28,7 @@ func (c ProtoCodec) EncodeUpdate(u Update) ([]byte, error) {
 	if u.Step < 0 || u.Slot < 0 || u.Row < 0 {
 		return nil, fmt.Errorf("center update: negative step, slot or row: %+v", u)
 	}
-	return schemas.EncodeCenterUpdate(&ffcpb.CenterUpdate{Model: u.Model, Id: u.ID, Vector: u.Vector, Step: uint64(u.Step), Slot: uint32(u.Slot), Row: uint32(u.Row), Kind: k, Run: u.Run})
+	return schemas.EncodeCenterUpdate(&ffcpb.CenterUpdate{Model: u.Model, Id: u.ID, Vector: u.Vector, Step: uint64(u.Step), Slot: uint32(u.Slot), Row: uint32(u.Row), Kind: k, Run: u.Run, Epoch: u.Epoch})
 }
 
 // DecodeUpdate implements Codec.
@@ -37,7 +37,7 @@ func (c ProtoCodec) DecodeUpdate(b []byte) (Update, error) {
 	if err != nil {
 		return Update{}, err
 	}
-	u := Update{Model: m.GetModel(), ID: m.GetId(), Vector: m.GetVector(), Step: int64(m.GetStep()), Slot: int32(m.GetSlot()), Row: int32(m.GetRow()), Run: m.GetRun()}
+	u := Update{Model: m.GetModel(), ID: m.GetId(), Vector: m.GetVector(), Step: int64(m.GetStep()), Slot: int32(m.GetSlot()), Row: int32(m.GetRow()), Run: m.GetRun(), Epoch: m.GetEpoch()}
 	switch m.GetKind() {
 	case ffcpb.CenterUpdate_INSERT:
 		u.Kind = Insert
@@ -54,7 +54,8 @@ func (c ProtoCodec) EncodeCommit(cm Commit) ([]byte, error) {
 	if cm.Step < 0 {
 		return nil, fmt.Errorf("step commit: negative step %d", cm.Step)
 	}
-	return schemas.EncodeStepCommit(&ffcpb.StepCommit{Model: cm.Model, Step: uint64(cm.Step), ChangedIds: cm.IDs, TimeUnixNano: cm.Time.UnixNano(), Run: cm.Run})
+	return schemas.EncodeStepCommit(&ffcpb.StepCommit{Model: cm.Model, Step: uint64(cm.Step), ChangedIds: cm.IDs, TimeUnixNano: cm.Time.UnixNano(), Run: cm.Run,
+		Epoch: cm.Epoch, Phase: ffcpb.StepCommit_Phase(cm.Phase)})
 }
 
 // DecodeCommit implements Codec.
@@ -63,5 +64,6 @@ func (c ProtoCodec) DecodeCommit(b []byte) (Commit, error) {
 	if err != nil {
 		return Commit{}, err
 	}
-	return Commit{Model: m.GetModel(), Step: int64(m.GetStep()), IDs: m.GetChangedIds(), Time: time.Unix(0, m.GetTimeUnixNano()), Run: m.GetRun()}, nil
+	return Commit{Model: m.GetModel(), Step: int64(m.GetStep()), IDs: m.GetChangedIds(), Time: time.Unix(0, m.GetTimeUnixNano()), Run: m.GetRun(),
+		Epoch: m.GetEpoch(), Phase: Phase(m.GetPhase())}, nil
 }

@@ -31,6 +31,7 @@ type Center struct {
 	ID     uint64
 	Vector []float32
 	Step   int64
+	Epoch  uint64
 	// InPool is false once the ID has been evicted from the trainer's pool
 	// (its last center is kept).
 	InPool bool
@@ -44,13 +45,21 @@ type Match struct {
 
 // ReplicaStats counts what a replica has seen.
 type ReplicaStats struct {
-	Applied   int64 // updates applied
-	Stale     int64 // updates ignored because the ID already had a newer step
-	Rejected  int64 // messages that failed to decode or validate
-	Commits   int64
-	LastStep  int64
-	Pending   int   // updates waiting for their step's commit
-	Dropped   int64 // updates of a run that never committed their step
+	Applied  int64 // updates applied
+	Stale    int64 // updates ignored because the ID already had a newer version
+	Rejected int64 // messages that failed to decode or validate
+	Commits  int64
+	// LastStep is the step of the last COMMIT record applied, and Epoch
+	// the newest epoch seen.
+	LastStep int64
+	Epoch    uint64
+	Pending  int // updates waiting for their step's commit
+	// Dropped counts updates never applied: a dead epoch's uncommitted
+	// tail, and updates of an epoch older than the newest.
+	Dropped int64
+	// Fenced counts step records of an epoch older than the newest.
+	Fenced    int64
+	Starts    int64 // START records: starts of the training job
 	IDs       int
 	Evictions int64
 }
@@ -60,16 +69,20 @@ type Replica struct {
 	js   jetstream.JetStream
 	opts ReplicaOptions
 
-	mu       sync.RWMutex
-	index    map[uint64]int
-	ids      []uint64
-	vecs     []float32 // len(ids)·Dim, rows L2-normalised
-	steps    []int64
-	inPool   []bool
-	pending  map[string]map[int64][]Update // run → step → updates awaiting the run's commit
-	dropped  int64
-	lastStep int64
-	stats    ReplicaStats
+	mu      sync.RWMutex
+	index   map[uint64]int
+	ids     []uint64
+	vecs    []float32 // len(ids)·Dim, rows L2-normalised
+	vers    []Version
+	inPool  []bool
+	pending map[Version][]Update // live updates awaiting a COMMIT that covers them
+	dropped int64
+	epoch   uint64  // newest epoch seen
+	last    Version // of the last COMMIT applied
+	// bootstrap is the stream sequence the stream held when Run started:
+	// messages up to it are the stream's last values, applied directly.
+	bootstrap uint64
+	stats     ReplicaStats
 	// committed is closed and replaced at every commit applied (WaitStep).
 	committed chan struct{}
 
@@ -88,7 +101,7 @@ func NewReplica(js jetstream.JetStream, opts ReplicaOptions) (*Replica, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Replica{js: js, opts: opts, index: map[uint64]int{}, pending: map[string]map[int64][]Update{}, lastStep: -1, committed: make(chan struct{})}, nil
+	return &Replica{js: js, opts: opts, index: map[uint64]int{}, pending: map[Version][]Update{}, last: Version{Step: -1}, committed: make(chan struct{})}, nil
 }
 
 // Ready (from stage.Lifecycle) is closed once the replica has applied
@@ -119,6 +132,9 @@ func (r *Replica) Run(ctx context.Context) error {
 		return fmt.Errorf("replica: stream info: %w", err)
 	}
 	target := info.State.LastSeq
+	r.mu.Lock()
+	r.bootstrap = target
+	r.mu.Unlock()
 	if target == 0 || info.State.Msgs == 0 {
 		r.SetReady()
 	}
@@ -156,7 +172,11 @@ func (r *Replica) follow(ctx context.Context, it jetstream.MessagesContext, targ
 			return fmt.Errorf("replica: %w", err)
 		}
 		meta, merr := msg.Metadata()
-		r.handle(msg.Subject(), msg.Data())
+		var seq uint64
+		if merr == nil {
+			seq = meta.Sequence.Stream
+		}
+		r.handle(msg.Subject(), msg.Data(), seq)
 		if merr == nil {
 			r.streamSeq.Store(meta.Sequence.Stream)
 			if meta.Sequence.Stream >= target {
@@ -166,17 +186,18 @@ func (r *Replica) follow(ctx context.Context, it jetstream.MessagesContext, targ
 	}
 }
 
-func (r *Replica) handle(subject string, data []byte) {
+// handle applies one message of the stream (seq 0: unknown).
+func (r *Replica) handle(subject string, data []byte, seq uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if strings.HasPrefix(subject, schemas.StepPrefix(r.opts.Model)) {
 		c, err := r.opts.Codec.DecodeCommit(data)
 		if err != nil {
 			r.stats.Rejected++
-			r.opts.Log.Warn("replica: rejected step commit", "err", err)
+			r.opts.Log.Warn("replica: rejected step record", "err", err)
 			return
 		}
-		r.applyThrough(c.Run, c.Step)
+		r.record(c)
 		return
 	}
 	u, err := r.opts.Codec.DecodeUpdate(data)
@@ -191,72 +212,86 @@ func (r *Replica) handle(subject string, data []byte) {
 		r.opts.Log.Warn("replica: rejected center update", "subject", subject, "err", err)
 		return
 	}
-	// Applied when a commit of its run covers its step: a step's changes
-	// land together, and a step a crashed trainer never committed never
-	// lands, even when a restarted run commits the same step number.
-	if r.pending[u.Run] == nil {
-		r.pending[u.Run] = map[int64][]Update{}
+	switch {
+	case seq != 0 && seq <= r.bootstrap:
+		// The stream's last value of the subject: the step records that
+		// covered it are gone (the stream keeps the last record only).
+		r.apply(u)
+	case u.Epoch < r.epoch:
+		// A stale trainer's update, published before it was fenced.
+		r.dropped++
+	default:
+		// Applied when a COMMIT covers it: a step's changes land together,
+		// and the tail a crashed trainer never committed never lands.
+		r.pending[u.Version()] = append(r.pending[u.Version()], u)
 	}
-	r.pending[u.Run][u.Step] = append(r.pending[u.Run][u.Step], u)
 }
 
-// applyThrough applies every pending update of run with a step ≤ step,
-// oldest step first, and records the commit. Runs follow one another (one
-// trainer per model), so what other runs still have pending was never
-// committed: it is dropped.
-func (r *Replica) applyThrough(run string, step int64) {
-	var steps []int64
-	for s := range r.pending[run] {
-		if s <= step {
-			steps = append(steps, s)
+// record handles a step record: a newer epoch drops what older ones left
+// pending (a dead trainer's uncommitted tail); a COMMIT applies every
+// pending update it covers, oldest first.
+func (r *Replica) record(c Commit) {
+	if c.Epoch < r.epoch {
+		r.stats.Fenced++
+		return
+	}
+	if c.Epoch > r.epoch {
+		for v, ups := range r.pending {
+			if v.Epoch < c.Epoch {
+				r.dropped += int64(len(ups))
+				delete(r.pending, v)
+			}
+		}
+		r.epoch = c.Epoch
+	}
+	switch c.Phase {
+	case PhaseStart:
+		r.stats.Starts++
+		return
+	case PhaseBegin:
+		return
+	}
+	var vers []Version
+	for v := range r.pending {
+		if !c.Version().Less(v) {
+			vers = append(vers, v)
 		}
 	}
-	sort.Slice(steps, func(i, j int) bool { return steps[i] < steps[j] })
-	for _, s := range steps {
-		for _, u := range r.pending[run][s] {
+	sort.Slice(vers, func(i, j int) bool { return vers[i].Less(vers[j]) })
+	for _, v := range vers {
+		for _, u := range r.pending[v] {
 			r.apply(u)
 		}
-		delete(r.pending[run], s)
-	}
-	for other, byStep := range r.pending {
-		if other == run {
-			continue
-		}
-		for _, ups := range byStep {
-			r.dropped += int64(len(ups))
-		}
-		delete(r.pending, other)
+		delete(r.pending, v)
 	}
 	r.stats.Commits++
-	if step > r.lastStep {
-		r.lastStep = step
-	}
+	r.last = c.Version()
 	close(r.committed)
 	r.committed = make(chan struct{})
 }
 
-// WaitStep waits until the replica has applied a commit of step or a
-// later one (of any run), or ctx ends.
+// WaitStep waits until the newest epoch the replica has seen has
+// committed step or a later one, or ctx ends.
 func (r *Replica) WaitStep(ctx context.Context, step int64) error {
 	for {
 		r.mu.RLock()
-		last, ch := r.lastStep, r.committed
+		last, epoch, ch := r.last, r.epoch, r.committed
 		r.mu.RUnlock()
-		if last >= step {
+		if last.Epoch == epoch && last.Step >= step {
 			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("replica: step %d not applied (last %d): %w", step, last, context.Cause(ctx))
+			return fmt.Errorf("replica: step %d of epoch %d not applied (last %+v): %w", step, epoch, last, context.Cause(ctx))
 		}
 	}
 }
 
-// apply writes one update unless the ID already has a newer step.
+// apply writes one update unless the ID already has a newer version.
 func (r *Replica) apply(u Update) {
 	i, ok := r.index[u.ID]
-	if ok && u.Step < r.steps[i] {
+	if ok && u.Version().Less(r.vers[i]) {
 		r.stats.Stale++
 		return
 	}
@@ -272,7 +307,7 @@ func (r *Replica) apply(u Update) {
 		r.index[u.ID] = i
 		r.ids = append(r.ids, u.ID)
 		r.vecs = append(r.vecs, make([]float32, r.opts.Dim)...)
-		r.steps = append(r.steps, 0)
+		r.vers = append(r.vers, Version{})
 		r.inPool = append(r.inPool, false)
 	}
 	row := r.vecs[i*r.opts.Dim : (i+1)*r.opts.Dim]
@@ -287,7 +322,7 @@ func (r *Replica) apply(u Update) {
 	for k, v := range u.Vector {
 		row[k] = v * inv
 	}
-	r.steps[i], r.inPool[i] = u.Step, true
+	r.vers[i], r.inPool[i] = u.Version(), true
 	r.stats.Applied++
 }
 
@@ -299,7 +334,7 @@ func (r *Replica) Get(id uint64) (Center, bool) {
 	if !ok {
 		return Center{}, false
 	}
-	return Center{ID: id, Vector: append([]float32(nil), r.vecs[i*r.opts.Dim:(i+1)*r.opts.Dim]...), Step: r.steps[i], InPool: r.inPool[i]}, true
+	return Center{ID: id, Vector: append([]float32(nil), r.vecs[i*r.opts.Dim:(i+1)*r.opts.Dim]...), Step: r.vers[i].Step, Epoch: r.vers[i].Epoch, InPool: r.inPool[i]}, true
 }
 
 // Search returns the k centers most similar (cosine) to q, best first, by
@@ -345,11 +380,9 @@ func (r *Replica) Stats() ReplicaStats {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	s := r.stats
-	s.LastStep, s.IDs, s.Dropped = r.lastStep, len(r.ids), r.dropped
-	for _, byStep := range r.pending {
-		for _, p := range byStep {
-			s.Pending += len(p)
-		}
+	s.LastStep, s.Epoch, s.IDs, s.Dropped = r.last.Step, r.epoch, len(r.ids), r.dropped
+	for _, p := range r.pending {
+		s.Pending += len(p)
 	}
 	return s
 }

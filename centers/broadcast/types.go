@@ -30,18 +30,70 @@ type Update struct {
 	Slot   int32
 	Row    int32
 	Kind   Kind
-	// Run names the publishing trainer process (set by the Publisher).
-	Run string
+	// Run names the publishing trainer process and Epoch the start of the
+	// training job it belongs to (both set by the Publisher).
+	Run   string
+	Epoch uint64
 }
 
-// Commit closes a step: its updates are complete.
+// Version is the order of center changes: the epoch (a start of the
+// training job, fenced) first, then the step.
+type Version struct {
+	Epoch uint64
+	Step  int64
+}
+
+// Less reports whether v is older than w.
+func (v Version) Less(w Version) bool {
+	return v.Epoch < w.Epoch || (v.Epoch == w.Epoch && v.Step < w.Step)
+}
+
+// Version is the version of the change.
+func (u Update) Version() Version { return Version{Epoch: u.Epoch, Step: u.Step} }
+
+// Phase says what a step record is.
+type Phase int
+
+// Step record phases (see schemas' StepCommit).
+const (
+	// PhaseCommit: every update of (epoch, step) and earlier is published.
+	PhaseCommit Phase = iota
+	// PhaseBegin: the updates of (epoch, step) follow.
+	PhaseBegin
+	// PhaseStart: a start of the training job took the epoch; Step is the
+	// step it restored.
+	PhaseStart
+)
+
+func (p Phase) String() string {
+	switch p {
+	case PhaseCommit:
+		return "commit"
+	case PhaseBegin:
+		return "begin"
+	case PhaseStart:
+		return "start"
+	}
+	return fmt.Sprintf("phase(%d)", int(p))
+}
+
+// Commit is a step record of the fence subject (schemas.StepSubject).
 type Commit struct {
 	Model string
 	Step  int64
 	IDs   []uint64
 	Time  time.Time
 	Run   string
+	Epoch uint64
+	Phase Phase
 }
+
+// Version is the version the record is about.
+func (c Commit) Version() Version { return Version{Epoch: c.Epoch, Step: c.Step} }
+
+// ErrFenced reports a publisher whose epoch a later start of the job has
+// superseded: it must stop publishing (and its trainer stop training).
+var ErrFenced = errors.New("fenced: a later start of the training job holds the epoch")
 
 // Codec turns updates and commits into bytes and back; decoders validate
 // and return errors with reasons.

@@ -45,7 +45,7 @@ then live) and use it.`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				return withReplica(cmd.Context(), f, func(ctx context.Context, r *broadcast.Replica) error {
-					last := int64(-2)
+					last := broadcast.Version{Step: -2}
 					tick := time.NewTicker(250 * time.Millisecond)
 					defer tick.Stop()
 					for {
@@ -53,10 +53,10 @@ then live) and use it.`,
 						case <-ctx.Done():
 							return nil
 						case <-tick.C:
-							if st := r.Stats(); st.LastStep != last {
-								last = st.LastStep
-								fmt.Fprintf(a.stdout, "%s step %d: %d centers (%d applied, %d stale, %d rejected, %d evictions, %d pending)\n",
-									time.Now().Format(time.TimeOnly), st.LastStep, st.IDs, st.Applied, st.Stale, st.Rejected, st.Evictions, st.Pending)
+							if st := r.Stats(); (broadcast.Version{Epoch: st.Epoch, Step: st.LastStep}) != last {
+								last = broadcast.Version{Epoch: st.Epoch, Step: st.LastStep}
+								fmt.Fprintf(a.stdout, "%s epoch %d step %d: %d centers (%d applied, %d stale, %d rejected, %d evictions, %d pending, %d dropped)\n",
+									time.Now().Format(time.TimeOnly), st.Epoch, st.LastStep, st.IDs, st.Applied, st.Stale, st.Rejected, st.Evictions, st.Pending, st.Dropped)
 							}
 						}
 					}

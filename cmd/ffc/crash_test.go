@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,7 +155,7 @@ func TestCrashRecovery(t *testing.T) {
 	t.Cleanup(func() { rep.Close(); <-repDone })
 
 	// The replica's per-ID step must never go down: sample every ID.
-	mon := &monotone{last: map[uint64]int64{}}
+	mon := &monotone{last: map[uint64]broadcast.Version{}}
 	mctx, mcancel := context.WithCancel(ctx)
 	monDone := make(chan struct{})
 	go func() { defer close(monDone); mon.watch(mctx, rep, catalog) }()
@@ -279,10 +278,13 @@ func TestCrashRecovery(t *testing.T) {
 			return rep.Stats().LastStep >= target
 		})
 		cur := raw.segment(append(segBounds[:len(segBounds):len(segBounds)], raw.len()), k)
-		first := cur.firstStep()
-		t.Logf("run%d: restored checkpoint of %d steps, first published step %d, replica at step %d after %s", k, ck, first, rep.Stats().LastStep, time.Since(start).Round(time.Millisecond))
-		if first != ck {
-			t.Errorf("run%d: first published step %d, want %d (the step after those the restored checkpoint covers)", k, first, ck)
+		first, started := cur.firstStep(), cur.startStep()
+		t.Logf("run%d: restored checkpoint of %d steps, START record at step %d, first published step %d, replica at step %d after %s",
+			k, ck, started, first, rep.Stats().LastStep, time.Since(start).Round(time.Millisecond))
+		// The restored pool is republished at the checkpoint's last step
+		// (ck-1), under the new epoch; training goes on from step ck.
+		if started != ck || first != ck-1 {
+			t.Errorf("run%d: START at step %d and first published step %d, want %d and %d", k, started, first, ck, ck-1)
 		}
 	}
 
@@ -320,6 +322,12 @@ func TestCrashRecovery(t *testing.T) {
 		}
 	}
 	rs := rep.Stats()
+	// Issue 12, faults 5 and 10: an independent subscriber (the raw log,
+	// every message in publication order) never sees an ID's version go
+	// backwards, across every kill and restart.
+	if n, first := raw.regressions(); n > 0 {
+		t.Errorf("the raw subscriber saw %d per-ID version regressions, e.g. %s", n, first)
+	}
 	if mon.violations > 0 {
 		t.Errorf("the replica's step of an ID went down %d times, e.g. %s", mon.violations, mon.first)
 	}
@@ -329,13 +337,10 @@ func TestCrashRecovery(t *testing.T) {
 	if rs.IDs != numIDs {
 		t.Errorf("the replica holds %d IDs, want the %d of the catalog", rs.IDs, numIDs)
 	}
-	if n := raw.leftoversLanded(segBounds); int64(len(n)) > rs.Dropped {
-		// Updates of a step a killed trainer published but never committed
-		// must be dropped by the replica (pending updates are keyed by run),
-		// even when the restarted trainer commits the same step number.
-		t.Errorf("%d update(s) the killed trainers never committed, but the replica dropped only %d: %v", len(n), rs.Dropped, n)
-	} else if len(n) > 0 {
-		t.Logf("%d uncommitted update(s) of killed trainers at steps the restarted trainer committed again; the replica dropped %d", len(n), rs.Dropped)
+	// Updates a killed trainer published but never committed are dropped
+	// by the live replica when the next start takes a newer epoch.
+	if n := raw.uncommittedOfKilled(segBounds); n != rs.Dropped {
+		t.Errorf("%d update(s) the killed trainers never committed, but the replica dropped %d", n, rs.Dropped)
 	}
 	if d, _ := sub.Dropped(); d > 0 {
 		t.Errorf("the raw subscriber dropped %d messages", d)
@@ -495,9 +500,10 @@ func tail(s string, n int) string {
 	return "…" + s[len(s)-n:]
 }
 
-// monotone samples the replica's step of every ID and counts decreases.
+// monotone samples the replica's version of every ID and counts
+// decreases.
 type monotone struct {
-	last       map[uint64]int64
+	last       map[uint64]broadcast.Version
 	samples    int
 	violations int
 	first      string
@@ -512,13 +518,14 @@ func (m *monotone) watch(ctx context.Context, rep *broadcast.Replica, ids []uint
 			if !ok {
 				continue
 			}
-			if prev, seen := m.last[id]; seen && c.Step < prev {
+			v := broadcast.Version{Epoch: c.Epoch, Step: c.Step}
+			if prev, seen := m.last[id]; seen && v.Less(prev) {
 				if m.violations == 0 {
-					m.first = fmt.Sprintf("id %d: step %d after %d", id, c.Step, prev)
+					m.first = fmt.Sprintf("id %d: version %+v after %+v", id, v, prev)
 				}
 				m.violations++
 			}
-			m.last[id] = c.Step
+			m.last[id] = v
 		}
 		m.samples++
 		select {
@@ -531,9 +538,12 @@ func (m *monotone) watch(ctx context.Context, rep *broadcast.Replica, ids []uint
 
 // rawMsg is one message on centers.<model>.>.
 type rawMsg struct {
-	commit bool
+	commit bool // a COMMIT step record
+	start  bool // a START step record
+	record bool // any step record
 	id     uint64
 	step   int64
+	epoch  uint64
 	kind   broadcast.Kind
 }
 
@@ -549,14 +559,15 @@ type rawLog struct {
 func (l *rawLog) handle(msg *nats.Msg) {
 	var m rawMsg
 	var err error
-	if strings.HasPrefix(msg.Subject, "centers."+l.model+".step.") {
+	if msg.Subject == "centers."+l.model+".step" {
 		var c broadcast.Commit
 		c, err = l.codec.DecodeCommit(msg.Data)
-		m.commit, m.step = true, c.Step
+		m.record, m.step, m.epoch = true, c.Step, c.Epoch
+		m.commit, m.start = c.Phase == broadcast.PhaseCommit, c.Phase == broadcast.PhaseStart
 	} else {
 		var u broadcast.Update
 		u, err = l.codec.DecodeUpdate(msg.Data)
-		m.id, m.step, m.kind = u.ID, u.Step, u.Kind
+		m.id, m.step, m.epoch, m.kind = u.ID, u.Step, u.Epoch, u.Kind
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -603,9 +614,23 @@ func (s segment) lastCommit() int64 {
 	return last
 }
 
+// startStep is the step of the run's START record (-1: none).
+func (s segment) startStep() int64 {
+	for _, m := range s.msgs {
+		if m.start {
+			return m.step
+		}
+	}
+	return -1
+}
+
+// firstStep is the lowest step of the run's center updates.
 func (s segment) firstStep() int64 {
 	first := int64(-1)
 	for _, m := range s.msgs {
+		if m.record {
+			continue
+		}
 		if first < 0 || m.step < first {
 			first = m.step
 		}
@@ -618,30 +643,36 @@ func (s segment) uncommitted() []rawMsg {
 	last := s.lastCommit()
 	var out []rawMsg
 	for _, m := range s.msgs {
-		if !m.commit && m.step > last {
+		if !m.record && m.step > last {
 			out = append(out, m)
 		}
 	}
 	return out
 }
 
-// check: the commits are consecutive steps, each update comes before its
-// step's commit, and each ID's steps never go down within one process.
+// check: one epoch per run, the commits' steps increase, each update
+// comes before the commit that covers it, and each ID's steps never go
+// down within one process.
 func (s segment) check() error {
 	if s.bad > 0 {
 		return fmt.Errorf("%d messages failed to decode", s.bad)
 	}
 	var commits []int64
-	committed := map[int64]bool{}
+	last := int64(-1)
+	epochs := map[uint64]bool{}
 	perID := map[uint64]int64{}
 	for _, m := range s.msgs {
+		epochs[m.epoch] = true
 		if m.commit {
 			commits = append(commits, m.step)
-			committed[m.step] = true
+			last = m.step
 			continue
 		}
-		if committed[m.step] {
-			return fmt.Errorf("update of id %d at step %d after that step's commit", m.id, m.step)
+		if m.record {
+			continue
+		}
+		if m.step <= last {
+			return fmt.Errorf("update of id %d at step %d after the commit of step %d", m.id, m.step, last)
 		}
 		if prev, ok := perID[m.id]; ok && m.step < prev {
 			return fmt.Errorf("id %d: step %d published after step %d", m.id, m.step, prev)
@@ -649,9 +680,12 @@ func (s segment) check() error {
 		perID[m.id] = m.step
 	}
 	for i := 1; i < len(commits); i++ {
-		if commits[i] != commits[i-1]+1 {
-			return fmt.Errorf("step commits not consecutive: %d after %d", commits[i], commits[i-1])
+		if commits[i] <= commits[i-1] {
+			return fmt.Errorf("step commits do not increase: %d after %d", commits[i], commits[i-1])
 		}
+	}
+	if len(epochs) != 1 {
+		return fmt.Errorf("one process published under %d epochs", len(epochs))
 	}
 	if len(commits) == 0 {
 		return errors.New("no step committed")
@@ -659,27 +693,34 @@ func (s segment) check() error {
 	return nil
 }
 
-// leftoversLanded lists the updates a killed trainer (runs 0..len(bounds)-2)
-// published for a step it never committed, of IDs the next run's commit of
-// that step does not cover: a replica applies them with that commit.
-func (l *rawLog) leftoversLanded(bounds []int) []string {
-	var out []string
+// uncommittedOfKilled counts the updates the killed trainers (runs
+// 0..len(bounds)-2) published after their last commit.
+func (l *rawLog) uncommittedOfKilled(bounds []int) int64 {
+	n := 0
 	for s := 0; s < len(bounds)-1; s++ {
-		next := l.segment(bounds, s+1)
-		committed, covered := map[int64]bool{}, map[[2]int64]bool{}
-		for _, m := range next.msgs {
-			if m.commit {
-				committed[m.step] = true
-			} else {
-				covered[[2]int64{int64(m.id), m.step}] = true
-			}
-		}
-		for _, m := range l.segment(bounds, s).uncommitted() {
-			if committed[m.step] && !covered[[2]int64{int64(m.id), m.step}] {
-				out = append(out, fmt.Sprintf("run%d: %s of id %d at step %d", s, m.kind, m.id, m.step))
-			}
-		}
+		n += len(l.segment(bounds, s).uncommitted())
 	}
-	sort.Strings(out)
-	return out
+	return int64(n)
+}
+
+// regressions counts the center messages whose (epoch, step) is older than
+// an earlier message of the same ID.
+func (l *rawLog) regressions() (n int, first string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	last := map[uint64]broadcast.Version{}
+	for _, m := range l.msgs {
+		if m.record {
+			continue
+		}
+		v := broadcast.Version{Epoch: m.epoch, Step: m.step}
+		if prev, ok := last[m.id]; ok && v.Less(prev) {
+			if n == 0 {
+				first = fmt.Sprintf("id %d: %+v after %+v", m.id, v, prev)
+			}
+			n++
+		}
+		last[m.id] = v
+	}
+	return n, first
 }

@@ -8,6 +8,7 @@ package metricsrv
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,7 +32,10 @@ type Options struct {
 	// ShutdownTimeout bounds the wait for requests in flight when Run
 	// ends (default 2 s).
 	ShutdownTimeout time.Duration
-	Log             *slog.Logger
+	// Health, when set, is served on /readyz as JSON: status 200 while
+	// every condition holds, 503 otherwise.
+	Health []*stage.Health
+	Log    *slog.Logger
 }
 
 // Server serves /metrics while Run runs.
@@ -81,6 +85,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.addr.Store(&a)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/readyz", s.readyz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -105,4 +110,22 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.Stop()
 	return nil
+}
+
+// readyz serves the health conditions as JSON: 200 when all hold.
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	ok := true
+	conds := []stage.Condition{}
+	for _, h := range s.opts.Health {
+		ok = ok && h.OK()
+		conds = append(conds, h.Conditions()...)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(struct {
+		Ready      bool              `json:"ready"`
+		Conditions []stage.Condition `json:"conditions"`
+	}{ok, conds})
 }

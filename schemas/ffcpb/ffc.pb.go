@@ -88,6 +88,60 @@ func (CenterUpdate_Kind) EnumDescriptor() ([]byte, []int) {
 	return file_ffc_v1_ffc_proto_rawDescGZIP(), []int{3, 0}
 }
 
+// What the record says.
+type StepCommit_Phase int32
+
+const (
+	// Every CenterUpdate of (epoch, step) and earlier has been published.
+	StepCommit_COMMIT StepCommit_Phase = 0
+	// The updates of (epoch, step) follow.
+	StepCommit_BEGIN StepCommit_Phase = 1
+	// A start of the training job took the epoch; step is the step it
+	// restored (0: none).
+	StepCommit_START StepCommit_Phase = 2
+)
+
+// Enum value maps for StepCommit_Phase.
+var (
+	StepCommit_Phase_name = map[int32]string{
+		0: "COMMIT",
+		1: "BEGIN",
+		2: "START",
+	}
+	StepCommit_Phase_value = map[string]int32{
+		"COMMIT": 0,
+		"BEGIN":  1,
+		"START":  2,
+	}
+)
+
+func (x StepCommit_Phase) Enum() *StepCommit_Phase {
+	p := new(StepCommit_Phase)
+	*p = x
+	return p
+}
+
+func (x StepCommit_Phase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StepCommit_Phase) Descriptor() protoreflect.EnumDescriptor {
+	return file_ffc_v1_ffc_proto_enumTypes[1].Descriptor()
+}
+
+func (StepCommit_Phase) Type() protoreflect.EnumType {
+	return &file_ffc_v1_ffc_proto_enumTypes[1]
+}
+
+func (x StepCommit_Phase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StepCommit_Phase.Descriptor instead.
+func (StepCommit_Phase) EnumDescriptor() ([]byte, []int) {
+	return file_ffc_v1_ffc_proto_rawDescGZIP(), []int{4, 0}
+}
+
 // Sample is one image of one ID, as published on the instance stream
 // (Kafka topic samples.instance).
 type Sample struct {
@@ -359,7 +413,11 @@ type CenterUpdate struct {
 	// The publishing run (one trainer process); a subscriber applies the
 	// update only when a StepCommit of the same run covers its step. Empty
 	// for publishers that predate runs.
-	Run           string `protobuf:"bytes,9,opt,name=run,proto3" json:"run,omitempty"`
+	Run string `protobuf:"bytes,9,opt,name=run,proto3" json:"run,omitempty"`
+	// The epoch of the training job that made the change: it grows, fenced,
+	// at every start of the job. A center's version is (epoch, step),
+	// ordered lexicographically; subscribers never apply an older version.
+	Epoch         uint64 `protobuf:"varint,10,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -457,9 +515,18 @@ func (x *CenterUpdate) GetRun() string {
 	return ""
 }
 
-// StepCommit closes a step: every CenterUpdate of that step has been
-// published (NATS subject centers.<model>.step.<run>: the stream keeps the
-// last commit of every run).
+func (x *CenterUpdate) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// StepCommit is a record of the fence subject centers.<model>.step: every
+// record is published with JetStream's expected last subject sequence set
+// to the publisher's previous record, so a publisher whose epoch has been
+// superseded (a stale trainer) cannot publish. A step is a BEGIN record,
+// its CenterUpdates, then a COMMIT record.
 type StepCommit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Schema version; 1.
@@ -473,7 +540,10 @@ type StepCommit struct {
 	// When the step was committed, Unix nanoseconds.
 	TimeUnixNano int64 `protobuf:"varint,5,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
 	// The publishing run, as in CenterUpdate.
-	Run           string `protobuf:"bytes,6,opt,name=run,proto3" json:"run,omitempty"`
+	Run string `protobuf:"bytes,6,opt,name=run,proto3" json:"run,omitempty"`
+	// The epoch, as in CenterUpdate.
+	Epoch         uint64           `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Phase         StepCommit_Phase `protobuf:"varint,8,opt,name=phase,proto3,enum=ffc.v1.StepCommit_Phase" json:"phase,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -548,6 +618,20 @@ func (x *StepCommit) GetRun() string {
 		return x.Run
 	}
 	return ""
+}
+
+func (x *StepCommit) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *StepCommit) GetPhase() StepCommit_Phase {
+	if x != nil {
+		return x.Phase
+	}
+	return StepCommit_COMMIT
 }
 
 // PartitionOffset is the next offset to consume in one partition (Kafka
@@ -936,7 +1020,7 @@ const file_ffc_v1_ffc_proto_rawDesc = "" +
 	"\x05first\x18\x03 \x01(\v2\r.ffc.v1.ImageR\x05first\x12%\n" +
 	"\x06second\x18\x04 \x01(\v2\r.ffc.v1.ImageR\x06second\x12\x1a\n" +
 	"\bsequence\x18\x05 \x01(\x04R\bsequence\x12\x16\n" +
-	"\x06source\x18\x06 \x01(\tR\x06source\"\xa3\x02\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\"\xb9\x02\n" +
 	"\fCenterUpdate\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x0e\n" +
@@ -946,13 +1030,15 @@ const file_ffc_v1_ffc_proto_rawDesc = "" +
 	"\x04slot\x18\x06 \x01(\rR\x04slot\x12-\n" +
 	"\x04kind\x18\a \x01(\x0e2\x19.ffc.v1.CenterUpdate.KindR\x04kind\x12\x10\n" +
 	"\x03row\x18\b \x01(\rR\x03row\x12\x10\n" +
-	"\x03run\x18\t \x01(\tR\x03run\"@\n" +
+	"\x03run\x18\t \x01(\tR\x03run\x12\x14\n" +
+	"\x05epoch\x18\n" +
+	" \x01(\x04R\x05epoch\"@\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06INSERT\x10\x01\x12\v\n" +
 	"\aREFRESH\x10\x02\x12\t\n" +
-	"\x05EVICT\x10\x03\"\xa9\x01\n" +
+	"\x05EVICT\x10\x03\"\x9a\x02\n" +
 	"\n" +
 	"StepCommit\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
@@ -961,7 +1047,14 @@ const file_ffc_v1_ffc_proto_rawDesc = "" +
 	"\vchanged_ids\x18\x04 \x03(\x04R\n" +
 	"changedIds\x12$\n" +
 	"\x0etime_unix_nano\x18\x05 \x01(\x03R\ftimeUnixNano\x12\x10\n" +
-	"\x03run\x18\x06 \x01(\tR\x03run\"G\n" +
+	"\x03run\x18\x06 \x01(\tR\x03run\x12\x14\n" +
+	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12.\n" +
+	"\x05phase\x18\b \x01(\x0e2\x18.ffc.v1.StepCommit.PhaseR\x05phase\")\n" +
+	"\x05Phase\x12\n" +
+	"\n" +
+	"\x06COMMIT\x10\x00\x12\t\n" +
+	"\x05BEGIN\x10\x01\x12\t\n" +
+	"\x05START\x10\x02\"G\n" +
 	"\x0fPartitionOffset\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\"]\n" +
@@ -1004,34 +1097,36 @@ func file_ffc_v1_ffc_proto_rawDescGZIP() []byte {
 	return file_ffc_v1_ffc_proto_rawDescData
 }
 
-var file_ffc_v1_ffc_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_ffc_v1_ffc_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_ffc_v1_ffc_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_ffc_v1_ffc_proto_goTypes = []any{
 	(CenterUpdate_Kind)(0),     // 0: ffc.v1.CenterUpdate.Kind
-	(*Sample)(nil),             // 1: ffc.v1.Sample
-	(*Image)(nil),              // 2: ffc.v1.Image
-	(*IDPair)(nil),             // 3: ffc.v1.IDPair
-	(*CenterUpdate)(nil),       // 4: ffc.v1.CenterUpdate
-	(*StepCommit)(nil),         // 5: ffc.v1.StepCommit
-	(*PartitionOffset)(nil),    // 6: ffc.v1.PartitionOffset
-	(*TopicOffsets)(nil),       // 7: ffc.v1.TopicOffsets
-	(*Part)(nil),               // 8: ffc.v1.Part
-	(*ContentHash)(nil),        // 9: ffc.v1.ContentHash
-	(*CheckpointManifest)(nil), // 10: ffc.v1.CheckpointManifest
+	(StepCommit_Phase)(0),      // 1: ffc.v1.StepCommit.Phase
+	(*Sample)(nil),             // 2: ffc.v1.Sample
+	(*Image)(nil),              // 3: ffc.v1.Image
+	(*IDPair)(nil),             // 4: ffc.v1.IDPair
+	(*CenterUpdate)(nil),       // 5: ffc.v1.CenterUpdate
+	(*StepCommit)(nil),         // 6: ffc.v1.StepCommit
+	(*PartitionOffset)(nil),    // 7: ffc.v1.PartitionOffset
+	(*TopicOffsets)(nil),       // 8: ffc.v1.TopicOffsets
+	(*Part)(nil),               // 9: ffc.v1.Part
+	(*ContentHash)(nil),        // 10: ffc.v1.ContentHash
+	(*CheckpointManifest)(nil), // 11: ffc.v1.CheckpointManifest
 }
 var file_ffc_v1_ffc_proto_depIdxs = []int32{
-	2, // 0: ffc.v1.IDPair.first:type_name -> ffc.v1.Image
-	2, // 1: ffc.v1.IDPair.second:type_name -> ffc.v1.Image
-	0, // 2: ffc.v1.CenterUpdate.kind:type_name -> ffc.v1.CenterUpdate.Kind
-	6, // 3: ffc.v1.TopicOffsets.partitions:type_name -> ffc.v1.PartitionOffset
-	7, // 4: ffc.v1.CheckpointManifest.offsets:type_name -> ffc.v1.TopicOffsets
-	9, // 5: ffc.v1.CheckpointManifest.hashes:type_name -> ffc.v1.ContentHash
-	8, // 6: ffc.v1.CheckpointManifest.other_parts:type_name -> ffc.v1.Part
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	3,  // 0: ffc.v1.IDPair.first:type_name -> ffc.v1.Image
+	3,  // 1: ffc.v1.IDPair.second:type_name -> ffc.v1.Image
+	0,  // 2: ffc.v1.CenterUpdate.kind:type_name -> ffc.v1.CenterUpdate.Kind
+	1,  // 3: ffc.v1.StepCommit.phase:type_name -> ffc.v1.StepCommit.Phase
+	7,  // 4: ffc.v1.TopicOffsets.partitions:type_name -> ffc.v1.PartitionOffset
+	8,  // 5: ffc.v1.CheckpointManifest.offsets:type_name -> ffc.v1.TopicOffsets
+	10, // 6: ffc.v1.CheckpointManifest.hashes:type_name -> ffc.v1.ContentHash
+	9,  // 7: ffc.v1.CheckpointManifest.other_parts:type_name -> ffc.v1.Part
+	8,  // [8:8] is the sub-list for method output_type
+	8,  // [8:8] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_ffc_v1_ffc_proto_init() }
@@ -1044,7 +1139,7 @@ func file_ffc_v1_ffc_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ffc_v1_ffc_proto_rawDesc), len(file_ffc_v1_ffc_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
