@@ -94,8 +94,15 @@ func (w *watcher) run(ctx context.Context) {
 	t := time.NewTicker(w.p.cfg.PollInterval)
 	defer t.Stop()
 	for {
-		if err := w.poll(ctx); err != nil && ctx.Err() == nil {
-			w.p.log.Warn("polling announcements failed; retrying", "err", err)
+		// A transient error is retried with backoff (retryS3, which fails
+		// the object-storage condition when the retries run out); any
+		// error is tried again at the next poll.
+		_, err := retryS3(ctx, w.p, func() (struct{}, error) { return struct{}{}, w.poll(ctx) })
+		if err != nil && ctx.Err() == nil {
+			if !s3Transient(err) {
+				w.p.s3Failed(err)
+			}
+			w.p.log.Debug("polling announcements failed; trying again at the next poll", "err", err)
 		}
 		select {
 		case <-ctx.Done():

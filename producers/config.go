@@ -28,6 +28,8 @@ const (
 	DefaultConcurrency      = 8
 	DefaultMaxInFlight      = 1024
 	DefaultKafkaTimeout     = 30 * time.Second
+	DefaultConnectTimeout   = 60 * time.Second
+	DefaultS3RetryTimeout   = 30 * time.Second
 )
 
 // Config configures a Producer. A zero field takes its default; New
@@ -73,7 +75,22 @@ type Config struct {
 	KafkaTimeout time.Duration
 	// MaxInFlight bounds the messages handed to the Kafka writer and not
 	// yet acknowledged, per topic, whatever MaxLead says (default 1024).
+	// Messages Kafka refused and that wait for a retry count as in flight.
 	MaxInFlight int
+	// ConnectTimeout bounds the wait at start for each service — object
+	// storage (the bucket, the first listing) and Kafka (the topics) —
+	// whose requests are retried with backoff until then: Run then fails
+	// with ErrObjectStorageUnreachable or ErrKafkaUnreachable and the last
+	// error. Default 60 s; negative waits until ctx ends. Once started, an
+	// outage is never fatal: the producer holds its streams and retries.
+	ConnectTimeout time.Duration
+	// S3RetryTimeout bounds the retries, with exponential backoff and
+	// jitter, of one object-storage request once started (an image GET, a
+	// listing) that fails with a transient error (no answer, 5xx, 429);
+	// the image is then skipped for now and the object-storage health
+	// condition fails. Errors that say the request is wrong (NoSuchKey,
+	// 403) are not retried. Default 30 s; negative retries until ctx ends.
+	S3RetryTimeout time.Duration
 
 	// Shard selects the IDs this producer owns when several split a
 	// bucket; the zero value owns all.
@@ -124,6 +141,8 @@ func (c Config) withDefaults() Config {
 	c.MaxLead = cmp.Or(c.MaxLead, DefaultMaxLead)
 	c.FlowInterval = cmp.Or(c.FlowInterval, DefaultFlowInterval)
 	c.MaxInFlight = cmp.Or(c.MaxInFlight, DefaultMaxInFlight)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultConnectTimeout)
+	c.S3RetryTimeout = cmp.Or(c.S3RetryTimeout, DefaultS3RetryTimeout)
 	if c.Shard.Count == 0 {
 		c.Shard = Shard{Index: 0, Count: 1}
 	}

@@ -84,6 +84,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative poll", func(c *Config) { c.PollInterval = -time.Second }, "PollInterval"},
 		{"flow control off", func(c *Config) { c.MaxLead = -1 }, ""},
 		{"rescan off", func(c *Config) { c.RescanInterval = -1 }, ""},
+		{"wait for ever", func(c *Config) { c.ConnectTimeout, c.S3RetryTimeout = -1, -1 }, ""},
 		{"long source", func(c *Config) { c.Source = strings.Repeat("x", 300) }, "Source"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,7 +106,8 @@ func TestConfigValidate(t *testing.T) {
 	c := p.cfg
 	if c.TopicByID != schemas.TopicByID || c.TopicInstance != schemas.TopicInstance || c.TopicDeadLetter != schemas.TopicDeadLetter ||
 		c.TrainerGroup != schemas.TrainerGroup || c.MaxLead != DefaultMaxLead || c.Partitions != 8 ||
-		c.PollInterval != 500*time.Millisecond || c.RescanInterval != 5*time.Minute || c.Shard != (Shard{0, 1}) {
+		c.PollInterval != 500*time.Millisecond || c.RescanInterval != 5*time.Minute || c.Shard != (Shard{0, 1}) ||
+		c.ConnectTimeout != time.Minute || c.S3RetryTimeout != 30*time.Second {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 }

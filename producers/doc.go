@@ -8,8 +8,8 @@
 // A Producer is a stage (internal/stage): a Config (zero fields take
 // defaults), New validates it and does no I/O, Run blocks until its
 // context ends, Ready says when the topics exist, the bucket is listed and
-// both streams run, Close stops Run and waits for it; Stats and the
-// Prometheus metrics (on Config.Registry, served by the commands'
+// both streams run, Close stops Run and waits for it; Health is its live
+// readiness (served on /readyz), Stats and the Prometheus metrics (on Config.Registry, served by the commands'
 // internal/metricsrv stage) say what it did.
 //
 //	p, err := producers.New(producers.Config{Brokers: brokers, S3: mc, Bucket: "ffc-data"})
@@ -33,6 +33,10 @@
 //	             offsets of the trainer group by MaxLead, and the lag meter
 //	emit.go      the two emitters: S3 fetch, validation, dead letters,
 //	             encoding, the async Kafka writer
+//	outbox.go    the messages Kafka refused: held streams, retries with
+//	             backoff until Kafka takes them, the final flush
+//	retry.go     the waits for the services at start (ConnectTimeout), the
+//	             retries of object-storage requests, health conditions
 //	topics.go    creation of the three topics, retried with backoff
 //	metrics.go   the Prometheus series (ffc_producer_*)
 //	producer.go  Producer: New, Run, Ready, Close, Stats
@@ -40,10 +44,21 @@
 // Acknowledgement. A message counts as produced when Kafka acknowledges it
 // (acks=all); flow control counts it from the moment it is admitted, so
 // the lag of a topic never exceeds MaxLead. An object that fails
-// validation is marked bad in the catalog and dead-lettered once; a
-// message the writer gives up on after its retries is counted and logged,
-// not retried (the id stream is endless; an instance epoch then misses
-// it).
+// validation is marked bad in the catalog and dead-lettered once.
+//
+// Outages. Kafka refusing writes does not lose messages: a batch the
+// writer gives up on goes to the outbox and is written again, with
+// bounded backoff and jitter, for as long as Run runs; meanwhile both
+// streams are held (no S3 reads), Health fails CondKafka and a summary is
+// logged every 30 s instead of a line per message. Delivery is
+// at-least-once: a write that timed out may have been appended and is
+// written again. When Run ends, what Kafka still refuses after a last
+// KafkaTimeout is counted as failed (StreamStats.Failed). A transient
+// object-storage error is retried with backoff for S3RetryTimeout;
+// NoSuchKey drops the image from the catalog, a bad image is
+// dead-lettered, neither is retried. At start, each service is waited for
+// ConnectTimeout, then Run fails with ErrKafkaUnreachable or
+// ErrObjectStorageUnreachable.
 //
 // It only produces: it must not import trainers, centers or kernels; it
 // uses schemas for the wire and validation.

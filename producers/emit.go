@@ -33,18 +33,21 @@ const (
 var errGone = errors.New("object gone")
 
 // fetch reads an object, at most MaxImageBytes+1 bytes of it (enough to
-// tell that it is too large without reading it all).
+// tell that it is too large without reading it all), retrying transient
+// errors (retryS3).
 func (p *Producer) fetch(ctx context.Context, key string) ([]byte, error) {
-	obj, err := p.cfg.S3.GetObject(ctx, p.cfg.Bucket, key, minio.GetObjectOptions{})
-	if err != nil {
-		return nil, classifyS3(key, err)
-	}
-	defer obj.Close()
-	b, err := io.ReadAll(io.LimitReader(obj, int64(p.maxImageBytes)+1))
-	if err != nil {
-		return nil, classifyS3(key, err)
-	}
-	return b, nil
+	return retryS3(ctx, p, func() ([]byte, error) {
+		obj, err := p.cfg.S3.GetObject(ctx, p.cfg.Bucket, key, minio.GetObjectOptions{})
+		if err != nil {
+			return nil, classifyS3(key, err)
+		}
+		defer obj.Close()
+		b, err := io.ReadAll(io.LimitReader(obj, int64(p.maxImageBytes)+1))
+		if err != nil {
+			return nil, classifyS3(key, err)
+		}
+		return b, nil
+	})
 }
 
 func classifyS3(key string, err error) error {
@@ -98,9 +101,8 @@ func (p *Producer) reject(ctx context.Context, id uint64, name, key string, verr
 			},
 			Time: time.Now(),
 		}
-		if err := p.writer.WriteMessages(ctx, msg); err != nil && ctx.Err() == nil {
-			p.log.Error("dead letter not sent", "key", key, "err", err)
-			p.met.failures.WithLabelValues(p.cfg.TopicDeadLetter).Inc()
+		if err := p.writer.WriteMessages(ctx, msg); err != nil {
+			p.refused([]kafka.Message{msg}, err, 0)
 		}
 	}
 	if allBad {
@@ -115,25 +117,6 @@ func (p *Producer) countDeadLetter(reason string) {
 	p.met.deadLetters.WithLabelValues(reason).Inc()
 }
 
-// completed is the writer's Completion: it settles the gates and counts.
-func (p *Producer) completed(msgs []kafka.Message, err error) {
-	count := map[string]int{}
-	for _, m := range msgs {
-		count[m.Topic]++
-	}
-	for topic, n := range count {
-		if g := p.gateOf(topic); g != nil {
-			g.done(n, err == nil)
-		}
-		if err != nil {
-			p.met.failures.WithLabelValues(topic).Add(float64(n))
-			p.log.Error("messages lost: the Kafka writer gave up", "topic", topic, "messages", n, "err", err)
-		} else {
-			p.met.samples.WithLabelValues(topic).Add(float64(n))
-		}
-	}
-}
-
 func (p *Producer) gateOf(topic string) *gate {
 	switch topic {
 	case p.cfg.TopicByID:
@@ -144,40 +127,24 @@ func (p *Producer) gateOf(topic string) *gate {
 	return nil
 }
 
-// send hands one admitted message to the writer.
+// send hands one admitted message to the writer; one it does not take
+// goes to the outbox.
 func (p *Producer) send(ctx context.Context, g *gate, msg kafka.Message) {
 	if len(msg.Value) > p.maxMessageBytes {
 		p.log.Error("message over the limit not sent", "topic", msg.Topic, "key", string(msg.Key), "bytes", len(msg.Value), "limit", p.maxMessageBytes)
 		g.release()
 		return
 	}
+	g.sent.Add(1)
 	if err := p.writer.WriteMessages(ctx, msg); err != nil {
-		g.done(1, false)
-		if ctx.Err() == nil {
-			p.met.failures.WithLabelValues(msg.Topic).Inc()
-			p.log.Error("message not sent", "topic", msg.Topic, "key", string(msg.Key), "err", err)
-		}
+		p.refused([]kafka.Message{msg}, err, 0)
 	}
 }
 
-// retryPause waits after an S3 error, logging it once a second at most.
-type retryPause struct {
-	mu   sync.Mutex
-	last time.Time
-}
-
-func (r *retryPause) wait(ctx context.Context, p *Producer, stream string, err error) {
-	r.mu.Lock()
-	if time.Since(r.last) > time.Second {
-		r.last = time.Now()
-		p.log.Warn("object storage error; retrying", "stream", stream, "err", err)
-	}
-	r.mu.Unlock()
-	select {
-	case <-ctx.Done():
-	case <-time.After(200 * time.Millisecond):
-	}
-}
+// s3Pause follows a job given up on an object-storage error (after the
+// request's retries): the condition is failed by retryS3; the worker
+// waits a little before its next job.
+func s3Pause(ctx context.Context) { sleep(ctx, 200*time.Millisecond) }
 
 // idle waits for the catalog to get IDs.
 func (p *Producer) idle(ctx context.Context) {
@@ -195,7 +162,6 @@ func (p *Producer) idle(ctx context.Context) {
 func (p *Producer) runByID(ctx context.Context) {
 	jobs := make(chan uint64)
 	var wg sync.WaitGroup
-	var pause retryPause
 	for w := range p.cfg.Concurrency {
 		wg.Add(1)
 		rng := rand.New(rand.NewPCG(p.seed, uint64(1000+w)))
@@ -206,7 +172,7 @@ func (p *Producer) runByID(ctx context.Context) {
 				if err != nil || !ok {
 					p.gByID.release()
 					if err != nil && ctx.Err() == nil {
-						pause.wait(ctx, p, "byid", err)
+						s3Pause(ctx)
 					}
 					continue
 				}
@@ -284,7 +250,6 @@ type instanceJob struct {
 func (p *Producer) runInstance(ctx context.Context) {
 	jobs := make(chan instanceJob)
 	var wg sync.WaitGroup
-	var pause retryPause
 	for range p.cfg.Concurrency {
 		wg.Add(1)
 		go func() {
@@ -294,7 +259,7 @@ func (p *Producer) runInstance(ctx context.Context) {
 				if err != nil || !ok {
 					p.gInst.release()
 					if err != nil && ctx.Err() == nil {
-						pause.wait(ctx, p, "instance", err)
+						s3Pause(ctx)
 					}
 					continue
 				}

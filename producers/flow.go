@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -24,7 +25,8 @@ import (
 // inflight counts messages admitted and not yet acknowledged or given up.
 // The lag can therefore never exceed maxLead, however stale the
 // measurement: the trainers' commits only lower it. inflight is also
-// bounded by maxInFlight, flow control or not.
+// bounded by maxInFlight, flow control or not. While held (Kafka refuses
+// writes) it admits nothing, so the stream reads nothing from S3.
 type gate struct {
 	maxLead     int64 // < 0: no flow control
 	maxInFlight int64
@@ -36,9 +38,14 @@ type gate struct {
 	acked          int64
 	inflight       int64
 	failed         int64
+	held           bool
 	changed        chan struct{} // closed and replaced on every change
 	blockedSince   time.Time
 	blocked        time.Duration
+
+	// sent counts the messages handed to the writer; retried those
+	// written again after Kafka refused them.
+	sent, retried atomic.Int64
 }
 
 func newGate(maxLead, maxInFlight int) *gate {
@@ -57,7 +64,7 @@ func (g *gate) bound() int64 {
 
 // open reports whether one more message may go; g.mu held.
 func (g *gate) open() bool {
-	if g.inflight >= g.maxInFlight {
+	if g.held || g.inflight >= g.maxInFlight {
 		return false
 	}
 	if g.maxLead < 0 {
@@ -112,6 +119,14 @@ func (g *gate) release() {
 	g.mu.Unlock()
 }
 
+// hold stops (on) or resumes admissions.
+func (g *gate) hold(on bool) {
+	g.mu.Lock()
+	g.held = on
+	g.broadcast()
+	g.mu.Unlock()
+}
+
 // beginMeasure returns the acknowledged count to pass to setMeasured; call
 // it before reading the end offsets.
 func (g *gate) beginMeasure() int64 {
@@ -131,7 +146,8 @@ func (g *gate) setMeasured(lag, acked int64) {
 // gateStats is a snapshot for Stats.
 type gateStats struct {
 	lag, bound, acked, inflight, failed int64
-	measured                            bool
+	sent, retried                       int64
+	measured, held                      bool
 	blocked                             time.Duration
 	blocking                            bool
 }
@@ -139,7 +155,8 @@ type gateStats struct {
 func (g *gate) stats() gateStats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	s := gateStats{lag: g.measured, bound: g.bound(), acked: g.acked, inflight: g.inflight, failed: g.failed, measured: g.measuredOK, blocked: g.blocked}
+	s := gateStats{lag: g.measured, bound: g.bound(), acked: g.acked, inflight: g.inflight, failed: g.failed,
+		sent: g.sent.Load(), retried: g.retried.Load(), measured: g.measuredOK, held: g.held, blocked: g.blocked}
 	if !g.blockedSince.IsZero() {
 		s.blocked += time.Since(g.blockedSince)
 		s.blocking = true

@@ -10,7 +10,10 @@ import (
 // shard ("i/n") so that producers sharing a registry stay apart.
 type metrics struct {
 	samples     *prometheus.CounterVec // by topic, acknowledged
-	failures    *prometheus.CounterVec // by topic, given up by the writer
+	failures    *prometheus.CounterVec // by topic, given up
+	retried     *prometheus.CounterVec // by topic, written again after Kafka refused them
+	outage      *prometheus.GaugeVec   // by health condition, 1 while it fails
+	s3Retries   prometheus.Counter
 	deadLetters *prometheus.CounterVec // by reason
 	lag         *prometheus.GaugeVec   // by topic
 	newIDs      prometheus.Counter
@@ -23,7 +26,13 @@ func newMetrics(reg prometheus.Registerer, p *Producer) (*metrics, error) {
 		samples: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ffc_producer_samples_total", ConstLabels: cl,
 			Help: "Messages acknowledged by Kafka, by topic (id pairs, instance samples, dead letters)."}, []string{"topic"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ffc_producer_produce_failures_total", ConstLabels: cl,
-			Help: "Messages the Kafka writer gave up on after its retries, by topic."}, []string{"topic"}),
+			Help: "Messages given up, by topic: Kafka rejected the message itself, or still refused it when the producer stopped (never during an outage: refused messages are retried)."}, []string{"topic"}),
+		retried: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ffc_producer_kafka_retried_total", ConstLabels: cl,
+			Help: "Messages written again after Kafka refused them, by topic."}, []string{"topic"}),
+		outage: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ffc_producer_outage", ConstLabels: cl,
+			Help: "1 while the health condition fails (producer.kafka: Kafka unreachable or refusing writes, the streams held; producer.object-storage; producer.lag; producer.started: not started yet), else 0."}, []string{"condition"}),
+		s3Retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_producer_s3_retries_total", ConstLabels: cl,
+			Help: "Object-storage requests retried after a transient error."}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ffc_producer_dead_letters_total", ConstLabels: cl,
 			Help: "Objects that failed validation and were sent to the dead-letter topic, by reason."}, []string{"reason"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ffc_producer_lag_messages", ConstLabels: cl,
@@ -39,6 +48,10 @@ func newMetrics(reg prometheus.Registerer, p *Producer) (*metrics, error) {
 	for _, t := range []string{p.cfg.TopicByID, p.cfg.TopicInstance, p.cfg.TopicDeadLetter} {
 		m.samples.WithLabelValues(t)
 		m.failures.WithLabelValues(t)
+		m.retried.WithLabelValues(t)
+	}
+	for _, c := range []string{CondStarted, CondKafka, CondObjectStorage, CondLag} {
+		m.outage.WithLabelValues(c)
 	}
 	for _, t := range []string{p.cfg.TopicByID, p.cfg.TopicInstance} {
 		m.lag.WithLabelValues(t)
@@ -56,7 +69,9 @@ func newMetrics(reg prometheus.Registerer, p *Producer) (*metrics, error) {
 			func() float64 { return g.stats().blocked.Seconds() })
 	}
 	cs := []prometheus.Collector{
-		m.samples, m.failures, m.deadLetters, m.lag, m.newIDs, m.skippedKeys,
+		m.samples, m.failures, m.retried, m.outage, m.s3Retries, m.deadLetters, m.lag, m.newIDs, m.skippedKeys,
+		gauge("ffc_producer_kafka_pending_messages", "Messages Kafka refused that wait for a retry.",
+			func() float64 { return float64(p.out.npend.Load()) }),
 		gauge("ffc_producer_catalog_ids", "IDs in this producer's catalog (its shard of the bucket).",
 			func() float64 { return float64(p.cat.Len()) }),
 		gauge("ffc_producer_catalog_images", "Images in this producer's catalog, bad ones included.",

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
@@ -47,8 +48,18 @@ type Producer struct {
 	transport *kafka.Transport
 	client    *kafka.Client
 	writer    *kafka.Writer
+	// retryWriter writes the messages Kafka refused again, synchronously.
+	retryWriter *kafka.Writer
+	out         *outbox
 	// measurements counts the lag measurements taken (a test waits on it).
 	measurements atomic.Int64
+	lagFailing   bool // the flow goroutine's view of CondLag
+
+	health     *stage.Health
+	s3Mu       sync.Mutex
+	s3Down     atomic.Bool
+	s3Retries  atomic.Int64
+	s3Failures atomic.Int64
 
 	stage.Lifecycle
 }
@@ -69,6 +80,7 @@ func New(cfg Config) (*Producer, error) {
 		gByID:    newGate(cfg.MaxLead, cfg.MaxInFlight),
 		gInst:    newGate(cfg.MaxLead, cfg.MaxInFlight),
 		dlCounts: map[string]int64{},
+		out:      newOutbox(),
 	}
 	if p.seed == 0 {
 		var b [8]byte
@@ -96,8 +108,40 @@ func New(cfg Config) (*Producer, error) {
 		return nil, fmt.Errorf("producers: register metrics: %w", err)
 	}
 	p.met = met
+	// Not ready until Run has reached both services and started the
+	// streams. The changes are logged by setCond, not by Health.
+	p.health = &stage.Health{OnChange: func(name string, ok bool) { p.met.outage.WithLabelValues(name).Set(b2f(!ok)) }}
+	p.health.Set(CondStarted, false, "starting")
+	p.health.Set(CondKafka, false, "not connected yet")
+	p.health.Set(CondObjectStorage, false, "not connected yet")
+	p.s3Down.Store(true)
 	return p, nil
 }
+
+// setCond sets a health condition and logs its change: a failure at warn
+// level with its reason, a condition that holds (again) at info level.
+func (p *Producer) setCond(name string, ok bool, reason string) {
+	if !p.health.Set(name, ok, reason) || name == CondStarted {
+		return
+	}
+	if !ok {
+		p.log.Warn("health: "+name+" failing", "reason", reason)
+		return
+	}
+	p.log.Info("health: " + name + " ok")
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Health is the producer's live readiness: CondStarted, CondKafka,
+// CondObjectStorage and, once a lag measurement failed, CondLag. The commands serve it on
+// /readyz (internal/metricsrv).
+func (p *Producer) Health() *stage.Health { return p.health }
 
 // Ready (from stage.Lifecycle) is closed once Run has created the topics,
 // listed the catalog and started both streams.
@@ -116,11 +160,14 @@ func (p *Producer) Catalog() *Catalog { return p.cat }
 // gathered (always when Config.Registry was nil), else nil.
 func (p *Producer) Gatherer() prometheus.Gatherer { return p.gatherer }
 
-// Run creates the topics if missing, lists the bucket, then emits both
+// Run waits for the bucket and for Kafka (for up to ConnectTimeout each),
+// creates the topics if missing, lists the bucket, then emits both
 // streams, watches for new IDs and measures the lag until ctx ends. It
-// returns nil when ctx ends after a good start and an error when the
-// start fails (bucket missing, Kafka unreachable, ...). Run may be
-// called once.
+// returns nil when ctx ends — after a good start or while still waiting
+// for a service (Health says which) — and an error when the start fails
+// (bucket missing, ErrKafkaUnreachable, ErrObjectStorageUnreachable, ...).
+// Once started, an outage of Kafka or object storage is not fatal: the
+// streams wait and what failed is retried. Run may be called once.
 func (p *Producer) Run(ctx context.Context) (err error) {
 	ctx, end, err := p.Begin(ctx)
 	if err != nil {
@@ -138,43 +185,72 @@ func (p *Producer) Run(ctx context.Context) (err error) {
 	p.transport = &kafka.Transport{ClientID: "ffc-producer", MetadataTTL: 2 * time.Second}
 	defer p.transport.CloseIdleConnections()
 	p.client = &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: c.KafkaTimeout, Transport: p.transport}
+	start := time.Now()
+	if err := p.start(ctx); err != nil {
+		return err
+	}
+	return p.stream(ctx, start)
+}
 
-	ok, err := c.S3.BucketExists(ctx, c.Bucket)
+// start waits for the bucket, creates the topics and lists the bucket.
+func (p *Producer) start(ctx context.Context) error {
+	c := p.cfg
+	storage := "object storage at " + c.S3.EndpointURL().Host
+	err := p.connect(ctx, storage, ErrObjectStorageUnreachable, CondObjectStorage, func(ctx context.Context) error {
+		ok, err := c.S3.BucketExists(ctx, c.Bucket)
+		switch {
+		case err != nil && !s3Transient(err):
+			return backoff.Permanent(fmt.Errorf("bucket %s: %w", c.Bucket, err))
+		case err != nil:
+			return fmt.Errorf("bucket %s: %w", c.Bucket, err)
+		case !ok:
+			return backoff.Permanent(fmt.Errorf("bucket %s does not exist", c.Bucket))
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("producers: bucket %s: %w", c.Bucket, err)
+		return err
 	}
-	if !ok {
-		return fmt.Errorf("producers: bucket %s does not exist", c.Bucket)
-	}
+	p.s3OK()
 	if err := p.ensureTopics(ctx); err != nil {
 		return err
 	}
-
 	start := time.Now()
-	nx, err := listAll(ctx, c.S3, c.Bucket, c.Shard, p.newSkipLog())
+	var nx index
+	err = p.connect(ctx, storage, ErrObjectStorageUnreachable, CondObjectStorage, func(ctx context.Context) (err error) {
+		nx, err = listAll(ctx, c.S3, c.Bucket, c.Shard, p.newSkipLog())
+		if err != nil && !s3Transient(err) {
+			return backoff.Permanent(err)
+		}
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	p.cat.replace(nx)
 	p.log.Info("catalog listed", "bucket", c.Bucket, "ids", p.cat.Len(), "images", p.cat.Images(),
 		"index_bytes", p.cat.MemBytes(), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
 
+// stream runs the writers, both streams, the watcher, the rescans, the
+// flow control and the retries until ctx ends, then flushes.
+func (p *Producer) stream(ctx context.Context, start time.Time) error {
+	c := p.cfg
+	// The async writer retries a batch a few times; a batch it gives up
+	// on goes to the outbox, which retries it for as long as Run runs.
 	p.writer = &kafka.Writer{
-		Addr:         kafka.TCP(c.Brokers...),
-		Balancer:     &kafka.Murmur2Balancer{},
-		RequiredAcks: kafka.RequireAll,
-		Async:        true,
-		BatchSize:    256,
-		BatchTimeout: 5 * time.Millisecond,
-		Transport:    p.transport,
-		Completion:   p.completed,
+		Addr: kafka.TCP(c.Brokers...), Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
+		Async: true, BatchSize: 256, BatchTimeout: 5 * time.Millisecond,
+		MaxAttempts: 3, WriteBackoffMin: 100 * time.Millisecond, WriteBackoffMax: time.Second,
+		Transport: p.transport, Completion: p.completed,
 	}
-	defer func() {
-		if cerr := p.writer.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("producers: close writer: %w", cerr))
-		}
-	}()
-
+	// The same partitioning (by key), one attempt per call: runRetry
+	// paces the retries.
+	p.retryWriter = &kafka.Writer{
+		Addr: kafka.TCP(c.Brokers...), Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
+		BatchSize: 256, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 1, Transport: p.transport,
+	}
 	meter := &lagMeter{client: p.client, transport: p.transport, addr: p.client.Addr,
 		group: c.TrainerGroup, topics: []string{c.TopicByID, c.TopicInstance}}
 	p.measure(ctx, meter)
@@ -189,13 +265,24 @@ func (p *Producer) Run(ctx context.Context) (err error) {
 	if c.RescanInterval > 0 {
 		spawn(p.runRescan)
 	}
+	spawn(p.runRetry)
 	spawn(p.runByID)
 	spawn(p.runInstance)
 	p.SetReady()
+	p.setCond(CondStarted, true, "")
 	p.log.Info("producing", "byid", c.TopicByID, "instance", c.TopicInstance, "deadletter", c.TopicDeadLetter,
 		"trainer_group", c.TrainerGroup, "max_lead", c.MaxLead, "source", c.Source)
 	wg.Wait()
-	return nil
+	// The async writer's last batches may be refused: flush after it.
+	var errs []error
+	if err := p.writer.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("producers: close writer: %w", err))
+	}
+	p.flush(ctx)
+	if err := p.retryWriter.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("producers: close retry writer: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 // every calls f at each tick of an interval ticker (the first after one
@@ -226,9 +313,14 @@ func (p *Producer) measure(ctx context.Context, meter *lagMeter) {
 	lag, err := meter.measure(mctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			p.log.Warn("measuring the lag failed; flow control holds the streams until it works", "err", err)
+			p.lagFailing = true
+			p.setCond(CondLag, false, "measuring the trainers' lag failed; flow control holds the streams until it works: "+err.Error())
 		}
 		return
+	}
+	if p.lagFailing {
+		p.lagFailing = false
+		p.setCond(CondLag, true, "")
 	}
 	defer p.measurements.Add(1)
 	p.gByID.setMeasured(lag[p.cfg.TopicByID], a1)
@@ -251,7 +343,9 @@ func (p *Producer) runRescan(ctx context.Context) {
 func (p *Producer) rescan(ctx context.Context) error {
 	start := time.Now()
 	p.cat.beginRescan()
-	nx, err := listAll(ctx, p.cfg.S3, p.cfg.Bucket, p.cfg.Shard, p.newSkipLog())
+	nx, err := retryS3(ctx, p, func() (index, error) {
+		return listAll(ctx, p.cfg.S3, p.cfg.Bucket, p.cfg.Shard, p.newSkipLog())
+	})
 	if err != nil {
 		p.cat.endRescan()
 		return err
@@ -294,19 +388,34 @@ func (p *Producer) newSkipLog() *skipLog {
 // StreamStats describes one stream.
 type StreamStats struct {
 	Topic string
-	// Produced is the messages Kafka acknowledged; Failed those the writer
-	// gave up on; InFlight those handed to it and not settled.
-	Produced, Failed, InFlight int64
+	// Sent is the messages built from S3 objects and handed to the
+	// writer; Produced those Kafka acknowledged; Failed those given up
+	// (Kafka rejected the message itself, or Kafka still refused it when
+	// Run ended: never while Run runs); InFlight those admitted and not
+	// settled (Kafka refused them and they wait for a retry, included).
+	// Retried counts the messages written again after Kafka refused them.
+	Sent, Produced, Failed, InFlight, Retried int64
 	// Lag is the last measured Σ over partitions of end − committed offset
 	// of the trainer group (LagMeasured is false before the first
 	// measurement). LagBound is the bound flow control holds below
 	// MaxLead, which also counts what was written since.
 	Lag, LagBound int64
 	LagMeasured   bool
-	// Blocked is the total time flow control (or the in-flight bound) held
-	// the stream; Blocking says it holds it now.
+	// Blocked is the total time flow control (or the in-flight bound, or
+	// a Kafka outage) held the stream; Blocking says it holds it now.
 	Blocked  time.Duration
 	Blocking bool
+}
+
+// KafkaStats describes the writes Kafka refused.
+type KafkaStats struct {
+	// Down is true while Kafka refuses writes: the streams are held and
+	// the refused messages retried. Outages counts the times it began.
+	Down    bool
+	Outages int64
+	// Pending is the refused messages that wait for a retry (or are
+	// being retried); Retries counts the retry writes made.
+	Pending, Retries int64
 }
 
 // Stats is a snapshot of a Producer.
@@ -326,13 +435,17 @@ type Stats struct {
 	DeadLetters map[string]int64
 	// LagMeasurements counts the lag measurements that succeeded.
 	LagMeasurements int64
+	Kafka           KafkaStats
+	// S3Retries counts object-storage requests retried after a transient
+	// error; S3Failures those that still failed after their retries.
+	S3Retries, S3Failures int64
 }
 
 // Stats returns a snapshot.
 func (p *Producer) Stats() Stats {
 	stream := func(topic string, g *gate) StreamStats {
 		s := g.stats()
-		return StreamStats{Topic: topic, Produced: s.acked, Failed: s.failed, InFlight: s.inflight,
+		return StreamStats{Topic: topic, Sent: s.sent, Produced: s.acked, Failed: s.failed, InFlight: s.inflight, Retried: s.retried,
 			Lag: s.lag, LagBound: s.bound, LagMeasured: s.measured, Blocked: s.blocked, Blocking: s.blocking}
 	}
 	st := Stats{
@@ -343,6 +456,9 @@ func (p *Producer) Stats() Stats {
 		Instance:        stream(p.cfg.TopicInstance, p.gInst),
 		DeadLetters:     map[string]int64{},
 		LagMeasurements: p.measurements.Load(),
+		Kafka: KafkaStats{Down: p.out.down.Load(), Outages: p.out.outages.Load(),
+			Pending: p.out.npend.Load(), Retries: p.out.rounds.Load()},
+		S3Retries: p.s3Retries.Load(), S3Failures: p.s3Failures.Load(),
 	}
 	p.dlMu.Lock()
 	for k, v := range p.dlCounts {

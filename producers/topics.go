@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
+	"strings"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/segmentio/kafka-go"
@@ -12,36 +12,24 @@ import (
 
 // ensureTopics creates the three topics when missing (an existing topic
 // is used as it is) and waits until the cluster reports their partitions.
-// Timeouts and transient broker errors (a busy host, a controller not yet
-// elected) are retried with exponential backoff for up to four
-// KafkaTimeouts; an error the broker calls permanent (a bad topic
-// configuration) is not.
+// An unreachable broker, a timeout or a transient broker error (a busy
+// host, a controller not yet elected) is retried with exponential backoff
+// for up to ConnectTimeout (then ErrKafkaUnreachable); an error the broker
+// calls permanent (a bad topic configuration) is not.
 func (p *Producer) ensureTopics(ctx context.Context) error {
-	attempt := 0
-	_, err := backoff.Retry(ctx, func() (struct{}, error) {
-		attempt++
+	service := "Kafka at " + strings.Join(p.cfg.Brokers, ",")
+	return p.connect(ctx, service, ErrKafkaUnreachable, CondKafka, func(ctx context.Context) error {
 		err := p.createTopics(ctx)
 		if err == nil {
 			err = p.topicsReady(ctx)
 		}
-		if err != nil && ctx.Err() == nil {
-			var kerr kafka.Error
-			if errors.As(err, &kerr) && !kerr.Temporary() {
-				return struct{}{}, backoff.Permanent(err)
-			}
-			p.log.Warn("topics not ready yet; retrying", "attempt", attempt, "err", err)
+		// kafka-go reports a broker it cannot dial as BrokerNotAvailable.
+		var kerr kafka.Error
+		if errors.As(err, &kerr) && !kerr.Temporary() && kerr != kafka.BrokerNotAvailable {
+			return backoff.Permanent(err)
 		}
-		return struct{}{}, err
-	}, backoff.WithBackOff(&backoff.ExponentialBackOff{
-		InitialInterval: 200 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: 5 * time.Second,
-	}), backoff.WithMaxElapsedTime(4*p.cfg.KafkaTimeout))
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("producers: topics not ready after %d attempts: %w", attempt, err)
-	}
-	return nil
+		return err
+	})
 }
 
 // createTopics asks for the three topics; existing ones are fine.

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/ffc-stream/ffc/internal/embedded"
+	"github.com/ffc-stream/ffc/internal/stage"
+	"github.com/ffc-stream/ffc/producers"
 )
 
 // endpoints are the addresses of the services a command talks to.
@@ -19,6 +24,9 @@ type endpoints struct {
 	S3Secure     bool
 	// KafkaTimeout bounds one Kafka request of the producer and trainer.
 	KafkaTimeout time.Duration
+	// ConnectTimeout bounds the wait for Kafka (and, for produce, object
+	// storage) when the producer or trainer starts.
+	ConnectTimeout time.Duration
 }
 
 func (e *endpoints) addFlags(fs *pflag.FlagSet) {
@@ -29,6 +37,41 @@ func (e *endpoints) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&e.S3SecretKey, "s3-secret-key", "", "S3 secret key (env FFC_S3_SECRET_KEY)")
 	fs.BoolVar(&e.S3Secure, "s3-secure", false, "use HTTPS for S3 (env FFC_S3_SECURE)")
 	fs.DurationVar(&e.KafkaTimeout, "kafka-timeout", 30*time.Second, "bound on one Kafka request (metadata, topic creation, lag measurement, dead letter, commit); a busy host answers slowly, and what times out is retried")
+	fs.DurationVar(&e.ConnectTimeout, "connect-timeout", 60*time.Second, "bound on the wait for Kafka (and object storage) at start, retried with backoff until then: produce and streaming train then fail with a non-zero exit status; once started, outages are waited out (env FFC_CONNECT_TIMEOUT)")
+}
+
+// checkTimeouts refuses a --connect-timeout that is not positive.
+func (e endpoints) checkTimeouts() error {
+	if e.ConnectTimeout <= 0 {
+		return fmt.Errorf("--connect-timeout %v: want > 0", e.ConnectTimeout)
+	}
+	return nil
+}
+
+// errNotReady is wrapped by the error of a command interrupted (SIGINT,
+// SIGTERM) before its stage was ready because a service it needs could
+// not be reached.
+var errNotReady = errors.New("interrupted before it was ready")
+
+// notReady returns the error of a command whose stage (what) was stopped
+// before it was ready: it names the failing health conditions — the
+// services it was still waiting for — and does not wrap the context's
+// error, so that the exit status is 1 (main). It is nil when no
+// condition fails.
+func notReady(what string, hs ...*stage.Health) error {
+	var failing []string
+	for _, h := range hs {
+		for _, c := range h.Conditions() {
+			// producer.started says the stage is not ready, not why.
+			if !c.OK && c.Name != producers.CondStarted {
+				failing = append(failing, c.Name+": "+c.Reason)
+			}
+		}
+	}
+	if len(failing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s %w: still waiting for %s", what, errNotReady, strings.Join(failing, "; "))
 }
 
 // missing reports whether any service lacks an address.

@@ -61,6 +61,16 @@ without a marker.
 Several producers split one bucket with --shard i/n: each emits only the IDs
 whose hash modulo n is i, on both streams.
 
+Outages. At start produce waits up to --connect-timeout for S3 (the bucket)
+and for Kafka (the topics), retrying with backoff; then it fails with exit
+status 1 and the service's error. Once producing, an outage is waited out:
+while Kafka refuses writes both streams are held (nothing more is read from
+S3) and the refused messages are retried until Kafka takes them, none
+dropped; transient S3 errors are retried with backoff. With --metrics-addr,
+/readyz reports the producer's health (503 while a service fails). SIGTERM
+or SIGINT stops a running producer with exit status 0; interrupted while it
+still waits for a service, it exits with 1 and names the service.
+
 Services. produce talks to real Kafka and S3 (MinIO): --kafka-brokers and
 --s3-endpoint are required. With --allow-embedded, missing ones are started
 in-process instead; they are empty, live only as long as this command, and
@@ -122,13 +132,20 @@ func runProduce(ctx context.Context, a *app, f *produceFlags) error {
 	}
 	p, reg, err := f.producer(mc, ends, shard, set.MaxLead, a)
 	if err == nil {
-		err = startMetrics(ctx, g, f.metricsAddr, reg, a)
+		err = startMetrics(ctx, g, f.metricsAddr, reg, a, p.Health())
 	}
 	if err != nil {
 		return errors.Join(err, g.Close())
 	}
 	g.Go("producer", p)
-	if err := g.WaitReady(ctx, "producer"); err != nil {
+	// Interrupted once ready, it stops cleanly below (WaitReady may see
+	// the interruption first); before, it says what it waited for.
+	if err := g.WaitReady(ctx, "producer"); err != nil && !(ctx.Err() != nil && isReady(p)) {
+		if ctx.Err() != nil {
+			if nerr := notReady("produce: the producer was", p.Health()); nerr != nil {
+				err = nerr
+			}
+		}
 		return errors.Join(err, g.Close())
 	}
 	st := p.Stats()
@@ -140,7 +157,8 @@ func runProduce(ctx context.Context, a *app, f *produceFlags) error {
 			"pairs", st.ByID.Produced, "samples", st.Instance.Produced,
 			"lag_byid", st.ByID.Lag, "lag_instance", st.Instance.Lag,
 			"held_byid", st.ByID.Blocking, "held_instance", st.Instance.Blocking,
-			"passes", st.Passes, "epoch", st.Epoch, "new_ids", st.NewIDs, "dead_letters", sumCounts(st.DeadLetters))
+			"passes", st.Passes, "epoch", st.Epoch, "new_ids", st.NewIDs, "dead_letters", sumCounts(st.DeadLetters),
+			"kafka_down", st.Kafka.Down, "kafka_pending", st.Kafka.Pending, "s3_retries", st.S3Retries)
 	}, "producer")
 	st = p.Stats()
 	fmt.Fprintf(a.stdout, "ffc produce: stopped: %d id pairs, %d samples, %d dead letters, %d new IDs\n",
@@ -152,6 +170,9 @@ func runProduce(ctx context.Context, a *app, f *produceFlags) error {
 func (f *produceFlags) check() error {
 	if _, err := producers.ParseShard(f.shard); err != nil {
 		return fmt.Errorf("--shard: %w", err)
+	}
+	if err := f.ends.checkTimeouts(); err != nil {
+		return err
 	}
 	var missing []string
 	if len(f.ends.KafkaBrokers) == 0 {
@@ -197,7 +218,7 @@ func (f *produceFlags) producer(mc *minio.Client, ends endpoints, shard producer
 		TopicByID: f.topicByID, TopicInstance: f.topicInstance, TopicDeadLetter: f.topicDead,
 		Partitions: f.partitions, TrainerGroup: f.trainerGroup, MaxLead: maxLead, Shard: shard,
 		PollInterval: f.pollInterval, RescanInterval: rescan, Concurrency: f.concurrency, Source: f.source,
-		KafkaTimeout: ends.KafkaTimeout, Registry: reg, Log: a.log,
+		KafkaTimeout: ends.KafkaTimeout, ConnectTimeout: ends.ConnectTimeout, Registry: reg, Log: a.log,
 	})
 	return p, reg, err
 }

@@ -42,7 +42,7 @@ func (s *streamFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "streaming: serve Prometheus metrics on http://<addr>/metrics (empty: not served)")
 	fs.IntVar(&s.maxSteps, "max-steps", 0, "streaming: stop after this many steps in this run (0: until Ctrl-C)")
 	fs.DurationVar(&s.statsInterval, "stats-interval", 10*time.Second, "streaming: a progress line this often (0: never)")
-	for _, name := range []string{"kafka-brokers", "nats-url", "s3-endpoint", "s3-access-key", "s3-secret-key", "s3-secure", "kafka-timeout",
+	for _, name := range []string{"kafka-brokers", "nats-url", "s3-endpoint", "s3-access-key", "s3-secret-key", "s3-secure", "kafka-timeout", "connect-timeout",
 		"bucket", "model", "group", "topic-byid", "topic-instance", "topic-deadletter", "metrics-addr", "max-steps", "stats-interval"} {
 		settings.Annotate(fs, name, settings.Streaming)
 	}
@@ -58,6 +58,9 @@ func runStreamTrain(ctx context.Context, a *app, f *trainFlags) error {
 	if _, err := f.set.Derive(settings.Streaming, 0); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
+	if err := s.ends.checkTimeouts(); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
 	cl, err := connect(s.ends)
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
@@ -71,14 +74,14 @@ func runStreamTrain(ctx context.Context, a *app, f *trainFlags) error {
 	reg := prometheus.NewRegistry()
 	tr, err := trainers.New(trainers.Config{
 		Brokers: s.ends.KafkaBrokers, Group: s.group, TopicByID: s.topicByID, TopicInstance: s.topicInstance, TopicDeadLetter: s.topicDead,
-		KafkaTimeout: s.ends.KafkaTimeout, Model: s.model, Settings: f.set, Backend: be, S3: cl.mc, Bucket: s.bucket, JS: cl.js,
+		KafkaTimeout: s.ends.KafkaTimeout, ConnectTimeout: s.ends.ConnectTimeout, Model: s.model, Settings: f.set, Backend: be, S3: cl.mc, Bucket: s.bucket, JS: cl.js,
 		MaxSteps: s.maxSteps, Log: a.log, Registry: reg,
 	})
 	if err != nil {
 		return err
 	}
 	g := stage.NewGroup(ctx, a.log)
-	if err := startMetrics(ctx, g, s.metricsAddr, reg, a); err != nil {
+	if err := startMetrics(ctx, g, s.metricsAddr, reg, a, tr.Health()); err != nil {
 		return errors.Join(err, g.Close())
 	}
 	g.Go("trainer", tr)
@@ -87,17 +90,34 @@ func runStreamTrain(ctx context.Context, a *app, f *trainFlags) error {
 		fmt.Fprintf(a.stdout, "train: step %d (+%d this run), loss %.4f, %s/step, pool %d, %d centers published, %d dead letters, %d checkpoints\n",
 			st.StartStep+st.Steps, st.Steps, st.LastLoss, st.LastStepTime.Round(time.Millisecond), st.PoolLen, st.Published, st.DeadLetters, st.Checkpoints)
 	})
+	if err == nil && ctx.Err() != nil && !isReady(tr) {
+		// Interrupted before the trainer ever was ready: not a clean stop.
+		if err = notReady("train: the trainer was", tr.Health()); err == nil {
+			err = fmt.Errorf("train: interrupted before the trainer was ready: %w", context.Cause(ctx))
+		}
+	}
 	st := tr.Stats()
 	fmt.Fprintf(a.stdout, "train: stopped at step %d after %d steps this run; %d checkpoints written\n", st.StartStep+st.Steps, st.Steps, st.Checkpoints)
 	return errors.Join(err, g.Close())
 }
 
-// startMetrics adds the metrics server stage when addr is set.
-func startMetrics(ctx context.Context, g *stage.Group, addr string, reg *prometheus.Registry, a *app) error {
+// isReady reports whether s has been ready.
+func isReady(s stage.Stage) bool {
+	select {
+	case <-s.Ready():
+		return true
+	default:
+		return false
+	}
+}
+
+// startMetrics adds the metrics server stage when addr is set: /metrics
+// serves reg, /readyz the health conditions.
+func startMetrics(ctx context.Context, g *stage.Group, addr string, reg *prometheus.Registry, a *app, health ...*stage.Health) error {
 	if addr == "" {
 		return nil
 	}
-	srv, err := metricsrv.New(metricsrv.Options{Addr: addr, Gatherer: reg, Log: a.log})
+	srv, err := metricsrv.New(metricsrv.Options{Addr: addr, Gatherer: reg, Health: health, Log: a.log})
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package metricsrv
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -63,5 +64,47 @@ func TestErrors(t *testing.T) {
 	}
 	if err := s.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Errorf("Run on a bad address: %v", err)
+	}
+}
+
+// TestReadyz serves the health conditions: 503 while one fails, 200 once
+// it recovers, as JSON.
+func TestReadyz(t *testing.T) {
+	h := &stage.Health{}
+	h.Set("storage", false, "bucket unreachable")
+	s, err := New(Options{Addr: "127.0.0.1:0", Gatherer: prometheus.NewRegistry(), Health: []*stage.Health{h}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	defer func() { s.Close(); <-done }()
+	if err := stage.WaitReady(context.Background(), "metrics", s, done); err != nil {
+		t.Fatal(err)
+	}
+	cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func() (int, bool, []stage.Condition) {
+		res, err := cl.Get("http://" + s.Addr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var body struct {
+			Ready      bool              `json:"ready"`
+			Conditions []stage.Condition `json:"conditions"`
+		}
+		if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		return res.StatusCode, body.Ready, body.Conditions
+	}
+	if code, ready, conds := get(); code != http.StatusServiceUnavailable || ready || len(conds) != 1 || conds[0].Reason != "bucket unreachable" {
+		t.Errorf("failing: %d %v %+v", code, ready, conds)
+	}
+	if !h.Set("storage", true, "") || h.Set("storage", true, "") {
+		t.Error("Set reports a change only when the state changes")
+	}
+	if code, ready, _ := get(); code != http.StatusOK || !ready {
+		t.Errorf("recovered: %d %v", code, ready)
 	}
 }
