@@ -2,7 +2,6 @@ package trainers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -18,18 +17,11 @@ type batch struct {
 	msgs []message
 }
 
-// errDeadLetter marks a dead letter that could not be written: the trainer
-// stops rather than skip a message nobody has kept.
-var errDeadLetter = errors.New("dead-letter write failed")
-
-// errFatal marks an assembly failure that must stop the trainer.
-var errFatal = errors.New("trainer stopped")
-
 // assemble takes B valid id pairs and B valid instances; invalid messages
 // are dead-lettered and their offsets marked consumed. onIdle runs when no
 // message has arrived for IdleCheckpoint. The batch is reused: it is valid
-// until the next call.
-func (t *Trainer) assemble(ctx context.Context, byID, inst <-chan message, onIdle func() error) (*batch, error) {
+// until the next call. It fails only when ctx ends.
+func (t *Trainer) assemble(ctx context.Context, byID, inst <-chan message, onIdle func()) (*batch, error) {
 	if t.batch == nil {
 		t.batch = &batch{DualBatch: engine.NewDualBatch(t.set.Batch, t.set.InLen, true)}
 	}
@@ -44,9 +36,7 @@ func (t *Trainer) assemble(ctx context.Context, byID, inst <-chan message, onIdl
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-idle.C:
-			if err := onIdle(); err != nil {
-				return nil, fmt.Errorf("%w: %w", errFatal, err)
-			}
+			onIdle()
 			idle.Reset(t.cfg.IdleCheckpoint)
 			continue
 		case m = <-when(byID, bt.NeedPairs()):
@@ -70,8 +60,15 @@ func (t *Trainer) assemble(ctx context.Context, byID, inst <-chan message, onIdl
 }
 
 // add decodes m and adds it to the batch; an error is the reason to
-// reject it.
+// reject it. Its size is checked before any other work.
 func (t *Trainer) add(bt *batch, m message) error {
+	limit := t.cfg.Limits.MaxMessageBytes
+	if limit <= 0 {
+		limit = schemas.DefaultMaxMessageBytes
+	}
+	if len(m.value) > limit {
+		return fmt.Errorf("trainer: %w: message of %d bytes > %d", schemas.ErrTooLarge, len(m.value), limit)
+	}
 	if m.topic == t.cfg.TopicByID {
 		p, imgs, err := schemas.DecodeIDPairImages(m.value, t.cfg.Limits)
 		if err != nil {

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/minio/minio-go/v7"
 
 	"github.com/ffc-stream/ffc/schemas"
@@ -37,6 +39,16 @@ type CheckpointStore struct {
 	Model  string
 	// Keep is how many complete checkpoints to keep (default 3).
 	Keep int
+	// Retry bounds every object-storage call (get, put, list, delete):
+	// each is retried with exponential backoff and jitter within it
+	// (zero: 200 ms to 5 s apart for up to 30 s). Errors that retrying
+	// cannot mend (no such key, access denied, ...) are not retried.
+	Retry Backoff
+	// Log receives a debug line for each retry (nil: none).
+	Log *slog.Logger
+	// OnPruneError, when set, is told of a prune of old checkpoints that
+	// failed after its retries. A failed prune never fails Save.
+	OnPruneError func(error)
 }
 
 const manifestName = "manifest.pb"
@@ -46,8 +58,9 @@ func (s *CheckpointStore) dir(step int) string {
 }
 
 // Save writes every part, then the manifest with the offsets the
-// checkpoint covers, then prunes old checkpoints. It returns the manifest
-// key. Only after Save returns may the offsets be committed to Kafka.
+// checkpoint covers, then prunes old checkpoints (a prune that fails is
+// told to OnPruneError, not returned). It returns the manifest key. Only
+// after Save returns nil may the offsets be committed to Kafka.
 func (s *CheckpointStore) Save(ctx context.Context, step int, parts []engine.StatePart, offsets Offsets) (string, error) {
 	dir := s.dir(step)
 	man := &ffcpb.CheckpointManifest{Model: s.Model, Step: uint64(step), CreatedUnixNano: time.Now().UnixNano()}
@@ -57,10 +70,8 @@ func (s *CheckpointStore) Save(ctx context.Context, step int, parts []engine.Sta
 			return "", fmt.Errorf("checkpoint %d: %s: %w", step, p.Name, err)
 		}
 		key := dir + "/" + p.Name
-		if _, err := s.MC.PutObject(ctx, s.Bucket, key, bytes.NewReader(buf.Bytes()), int64(buf.Len()), minio.PutObjectOptions{
-			ContentType: "application/octet-stream", DisableContentSha256: true,
-		}); err != nil {
-			return "", fmt.Errorf("checkpoint %d: put %s: %w", step, key, err)
+		if err := s.put(ctx, key, buf.Bytes(), "application/octet-stream"); err != nil {
+			return "", fmt.Errorf("checkpoint %d: %w", step, err)
 		}
 		sum := sha256.Sum256(buf.Bytes())
 		man.Hashes = append(man.Hashes, &ffcpb.ContentHash{Key: key, Algorithm: "sha256", Digest: sum[:]})
@@ -97,37 +108,116 @@ func (s *CheckpointStore) Save(ctx context.Context, step int, parts []engine.Sta
 		return "", fmt.Errorf("checkpoint %d: manifest: %w", step, err)
 	}
 	key := dir + "/" + manifestName
-	if _, err := s.MC.PutObject(ctx, s.Bucket, key, bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{DisableContentSha256: true}); err != nil {
-		return "", fmt.Errorf("checkpoint %d: put manifest: %w", step, err)
+	if err := s.put(ctx, key, b, ""); err != nil {
+		return "", fmt.Errorf("checkpoint %d: manifest: %w", step, err)
 	}
 	if err := s.prune(ctx); err != nil {
-		return key, err
+		if s.OnPruneError != nil {
+			s.OnPruneError(err)
+		} else if s.Log != nil {
+			s.Log.Warn("checkpoints: prune failed; retried after the next checkpoint", "err", err)
+		}
 	}
 	return key, nil
 }
 
+// retryPolicy is Retry with its defaults.
+func (s *CheckpointStore) retryPolicy() Backoff { return s.Retry.or(storageRetry()) }
+
+// do runs one object-storage call with retries; an error that retrying
+// cannot mend is returned at once.
+func (s *CheckpointStore) do(ctx context.Context, what string, call func() error) error {
+	_, err := retry(ctx, s.retryPolicy(), s.Log, "checkpoint "+what, func() (struct{}, error) {
+		err := call()
+		if err != nil && permanentS3(err) {
+			return struct{}{}, backoff.Permanent(err)
+		}
+		return struct{}{}, err
+	})
+	return err
+}
+
+// permanentS3 reports whether an object-storage error is one that
+// retrying cannot mend.
+func permanentS3(err error) bool {
+	switch minio.ToErrorResponse(err).Code {
+	case minio.NoSuchBucket, minio.NoSuchKey, minio.AccessDenied, minio.InvalidAccessKeyID, minio.SignatureDoesNotMatch,
+		minio.InvalidBucketName, minio.InvalidArgument, minio.EntityTooLarge, minio.MethodNotAllowed, minio.NotImplemented:
+		return true
+	}
+	return false
+}
+
+// put writes b at key.
+func (s *CheckpointStore) put(ctx context.Context, key string, b []byte, contentType string) error {
+	err := s.do(ctx, "put "+key, func() error {
+		_, err := s.MC.PutObject(ctx, s.Bucket, key, bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{
+			ContentType: contentType, DisableContentSha256: true,
+		})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
+}
+
 // steps lists the steps with a complete checkpoint, ascending.
 func (s *CheckpointStore) steps(ctx context.Context) ([]int, error) {
+	dirs, err := s.list(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var steps []int
-	prefix := strings.TrimSuffix(s.Prefix, "/") + "/"
-	for obj := range s.MC.ListObjects(ctx, s.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		if obj.Err != nil {
-			if minio.ToErrorResponse(obj.Err).Code == minio.NoSuchBucket {
-				return nil, nil
-			}
-			return nil, fmt.Errorf("checkpoints: list %s: %w", prefix, obj.Err)
-		}
-		rest := strings.TrimPrefix(obj.Key, prefix)
-		dir, name, ok := strings.Cut(rest, "/")
-		if !ok || name != manifestName {
-			continue
-		}
-		if n, err := strconv.Atoi(dir); err == nil {
-			steps = append(steps, n)
+	for st, d := range dirs {
+		if d.complete {
+			steps = append(steps, st)
 		}
 	}
 	sort.Ints(steps)
 	return steps, nil
+}
+
+// stepDir is what a listing found under one step's folder.
+type stepDir struct {
+	keys     []string
+	complete bool // has its manifest
+}
+
+// list lists every checkpoint folder by step (none when the bucket does
+// not exist).
+func (s *CheckpointStore) list(ctx context.Context) (map[int]*stepDir, error) {
+	prefix := strings.TrimSuffix(s.Prefix, "/") + "/"
+	var dirs map[int]*stepDir
+	err := s.do(ctx, "list "+prefix, func() error {
+		dirs = map[int]*stepDir{}
+		lctx, cancel := context.WithCancel(ctx)
+		defer cancel() // ends the listing's goroutine when it stops early
+		for obj := range s.MC.ListObjects(lctx, s.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+			if obj.Err != nil {
+				if minio.ToErrorResponse(obj.Err).Code == minio.NoSuchBucket {
+					dirs = nil
+					return nil
+				}
+				return obj.Err
+			}
+			dir, name, ok := strings.Cut(strings.TrimPrefix(obj.Key, prefix), "/")
+			n, err := strconv.Atoi(dir)
+			if !ok || err != nil {
+				continue
+			}
+			if dirs[n] == nil {
+				dirs[n] = &stepDir{}
+			}
+			dirs[n].keys = append(dirs[n].keys, obj.Key)
+			dirs[n].complete = dirs[n].complete || name == manifestName
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints: list %s: %w", prefix, err)
+	}
+	return dirs, nil
 }
 
 // Latest returns the newest complete checkpoint's manifest, or nil.
@@ -215,44 +305,58 @@ func (s *CheckpointStore) verify(m *ffcpb.CheckpointManifest, key string, b []by
 }
 
 func (s *CheckpointStore) get(ctx context.Context, key string) ([]byte, error) {
-	obj, err := s.MC.GetObject(ctx, s.Bucket, key, minio.GetObjectOptions{})
+	var b []byte
+	err := s.do(ctx, "get "+key, func() error {
+		obj, err := s.MC.GetObject(ctx, s.Bucket, key, minio.GetObjectOptions{})
+		if err != nil {
+			return err
+		}
+		defer obj.Close()
+		b, err = io.ReadAll(obj)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: get %s: %w", key, err)
-	}
-	defer obj.Close()
-	b, err := io.ReadAll(obj)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: read %s: %w", key, err)
 	}
 	return b, nil
 }
 
-// prune deletes all but the newest Keep complete checkpoints.
+// prune deletes all but the newest Keep complete checkpoints, and the
+// incomplete ones older than those kept (left by a failed Save).
 func (s *CheckpointStore) prune(ctx context.Context) error {
 	keep := s.Keep
 	if keep <= 0 {
 		keep = 3
 	}
-	steps, err := s.steps(ctx)
-	if err != nil || len(steps) <= keep {
-		return err
+	dirs, err := s.list(ctx)
+	if err != nil {
+		return fmt.Errorf("checkpoints: prune: %w", err)
 	}
+	var complete []int
+	for st, d := range dirs {
+		if d.complete {
+			complete = append(complete, st)
+		}
+	}
+	if len(complete) <= keep {
+		return nil
+	}
+	sort.Ints(complete)
+	oldest := complete[len(complete)-keep] // the oldest kept
 	var errs []error
-	for _, st := range steps[:len(steps)-keep] {
-		// The manifest goes first, so a half-deleted checkpoint is
-		// incomplete rather than corrupt.
-		dir := s.dir(st) + "/"
-		if err := s.MC.RemoveObject(ctx, s.Bucket, dir+manifestName, minio.RemoveObjectOptions{}); err != nil {
-			errs = append(errs, err)
+	for st, d := range dirs {
+		if st >= oldest {
 			continue
 		}
-		for obj := range s.MC.ListObjects(ctx, s.Bucket, minio.ListObjectsOptions{Prefix: dir, Recursive: true}) {
-			if obj.Err != nil {
-				errs = append(errs, obj.Err)
-				break
-			}
-			if err := s.MC.RemoveObject(ctx, s.Bucket, obj.Key, minio.RemoveObjectOptions{}); err != nil {
-				errs = append(errs, err)
+		// The manifest goes first, so a half-deleted checkpoint is
+		// incomplete rather than corrupt.
+		sort.Slice(d.keys, func(i, j int) bool { return strings.HasSuffix(d.keys[i], "/"+manifestName) })
+		for _, key := range d.keys {
+			if err := s.do(ctx, "delete "+key, func() error {
+				return s.MC.RemoveObject(ctx, s.Bucket, key, minio.RemoveObjectOptions{})
+			}); err != nil {
+				errs = append(errs, fmt.Errorf("delete %s: %w", key, err))
+				break // the rest of this checkpoint waits for the next prune
 			}
 		}
 	}
@@ -280,7 +384,9 @@ func settingsPart(set settings.Settings) engine.StatePart {
 }
 
 // checkpoint writes the state with the offsets it covers, then commits
-// those offsets to the group.
+// those offsets to the group. A write that fails (after the store's
+// retries) is reported in Health and returned, and nothing is committed:
+// the group's offsets stay those of the last durable checkpoint.
 func (t *Trainer) checkpoint(ctx context.Context, g *generation) error {
 	if len(t.offsets) == 0 {
 		return nil
@@ -291,8 +397,16 @@ func (t *Trainer) checkpoint(ctx context.Context, g *generation) error {
 		parts := append(t.eng.StateParts(), settingsPart(t.set))
 		var err error
 		if key, err = t.ckpt.Save(ctx, step, parts, t.offsets); err != nil {
+			t.ckptFailing = true
+			t.metrics.ckptFailures.Inc()
+			t.mu.Lock()
+			t.stats.CheckpointFailures++
+			t.mu.Unlock()
+			t.health.Set(CondStorage, false, "checkpoint at step "+strconv.Itoa(step)+": "+err.Error())
 			return fmt.Errorf("trainer: %w", err)
 		}
+		t.ckptFailing = false
+		t.health.Set(CondStorage, true, "")
 		t.metrics.ckptAge.SetToCurrentTime()
 		t.mu.Lock()
 		t.stats.Checkpoints++
@@ -312,4 +426,24 @@ func (t *Trainer) checkpoint(ctx context.Context, g *generation) error {
 	}
 	t.cfg.Log.Info("trainer: checkpoint", "step", step, "manifest", key)
 	return nil
+}
+
+// checkpointDue writes a checkpoint that is due. One that fails is not
+// fatal: the trainer trains on, holds its offset commits at the last
+// durable checkpoint and tries again at the next due point (or when the
+// input stalls), when storage has come back.
+func (t *Trainer) checkpointDue(ctx context.Context, g *generation) {
+	if err := t.checkpoint(ctx, g); err != nil {
+		g.lastCkpt, g.sinceCkpt = time.Now(), 0
+		t.cfg.Log.Warn("trainer: checkpoint failed; training on, offsets held at the last durable checkpoint", "err", err)
+	}
+}
+
+// pruneFailed counts and logs a prune of old checkpoints that failed.
+func (t *Trainer) pruneFailed(err error) {
+	t.metrics.pruneFailures.Inc()
+	t.mu.Lock()
+	t.stats.PruneFailures++
+	t.mu.Unlock()
+	t.cfg.Log.Warn("trainer: pruning old checkpoints failed; retried after the next checkpoint", "err", err)
 }

@@ -50,9 +50,34 @@ type Config struct {
 	// commits, so without it a producer lead smaller than what the trainer
 	// consumes between checkpoints would stall both.
 	IdleCheckpoint time.Duration
-	// JoinAttempts bounds consecutive failures to join the consumer group
-	// (about a second apart) before Run gives up (default 60).
-	JoinAttempts int
+	// ConnectTimeout bounds how long Run waits for Kafka at start: when no
+	// metadata request or group join has succeeded for that long before
+	// the trainer first joined its group, Run returns an error wrapping
+	// ErrKafkaUnreachable (default 60 s). Missing topics are waited for
+	// without bound (Health says so), and once the trainer has joined,
+	// broker outages are ridden out however long they last.
+	ConnectTimeout time.Duration
+	// PartitionWatchInterval is how often the group checks its topics'
+	// partition counts and rejoins when they change (default 5 s).
+	PartitionWatchInterval time.Duration
+
+	// DeadLetterMaxBytes bounds a dead-letter record, key and headers
+	// included: a larger rejected message is dead-lettered with its
+	// payload truncated and its original size in a header (default 512
+	// KiB, well below Kafka's default 1 MB message limit; at least 4 KiB).
+	DeadLetterMaxBytes int
+	// DeadLetterRetry bounds the attempts of each dead-letter write
+	// (default: 5 attempts, 100 ms to 2 s apart). A write that still fails
+	// is logged and counted with the offset it skipped; it never stops the
+	// trainer.
+	DeadLetterRetry Backoff
+	// StorageRetry bounds each object-storage call of a checkpoint (get,
+	// put, list, delete; default: 200 ms to 5 s apart for up to 30 s). A
+	// checkpoint that still fails does not stop the trainer: it trains on,
+	// commits no offset past the last durable checkpoint, reports the
+	// "storage" Health condition failing and checkpoints again when the
+	// next one is due.
+	StorageRetry Backoff
 
 	// JetStream for the center broadcast.
 	JS jetstream.JetStream
@@ -80,7 +105,11 @@ func (c Config) withDefaults() Config {
 	c.TopicInstance = cmp.Or(c.TopicInstance, schemas.TopicInstance)
 	c.TopicDeadLetter = cmp.Or(c.TopicDeadLetter, schemas.TopicDeadLetter)
 	c.KafkaTimeout = cmp.Or(c.KafkaTimeout, 30*time.Second)
-	c.JoinAttempts = cmp.Or(c.JoinAttempts, 60)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, 60*time.Second)
+	c.PartitionWatchInterval = cmp.Or(c.PartitionWatchInterval, 5*time.Second)
+	c.DeadLetterMaxBytes = cmp.Or(c.DeadLetterMaxBytes, 512<<10)
+	c.DeadLetterRetry = c.DeadLetterRetry.or(deadLetterRetry())
+	c.StorageRetry = c.StorageRetry.or(storageRetry())
 	c.IdleCheckpoint = cmp.Or(c.IdleCheckpoint, 2*time.Second)
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -119,8 +148,19 @@ func (c Config) validate() error {
 	if _, err := c.Settings.Derive(settings.Streaming, 0); err != nil {
 		bad("%w", err)
 	}
-	if c.MaxSteps < 0 || c.JoinAttempts < 1 || c.IdleCheckpoint < 0 || c.KafkaTimeout < 0 {
-		bad("MaxSteps %d, JoinAttempts %d, IdleCheckpoint %v, KafkaTimeout %v: want ≥ 0, ≥ 1, ≥ 0, ≥ 0", c.MaxSteps, c.JoinAttempts, c.IdleCheckpoint, c.KafkaTimeout)
+	if c.MaxSteps < 0 {
+		bad("MaxSteps %d: want ≥ 0", c.MaxSteps)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"IdleCheckpoint", c.IdleCheckpoint}, {"KafkaTimeout", c.KafkaTimeout}, {"ConnectTimeout", c.ConnectTimeout}, {"PartitionWatchInterval", c.PartitionWatchInterval}} {
+		if d.v < 0 {
+			bad("%s %v: want ≥ 0", d.name, d.v)
+		}
+	}
+	if c.DeadLetterMaxBytes < minDeadLetterBytes {
+		bad("DeadLetterMaxBytes %d: want ≥ %d", c.DeadLetterMaxBytes, minDeadLetterBytes)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("trainer: config: %w", errors.Join(errs...))

@@ -2,8 +2,6 @@ package trainers
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -18,36 +16,32 @@ type message struct {
 	value     []byte
 }
 
-// consume joins the consumer group and trains on each generation's
-// partitions until ctx ends or the run is done.
+// consume waits for the topics, joins the consumer group and trains on
+// each generation's partitions until ctx ends or the run is done. Only a
+// Kafka never reached at start (ConnectTimeout) ends it with an error;
+// later outages are waited out.
 func (t *Trainer) consume(ctx context.Context) error {
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID: t.cfg.Group, Brokers: t.cfg.Brokers, Topics: []string{t.cfg.TopicByID, t.cfg.TopicInstance},
-		StartOffset: kafka.FirstOffset, HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second,
-		RebalanceTimeout: 10 * time.Second, JoinGroupBackoff: time.Second, Timeout: t.cfg.KafkaTimeout,
-	})
+	l := &link{lastContact: time.Now()}
+	if err := t.waitTopics(ctx, l); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	cg, err := t.newGroup()
 	if err != nil {
-		return fmt.Errorf("trainer: consumer group %s: %w", t.cfg.Group, err)
+		return err
 	}
 	defer cg.Close()
-	failures := 0
 	for {
-		gen, err := cg.Next(ctx)
+		gen, err := t.join(ctx, cg, l)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			// The group keeps trying to join (with backoff); errors such as
-			// "group coordinator not available" on a brand-new Kafka whose
-			// offsets topic does not exist yet are transient.
-			failures++
-			if failures >= t.cfg.JoinAttempts {
-				return fmt.Errorf("trainer: join group %s: %d attempts failed, last: %w", t.cfg.Group, failures, err)
-			}
-			t.cfg.Log.Warn("trainer: joining the consumer group failed; retrying", "group", t.cfg.Group, "attempt", failures, "err", err)
-			continue
+			return err
 		}
-		failures = 0
+		t.assigned(gen)
 		done, err := t.runGeneration(ctx, gen)
 		if err != nil || done {
 			return err
@@ -63,7 +57,6 @@ type generation struct {
 	cancel    context.CancelFunc
 	byID      chan message
 	inst      chan message
-	errc      chan error
 	finished  chan struct{} // closed when the generation's work is done
 	wg        sync.WaitGroup
 	lastCkpt  time.Time
@@ -76,9 +69,13 @@ func (t *Trainer) runGeneration(ctx context.Context, kgen *kafka.Generation) (bo
 	g := t.startGeneration(ctx, kgen)
 	defer func() { g.cancel(); g.wg.Wait(); close(g.finished) }()
 	t.SetReady()
+	t.health.Set(CondStarted, true, "")
 	for {
+		if g.ctx.Err() != nil && ctx.Err() == nil {
+			return false, nil // the generation ended (a rebalance, a broker lost): join again
+		}
 		if t.cfg.MaxSteps > 0 && t.Stats().Steps >= t.cfg.MaxSteps {
-			return true, t.checkpoint(ctx, g)
+			return true, t.checkpoint(context.WithoutCancel(ctx), g)
 		}
 		done, err := t.trainOne(ctx, g)
 		if done || err != nil {
@@ -91,7 +88,7 @@ func (t *Trainer) runGeneration(ctx context.Context, kgen *kafka.Generation) (bo
 // offsets this run (or its checkpoint) reached, else from the group's.
 func (t *Trainer) startGeneration(ctx context.Context, kgen *kafka.Generation) *generation {
 	b := t.set.Batch
-	g := &generation{gen: kgen, byID: make(chan message, 4*b), inst: make(chan message, 4*b), errc: make(chan error, 1),
+	g := &generation{gen: kgen, byID: make(chan message, 4*b), inst: make(chan message, 4*b),
 		finished: make(chan struct{}), lastCkpt: time.Now()}
 	g.ctx, g.cancel = context.WithCancel(ctx)
 	// kafka-go ends a generation as soon as a function started on it
@@ -119,13 +116,7 @@ func (t *Trainer) startGeneration(ctx context.Context, kgen *kafka.Generation) *
 			g.wg.Add(1)
 			go func(topic string, partition int, start int64) {
 				defer g.wg.Done()
-				if err := t.read(g.ctx, topic, partition, start, out); err != nil && g.ctx.Err() == nil {
-					select {
-					case g.errc <- err:
-					default:
-					}
-					g.cancel()
-				}
+				t.read(g.ctx, topic, partition, start, out)
 			}(topic, a.ID, start)
 		}
 	}
@@ -137,23 +128,15 @@ func (t *Trainer) startGeneration(ctx context.Context, kgen *kafka.Generation) *
 // with a nil error when the generation ended (a rebalance: join again).
 func (t *Trainer) trainOne(ctx context.Context, g *generation) (bool, error) {
 	// When the input stalls, checkpoint what is done so its offsets get
-	// committed: producers hold back until the trainers' group commits.
-	onIdle := func() error {
-		if g.sinceCkpt == 0 {
-			return nil
+	// committed: producers hold back until the trainers' group commits. A
+	// checkpoint that failed is tried again then too.
+	onIdle := func() {
+		if g.sinceCkpt > 0 || t.ckptFailing {
+			t.checkpointDue(context.WithoutCancel(ctx), g)
 		}
-		return t.checkpoint(context.WithoutCancel(ctx), g)
 	}
 	bt, err := t.assemble(g.ctx, g.byID, g.inst, onIdle)
-	if errors.Is(err, errDeadLetter) || errors.Is(err, errFatal) {
-		return true, err
-	}
 	if err != nil {
-		select {
-		case rerr := <-g.errc:
-			return true, errors.Join(rerr, t.checkpoint(context.WithoutCancel(ctx), g))
-		default:
-		}
 		if ctx.Err() != nil {
 			// Shutdown: checkpoint what is done and commit it.
 			return true, t.checkpoint(context.WithoutCancel(ctx), g)
@@ -166,32 +149,74 @@ func (t *Trainer) trainOne(ctx context.Context, g *generation) (bool, error) {
 	g.sinceCkpt++
 	if g.sinceCkpt >= t.set.CheckpointEvery || time.Since(g.lastCkpt) >= t.set.CheckpointInterval {
 		// A checkpoint once begun is finished even during shutdown.
-		if err := t.checkpoint(context.WithoutCancel(ctx), g); err != nil {
-			return true, err
-		}
+		t.checkpointDue(context.WithoutCancel(ctx), g)
 	}
 	return false, nil
 }
 
-// read fetches one partition from start into out.
-func (t *Trainer) read(ctx context.Context, topic string, partition int, start int64, out chan<- message) error {
+// read fetches one partition from start into out until ctx ends. A fetch
+// error never ends it: the reader retries with backoff, the error is
+// counted and the reader's state changes are logged and set in Health
+// (CondFetch).
+func (t *Trainer) read(ctx context.Context, topic string, partition int, start int64, out chan<- message) {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: t.cfg.Brokers, Topic: topic, Partition: partition, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: time.Second})
 	defer r.Close()
-	if err := r.SetOffset(start); err != nil {
-		return fmt.Errorf("trainer: seek %s/%d to %d: %w", topic, partition, start, err)
+	if err := r.SetOffset(start); err != nil { // a new reader accepts any offset
+		t.cfg.Log.Error("trainer: seek", "topic", topic, "partition", partition, "offset", start, "err", err)
+		return
 	}
+	failing := false
+	defer func() {
+		if failing {
+			t.fetchState(topic, partition, nil)
+		}
+	}()
+	p := newPacer(reconnect())
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
-			return fmt.Errorf("trainer: fetch %s/%d: %w", topic, partition, err)
+			t.metrics.fetchErrors.Inc()
+			if !failing {
+				failing = true
+				t.fetchState(topic, partition, err)
+			}
+			t.mu.Lock()
+			t.stats.FetchErrors++
+			t.mu.Unlock()
+			if !p.wait(ctx) {
+				return
+			}
+			continue
+		}
+		if failing {
+			failing = false
+			p.reset()
+			t.fetchState(topic, partition, nil)
 		}
 		select {
 		case out <- message{topic: topic, partition: partition, offset: m.Offset, value: m.Value}:
 		case <-ctx.Done():
-			return nil
+			return
 		}
+	}
+}
+
+// fetchState records that the reader of topic/partition started failing
+// with err, or recovered (nil). CondFetch holds while no reader fails.
+func (t *Trainer) fetchState(topic string, partition int, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err != nil {
+		t.fetchFailing++
+		t.cfg.Log.Warn("trainer: fetch failing; retrying", "topic", topic, "partition", partition, "err", err)
+		t.health.Set(CondFetch, false, err.Error())
+		return
+	}
+	t.fetchFailing--
+	if t.fetchFailing == 0 {
+		t.health.Set(CondFetch, true, "")
 	}
 }

@@ -13,6 +13,15 @@ type metrics struct {
 	deadLetters *prometheus.CounterVec
 	ckptAge     prometheus.Gauge
 	skipped     prometheus.Counter
+
+	// Faults survived.
+	deadLetterFailures  prometheus.Counter
+	deadLetterTruncated prometheus.Counter
+	ckptFailures        prometheus.Counter
+	pruneFailures       prometheus.Counter
+	fetchErrors         prometheus.Counter
+	health              *prometheus.GaugeVec
+	partitions          prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -27,8 +36,24 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ffc_trainer_dead_letters_total", Help: "Messages rejected and dead-lettered, by reason."}, []string{"reason"}),
 		ckptAge:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "ffc_trainer_checkpoint_unix_seconds", Help: "Time of the last durable checkpoint."}),
 		skipped:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_steps_skipped_total", Help: "Steps abandoned for a non-finite loss or gradient."}),
+
+		deadLetterFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_dead_letter_failures_total",
+			Help: "Rejected messages whose dead-letter write failed after its retries: skipped, logged with their offset."}),
+		deadLetterTruncated: prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_dead_letters_truncated_total",
+			Help: "Dead-letter records whose payload was truncated to DeadLetterMaxBytes."}),
+		ckptFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_checkpoint_failures_total",
+			Help: "Checkpoints that failed after their retries (offsets held at the last durable checkpoint)."}),
+		pruneFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_checkpoint_prune_failures_total",
+			Help: "Prunes of old checkpoints that failed after their retries (not fatal)."}),
+		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_fetch_errors_total",
+			Help: "Fetch errors of the partition readers (retried with backoff)."}),
+		health: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ffc_trainer_health",
+			Help: "1 when the health condition holds, 0 when it fails (storage, kafka, kafka-topics, kafka-fetch)."}, []string{"condition"}),
+		partitions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ffc_trainer_assigned_partitions",
+			Help: "Partitions assigned to this member in the current generation of the group."}),
 	}
-	for _, c := range []prometheus.Collector{m.steps, m.samples, m.stepSeconds, m.loss, m.poolLen, m.evictions, m.published, m.deadLetters, m.ckptAge, m.skipped} {
+	for _, c := range []prometheus.Collector{m.steps, m.samples, m.stepSeconds, m.loss, m.poolLen, m.evictions, m.published, m.deadLetters, m.ckptAge, m.skipped,
+		m.deadLetterFailures, m.deadLetterTruncated, m.ckptFailures, m.pruneFailures, m.fetchErrors, m.health, m.partitions} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/ffc-stream/ffc/centers/broadcast"
 	"github.com/ffc-stream/ffc/internal/dataset/objstore"
 	"github.com/ffc-stream/ffc/internal/stage"
 	"github.com/ffc-stream/ffc/trainers/engine"
@@ -29,8 +28,19 @@ type Stats struct {
 	Checkpoints  int
 	LastLoss     float64
 	LastStepTime time.Duration
-	// TrainedIDs counts the distinct IDs inserted into the pool in this run.
-	TrainedIDs int
+	// Inserted counts the insertions into the pool in this run (an ID
+	// evicted and inserted again counts twice).
+	Inserted int
+
+	// Faults survived.
+	TruncatedDeadLetters int // dead letters whose payload was truncated
+	DeadLetterFailures   int // rejected messages skipped without a dead letter (its write failed)
+	// LastFailedDeadLetter is the position of the last of those.
+	LastFailedDeadLetter Position
+	CheckpointFailures   int // checkpoints that failed (offsets held)
+	PruneFailures        int // prunes of old checkpoints that failed
+	FetchErrors          int // fetch errors of the partition readers (retried)
+	Partitions           int // assigned in the current generation
 }
 
 // Trainer consumes samples.byid and samples.instance as a Kafka consumer
@@ -48,17 +58,25 @@ type Trainer struct {
 	// Set by Run before Ready.
 	set settings.Settings // derived, reconciled with the checkpoint
 	eng *engine.Engine
-	pub *broadcast.Publisher
+	pub *publishing
 
-	mu      sync.Mutex
-	stats   Stats
-	trained map[uint64]bool
+	mu    sync.Mutex
+	stats Stats
 
 	// offsets: the next offset to consume per topic and partition, for
 	// every message already in a completed step (or dead-lettered). Only
 	// Run's goroutine touches it, and batch, the batch it assembles.
 	offsets Offsets
 	batch   *batch
+	// ckptFailing: the last checkpoint failed (Run's goroutine only).
+	ckptFailing bool
+	// idleWarned: the warning for a generation without partitions was
+	// given (Run's goroutine only).
+	idleWarned bool
+
+	health *stage.Health
+	// fetchFailing counts the partition readers whose fetches fail (mu).
+	fetchFailing int
 }
 
 // New validates cfg; it connects to nothing until Run.
@@ -71,16 +89,33 @@ func New(cfg Config) (*Trainer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trainer: metrics: %w", err)
 	}
-	tr := &kafka.Transport{ClientID: "ffc-trainer"}
-	return &Trainer{
+	// Metadata of the three topics only, refreshed often enough that the
+	// wait for missing topics ends soon after they are created.
+	tr := &kafka.Transport{ClientID: "ffc-trainer", MetadataTTL: 2 * time.Second,
+		MetadataTopics: []string{cfg.TopicByID, cfg.TopicInstance, cfg.TopicDeadLetter}}
+	t := &Trainer{
 		cfg: cfg, metrics: m, transport: tr,
-		ckpt: &CheckpointStore{MC: cfg.S3, Bucket: cfg.Bucket, Prefix: "checkpoints/" + cfg.Model, Model: cfg.Model},
 		dead: &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.TopicDeadLetter, AllowAutoTopicCreation: true, Transport: tr,
-			BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireAll, WriteTimeout: cfg.KafkaTimeout, ReadTimeout: cfg.KafkaTimeout},
-		trained: map[uint64]bool{},
+			BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireAll, WriteTimeout: cfg.KafkaTimeout, ReadTimeout: cfg.KafkaTimeout,
+			MaxAttempts: 1, BatchBytes: int64(max(cfg.DeadLetterMaxBytes, 1<<20))}, // deadLetter retries
 		offsets: Offsets{},
-	}, nil
+		health: &stage.Health{Log: cfg.Log, OnChange: func(name string, ok bool) {
+			v := 0.0
+			if ok {
+				v = 1
+			}
+			m.health.WithLabelValues(name).Set(v)
+		}},
+	}
+	t.ckpt = &CheckpointStore{MC: cfg.S3, Bucket: cfg.Bucket, Prefix: "checkpoints/" + cfg.Model, Model: cfg.Model,
+		Retry: cfg.StorageRetry, Log: cfg.Log, OnPruneError: t.pruneFailed}
+	return t, nil
 }
+
+// Health is the trainer's live readiness (for /readyz). Its conditions
+// include CondStorage, CondKafka, CondTopics and CondFetch (and the center
+// publisher's), each set once the trainer has seen it hold or fail.
+func (t *Trainer) Health() *stage.Health { return t.health }
 
 // Ready (from stage.Lifecycle) is closed once the trainer has restored its
 // checkpoint and joined the consumer group.
@@ -89,18 +124,22 @@ func New(cfg Config) (*Trainer, error) {
 func (t *Trainer) Stats() Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.stats
-	s.TrainedIDs = len(t.trained)
-	return s
+	return t.stats
 }
 
-// TrainedIDs returns the IDs inserted into the pool in this run.
-func (t *Trainer) TrainedIDs() []uint64 {
+// PoolIDs returns the IDs in the pool, most recent first: call it after
+// Run has returned (nil when no engine was built).
+func (t *Trainer) PoolIDs() []uint64 {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]uint64, 0, len(t.trained))
-	for id := range t.trained {
-		out = append(out, id)
+	eng := t.eng
+	t.mu.Unlock()
+	if eng == nil {
+		return nil
+	}
+	labels := eng.Pool().LRU().Order()
+	out := make([]uint64, len(labels))
+	for i, l := range labels {
+		out[i] = uint64(l)
 	}
 	return out
 }
@@ -148,6 +187,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 		return fmt.Errorf("trainer: %w", err)
 	}
 	defer end()
+	defer t.stopPublisher()
 	if err := t.start(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -161,9 +201,10 @@ func (t *Trainer) Run(ctx context.Context) error {
 // restored checkpoint.
 func (t *Trainer) start(ctx context.Context) error {
 	var man *checkpointManifest
+	t.health.Set(CondStarted, false, "restoring the checkpoint and joining the group")
 	if !t.cfg.ConsumeOnly {
-		if err := objstore.EnsureBucket(ctx, t.cfg.S3, t.cfg.Bucket); err != nil {
-			return fmt.Errorf("trainer: %w", err)
+		if err := t.ensureBucket(ctx); err != nil {
+			return err
 		}
 		var err error
 		if man, err = t.ckpt.Latest(ctx); err != nil {
@@ -180,10 +221,6 @@ func (t *Trainer) start(ctx context.Context) error {
 		t.mu.Unlock()
 		return nil
 	}
-	pub, err := broadcast.NewPublisher(ctx, t.cfg.JS, broadcast.PublisherOptions{Model: t.cfg.Model, Codec: broadcast.NewProtoCodec(set.Dim)})
-	if err != nil {
-		return fmt.Errorf("trainer: %w", err)
-	}
 	opts := set.Engine(settings.Streaming, 0, t.cfg.Log)
 	opts.KeepFeatures = true
 	eng, err := engine.New(t.cfg.Backend, opts)
@@ -191,9 +228,12 @@ func (t *Trainer) start(ctx context.Context) error {
 		return fmt.Errorf("trainer: %w", err)
 	}
 	t.mu.Lock()
-	t.set, t.pub, t.eng = set, pub, eng
+	t.set, t.eng = set, eng
 	t.mu.Unlock()
-	return t.restore(ctx, man)
+	if err := t.restore(ctx, man); err != nil {
+		return err
+	}
+	return t.startPublisher(ctx, int64(eng.StepCount()))
 }
 
 // settingsFor reconciles the configured settings with those of the
@@ -234,5 +274,23 @@ func (t *Trainer) restore(ctx context.Context, man *checkpointManifest) error {
 	t.stats.PoolLen = t.eng.Pool().Len()
 	t.mu.Unlock()
 	t.cfg.Log.Info("trainer: restored checkpoint", "step", man.GetStep(), "pool", t.eng.Pool().Len(), "batch", t.set.Batch, "offsets", off)
+	return nil
+}
+
+// ensureBucket creates the checkpoint bucket when missing, retrying while
+// object storage is unreachable for up to ConnectTimeout.
+func (t *Trainer) ensureBucket(ctx context.Context) error {
+	b := Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Elapsed: t.cfg.ConnectTimeout}
+	_, err := retry(ctx, b, t.cfg.Log, "create the checkpoint bucket", func() (struct{}, error) {
+		err := objstore.EnsureBucket(ctx, t.cfg.S3, t.cfg.Bucket)
+		if err != nil {
+			t.health.Set(CondStorage, false, err.Error())
+		}
+		return struct{}{}, err
+	})
+	if err != nil {
+		return fmt.Errorf("trainer: %w: bucket %s not reachable within %s: %w", ErrStorageUnreachable, t.cfg.Bucket, t.cfg.ConnectTimeout, err)
+	}
+	t.health.Set(CondStorage, true, "")
 	return nil
 }

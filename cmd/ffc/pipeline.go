@@ -136,11 +136,11 @@ func (r *demoRun) startStages(ctx context.Context, g *stage.Group, a *app, cl *c
 	}
 	if r.prod, err = producers.New(producers.Config{Brokers: r.ends.KafkaBrokers, S3: cl.mc, Bucket: r.bucket, MaxLead: s.MaxLead,
 		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, TrainerGroup: r.group, PollInterval: 200 * time.Millisecond,
-		KafkaTimeout: r.ends.KafkaTimeout, Log: a.log, Seed: 1}); err != nil {
+		KafkaTimeout: r.ends.KafkaTimeout, ConnectTimeout: r.ends.ConnectTimeout, Log: a.log, Seed: 1}); err != nil {
 		return err
 	}
 	if r.tr, err = trainers.New(trainers.Config{Brokers: r.ends.KafkaBrokers, Model: r.model, Settings: s, Backend: be, S3: cl.mc, Bucket: r.bucket, JS: cl.js,
-		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, Group: r.group, MaxSteps: r.o.steps, KafkaTimeout: r.ends.KafkaTimeout,
+		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, Group: r.group, MaxSteps: r.o.steps, KafkaTimeout: r.ends.KafkaTimeout, ConnectTimeout: r.ends.ConnectTimeout,
 		Log: a.log.With("component", "trainer"), Registry: prometheus.NewRegistry()}); err != nil {
 		return err
 	}

@@ -12,7 +12,8 @@ import (
 // storage down, NATS unreachable, no partitions assigned) and recover.
 // Each named condition is set by the part that knows it; the stage is
 // healthy when every condition is. A state change is logged once, not at
-// every check. Its zero value is usable (no logger: nothing logged).
+// every check (a condition first set failing is logged at Info: it has
+// not happened yet). Its zero value is usable (no logger: nothing logged).
 type Health struct {
 	Log *slog.Logger
 	// OnChange, when set, is called (outside the lock) after a condition
@@ -52,6 +53,8 @@ func (h *Health) Set(name string, ok bool, reason string) bool {
 	}
 	if h.Log != nil {
 		switch {
+		case !ok && !seen:
+			h.Log.Info("health: "+name+" not yet", "reason", reason)
 		case !ok:
 			h.Log.Warn("health: "+name+" failing", "reason", reason)
 		case seen:
