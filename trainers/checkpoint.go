@@ -26,6 +26,18 @@ import (
 // consume.
 type Offsets map[string]map[int]int64
 
+// clone returns a deep copy of o.
+func (o Offsets) clone() Offsets {
+	c := make(Offsets, len(o))
+	for topic, parts := range o {
+		c[topic] = make(map[int]int64, len(parts))
+		for p, off := range parts {
+			c[topic][p] = off
+		}
+	}
+	return c
+}
+
 // checkpointManifest is the wire manifest of a checkpoint.
 type checkpointManifest = ffcpb.CheckpointManifest
 
@@ -413,19 +425,31 @@ func (t *Trainer) checkpoint(ctx context.Context, g *generation) error {
 		t.mu.Unlock()
 	}
 	g.lastCkpt, g.sinceCkpt = time.Now(), 0
-	commit := map[string]map[int]int64{}
-	for topic, parts := range t.offsets {
-		commit[topic] = map[int]int64{}
-		for p, o := range parts {
-			commit[topic][p] = o
-		}
-	}
-	if err := g.gen.CommitOffsets(commit); err != nil {
-		// The checkpoint holds the offsets; the next commit catches up.
-		t.cfg.Log.Warn("trainer: commit offsets after checkpoint", "step", step, "err", err)
-	}
+	t.durable, t.durableStep = t.offsets.clone(), step
+	t.commitDurable(g)
 	t.cfg.Log.Info("trainer: checkpoint", "step", step, "manifest", key)
 	return nil
+}
+
+// commitDurable commits the offsets of the last durable checkpoint to the
+// group. One that fails stays pending and is tried again when the input
+// stalls (onIdle) — the producers hold back until the group commits, so
+// without it a lost commit would stall them and the trainer for good.
+func (t *Trainer) commitDurable(g *generation) {
+	step := t.durableStep
+	if len(t.durable) == 0 {
+		t.commitPending = false
+		return
+	}
+	if err := g.gen.CommitOffsets(t.durable); err != nil {
+		t.commitPending = true
+		t.cfg.Log.Warn("trainer: committing the offsets of the last checkpoint failed; retried when the input stalls", "step", step, "err", err)
+		return
+	}
+	if t.commitPending {
+		t.cfg.Log.Info("trainer: committed the offsets of the last checkpoint", "step", step)
+	}
+	t.commitPending = false
 }
 
 // checkpointDue writes a checkpoint that is due. One that fails is not

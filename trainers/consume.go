@@ -131,8 +131,11 @@ func (t *Trainer) trainOne(ctx context.Context, g *generation) (bool, error) {
 	// committed: producers hold back until the trainers' group commits. A
 	// checkpoint that failed is tried again then too.
 	onIdle := func() {
-		if g.sinceCkpt > 0 || t.ckptFailing {
+		switch {
+		case g.sinceCkpt > 0 || t.ckptFailing:
 			t.checkpointDue(context.WithoutCancel(ctx), g)
+		case t.commitPending:
+			t.commitDurable(g)
 		}
 	}
 	bt, err := t.assemble(g.ctx, g.byID, g.inst, onIdle)

@@ -294,3 +294,53 @@ func TestStorageOutage(t *testing.T) {
 		t.Errorf("stats %+v: want 6 steps and the checkpoints after the outage", s)
 	}
 }
+
+// TestLostCommitRetriedWhenIdle (found by benchmarks/chaos: a Kafka
+// restart lost the commit after the last checkpoint): every commit is
+// refused until the input has run out. The producers hold back until the
+// group commits, so the trainer must commit its last checkpoint's offsets
+// again while idle; before, it waited for a step that never came, and
+// producer and trainer stalled for good.
+func TestLostCommitRetriedWhenIdle(t *testing.T) {
+	e, st := embeddedEnv(t)
+	e.produce(t, 12, 4*8, 0) // exactly what 4 steps of 8 take
+
+	var refused atomic.Int32
+	var refuse atomic.Bool
+	refuse.Store(true)
+	c := st.Kafka.Cluster()
+	c.ControlKey(int16(kmsg.OffsetCommit), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := r.(*kmsg.OffsetCommitRequest)
+		if req.Group != e.group || !refuse.Load() {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		res := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+		for _, rt := range req.Topics {
+			t := kmsg.NewOffsetCommitResponseTopic()
+			t.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				p := kmsg.NewOffsetCommitResponseTopicPartition()
+				p.Partition, p.ErrorCode = rp.Partition, kerr.NotCoordinator.Code
+				t.Partitions = append(t.Partitions, p)
+			}
+			res.Topics = append(res.Topics, t)
+		}
+		return res, nil, true
+	})
+	defer c.DropControl()
+
+	cfg := e.config(0) // runs until stopped
+	cfg.Settings.CheckpointEvery = 4
+	cfg.IdleCheckpoint = 100 * time.Millisecond
+	r := runAsync(t, cfg)
+	testutil.WaitTrue(t, "4 steps and a refused commit", func() bool {
+		return r.tr.Stats().Steps == 4 && r.tr.Stats().Checkpoints >= 1 && refused.Load() >= 1
+	})
+	refuse.Store(false) // Kafka is back; no more input will come
+	e.waitCommitted(t, 2*4*8)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -70,6 +70,12 @@ type Trainer struct {
 	batch   *batch
 	// ckptFailing: the last checkpoint failed (Run's goroutine only).
 	ckptFailing bool
+	// durable are the offsets of the last durable checkpoint (restored or
+	// written), of step durableStep; commitPending says the group has not
+	// taken them yet (Run's goroutine only).
+	durable       Offsets
+	durableStep   int
+	commitPending bool
 	// idleWarned: the warning for a generation without partitions was
 	// given (Run's goroutine only).
 	idleWarned bool
@@ -269,6 +275,9 @@ func (t *Trainer) restore(ctx context.Context, man *checkpointManifest) error {
 		return fmt.Errorf("trainer: restore checkpoint at step %d: %w", man.GetStep(), err)
 	}
 	t.offsets = off
+	// The group may lag the checkpoint (a commit lost before a crash):
+	// commit its offsets once the input stalls, or with the next one.
+	t.durable, t.durableStep, t.commitPending = off.clone(), int(man.GetStep()), true
 	t.mu.Lock()
 	t.stats.StartStep = t.eng.StepCount()
 	t.stats.PoolLen = t.eng.Pool().Len()
