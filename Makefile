@@ -20,7 +20,7 @@ CUDA_SRC := kernels/cuda/kernels.cu
 PTX_ARCHS := 80 90
 CUDA_BIN := bin/ffc-cuda
 
-.PHONY: help build demo test test-stress check bench services-up services-down services-status test-real clean ptx emu-hash cuda cuda-check
+.PHONY: help build demo test test-stress check bench services-up services-down services-status test-real chaos clean ptx emu-hash cuda cuda-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ services-status: ## show the real services
 
 test-real: services-up ## run the tests against real Kafka, NATS and MinIO as well as the embedded stack
 	eval "$$(deploy/local/services.sh env)"; FFC_REQUIRE_REAL=1 $(MAKE) test
+
+chaos: ## chaos suite (benchmarks/chaos, ≥ 10 min) on real Kafka, NATS and MinIO of its own; prints the table (ARGS="--stack embedded --seed 1 ...")
+	@tags=$$($(TAGS_CMD)); $(GO) run $${tags:+-tags $$tags} ./benchmarks/chaos --stack real --tags "$$tags" $(ARGS)
 
 ptx: ## regenerate the CUDA kernels' PTX (kernels/cuda/ptx, committed) with nvcc
 	@command -v $(NVCC) >/dev/null 2>&1 || { echo "ptx: $(NVCC) not found: deploy/local/cuda.sh install (or set NVCC)"; exit 1; }
