@@ -3,7 +3,6 @@ package producers
 import (
 	"context"
 	"errors"
-	"net"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -218,19 +217,6 @@ func metricSum(t *testing.T, p *Producer, name string) float64 {
 	return 0
 }
 
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // TestConnectTimeout (fault 7: an unreachable Kafka was waited for
 // without end): Run fails after ConnectTimeout with the error of the
 // service that is not there, which its health names too.
@@ -243,9 +229,9 @@ func TestConnectTimeout(t *testing.T) {
 		want error
 		cond string
 	}{
-		{"kafka", func(t *testing.T, c *Config) { c.Brokers = []string{closedPort(t)} }, ErrKafkaUnreachable, CondKafka},
+		{"kafka", func(t *testing.T, c *Config) { c.Brokers = []string{testutil.ClosedAddr(t)} }, ErrKafkaUnreachable, CondKafka},
 		{"object storage", func(t *testing.T, c *Config) {
-			dead, err := minio.New(closedPort(t), &minio.Options{Creds: credentials.NewStaticV4("a", "b", ""), MaxRetries: 1})
+			dead, err := minio.New(testutil.ClosedAddr(t), &minio.Options{Creds: credentials.NewStaticV4("a", "b", ""), MaxRetries: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -278,7 +264,7 @@ func TestStoppedWhileConnecting(t *testing.T) {
 	mc := s3Client(t)
 	f := newFixture(t, mc)
 	cfg := testConfig(t, mc, f.bucket)
-	cfg.Brokers = []string{closedPort(t)}
+	cfg.Brokers = []string{testutil.ClosedAddr(t)}
 	cfg.ConnectTimeout = -1 // for ever
 	p, err := New(cfg)
 	if err != nil {

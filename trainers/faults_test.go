@@ -38,18 +38,7 @@ func TestCommitFailureAfterCheckpoint(t *testing.T) {
 		if refused.Add(1) >= 2 {
 			c.DropControl()
 		}
-		res := req.ResponseKind().(*kmsg.OffsetCommitResponse)
-		for _, rt := range req.Topics {
-			t := kmsg.NewOffsetCommitResponseTopic()
-			t.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				p := kmsg.NewOffsetCommitResponseTopicPartition()
-				p.Partition, p.ErrorCode = rp.Partition, kerr.RequestTimedOut.Code
-				t.Partitions = append(t.Partitions, p)
-			}
-			res.Topics = append(res.Topics, t)
-		}
-		return res, nil, true
+		return refuseCommit(req, kerr.RequestTimedOut), nil, true
 	})
 
 	cfg := e.config(6)
@@ -316,18 +305,7 @@ func TestLostCommitRetriedWhenIdle(t *testing.T) {
 			return nil, nil, false
 		}
 		refused.Add(1)
-		res := req.ResponseKind().(*kmsg.OffsetCommitResponse)
-		for _, rt := range req.Topics {
-			t := kmsg.NewOffsetCommitResponseTopic()
-			t.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				p := kmsg.NewOffsetCommitResponseTopicPartition()
-				p.Partition, p.ErrorCode = rp.Partition, kerr.NotCoordinator.Code
-				t.Partitions = append(t.Partitions, p)
-			}
-			res.Topics = append(res.Topics, t)
-		}
-		return res, nil, true
+		return refuseCommit(req, kerr.NotCoordinator), nil, true
 	})
 	defer c.DropControl()
 
@@ -343,4 +321,20 @@ func TestLostCommitRetriedWhenIdle(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// refuseCommit answers an offset commit with err for every partition.
+func refuseCommit(req *kmsg.OffsetCommitRequest, err *kerr.Error) *kmsg.OffsetCommitResponse {
+	res := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	for _, rt := range req.Topics {
+		t := kmsg.NewOffsetCommitResponseTopic()
+		t.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			p := kmsg.NewOffsetCommitResponseTopicPartition()
+			p.Partition, p.ErrorCode = rp.Partition, err.Code
+			t.Partitions = append(t.Partitions, p)
+		}
+		res.Topics = append(res.Topics, t)
+	}
+	return res
 }

@@ -213,12 +213,7 @@ func TestTopicsCreatedAfterStart(t *testing.T) {
 // retrying forever or failing at once.
 func TestConnectTimeout(t *testing.T) {
 	e, _ := embeddedEnv(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := testutil.ClosedAddr(t)
 
 	cfg := e.config(1)
 	cfg.Brokers, cfg.ConnectTimeout = []string{addr}, time.Second

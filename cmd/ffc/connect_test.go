@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"testing"
@@ -22,21 +21,6 @@ import (
 	"github.com/ffc-stream/ffc/producers"
 	"github.com/ffc-stream/ffc/trainers"
 )
-
-// freeAddr returns a loopback address nothing listens on (a port just
-// released).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
 
 // clearEnv keeps the commands of a test off the real servers the
 // environment may name (as run does).
@@ -103,8 +87,8 @@ func TestConnectTimeoutExits(t *testing.T) {
 		args []string
 		want error
 	}{
-		{"produce", []string{"produce", "--allow-embedded", "--kafka-brokers", freeAddr(t), "--stats-interval", "0", "--log-level", "warn"}, producers.ErrKafkaUnreachable},
-		{"train", trainArgs(st, freeAddr(t)), trainers.ErrKafkaUnreachable},
+		{"produce", []string{"produce", "--allow-embedded", "--kafka-brokers", testutil.ClosedAddr(t), "--stats-interval", "0", "--log-level", "warn"}, producers.ErrKafkaUnreachable},
+		{"train", trainArgs(st, testutil.ClosedAddr(t)), trainers.ErrKafkaUnreachable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testutil.Context(t)
@@ -150,11 +134,11 @@ func TestInterruptedBeforeReady(t *testing.T) {
 		args []string
 		cond string
 	}{
-		{"produce", []string{"produce", "--allow-embedded", "--kafka-brokers", freeAddr(t), "--stats-interval", "0", "--log-level", "warn"}, producers.CondKafka},
-		{"train", trainArgs(st, freeAddr(t)), trainers.CondKafka},
+		{"produce", []string{"produce", "--allow-embedded", "--kafka-brokers", testutil.ClosedAddr(t), "--stats-interval", "0", "--log-level", "warn"}, producers.CondKafka},
+		{"train", trainArgs(st, testutil.ClosedAddr(t)), trainers.CondKafka},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			metrics := freeAddr(t)
+			metrics := testutil.ClosedAddr(t)
 			ctx, cancel := context.WithCancel(testutil.Context(t))
 			defer cancel()
 			done := make(chan error, 1)
@@ -188,7 +172,7 @@ func TestInterruptedBeforeReady(t *testing.T) {
 // context ends) returns nil, exit status 0; /readyz said 200 before.
 func TestCleanStopExitsZero(t *testing.T) {
 	clearEnv(t)
-	metrics := freeAddr(t)
+	metrics := testutil.ClosedAddr(t)
 	ctx, cancel := context.WithCancel(testutil.Context(t))
 	defer cancel()
 	done := make(chan error, 1)

@@ -11,6 +11,7 @@ package testutil
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 )
@@ -79,4 +80,19 @@ func WaitTrue(t testing.TB, what string, cond func() bool) {
 		}
 		return errors.New("condition still false")
 	})
+}
+
+// ClosedAddr returns a loopback host:port nothing listens on (a listener
+// opened and closed): a service that is down.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
