@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -388,10 +389,13 @@ func TestRestartSupersedes(t *testing.T) {
 	dead, _ := runPub(t, ctx, js, PublisherOptions{Model: "c"})
 	publishStep(t, ctx, dead, 9, []Update{{ID: 1, Vector: vec(1), Kind: Insert}, {ID: 2, Vector: vec(2), Kind: Insert}})
 	live, _ := runReplica(t, ctx, js, "c")
+	var mu sync.Mutex
 	var seen []Update // an independent subscriber: every center message
 	sub, err := js.Conn().Subscribe(schemas.CentersPrefix("c")+"*", func(m *nats.Msg) {
 		if u, err := (jsonCodec{}).DecodeUpdate(m.Data); err == nil {
+			mu.Lock()
 			seen = append(seen, u)
+			mu.Unlock()
 		}
 	})
 	if err != nil {
@@ -431,6 +435,8 @@ func TestRestartSupersedes(t *testing.T) {
 	if err := nc(js).Flush(); err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	last := map[uint64]Version{}
 	for _, u := range seen {
 		if u.Version().Less(last[u.ID]) {
