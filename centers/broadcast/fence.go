@@ -28,10 +28,8 @@ func (p *Publisher) flush(ctx context.Context, ups []Update) error {
 		if err != nil {
 			return fmt.Errorf("publish step %d: id %d: %w", u.Step, u.ID, err)
 		}
-		subj := schemas.CenterSubject(p.opts.Model, u.ID)
-		if u.Kind == Evict {
-			subj = schemas.EvictSubject(p.opts.Model, u.ID)
-		} else {
+		subj := p.subjectOf(u)
+		if u.Kind != Evict {
 			ids = append(ids, u.ID)
 		}
 		f, err := p.js.PublishAsync(subj, b)

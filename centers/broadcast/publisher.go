@@ -309,10 +309,7 @@ func (p *Publisher) Publish(ctx context.Context, step int64, updates []Update) e
 	for _, u := range updates {
 		u.Model, u.Step, u.Run = p.opts.Model, step, p.run
 		u.Vector = append([]float32(nil), u.Vector...)
-		subj := schemas.CenterSubject(p.opts.Model, u.ID)
-		if u.Kind == Evict {
-			subj = schemas.EvictSubject(p.opts.Model, u.ID)
-		}
+		subj := p.subjectOf(u)
 		p.backlog[subj] = u
 	}
 	p.queued++
@@ -383,10 +380,7 @@ func (p *Publisher) putBack(ups []Update, oldest time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, u := range ups {
-		subj := schemas.CenterSubject(p.opts.Model, u.ID)
-		if u.Kind == Evict {
-			subj = schemas.EvictSubject(p.opts.Model, u.ID)
-		}
+		subj := p.subjectOf(u)
 		if _, newer := p.backlog[subj]; !newer {
 			p.backlog[subj] = u
 		}
@@ -394,4 +388,12 @@ func (p *Publisher) putBack(ups []Update, oldest time.Time) {
 	if p.oldest.IsZero() || oldest.Before(p.oldest) {
 		p.oldest = oldest
 	}
+}
+
+// subjectOf is the subject of an update: the ID's center, or its eviction.
+func (p *Publisher) subjectOf(u Update) string {
+	if u.Kind == Evict {
+		return schemas.EvictSubject(p.opts.Model, u.ID)
+	}
+	return schemas.CenterSubject(p.opts.Model, u.ID)
 }
