@@ -1,6 +1,9 @@
 package centers
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // nilSlot marks the end of the recency list and "no slot".
 const nilSlot int32 = -1
@@ -24,6 +27,9 @@ type LRU struct {
 	head     int32
 	tail     int32
 	used     int // slots [0, used) have been handed out; free slots are taken in order
+	// free are slots below used whose label was removed (Remove),
+	// ascending; Get takes the lowest one before any other slot.
+	free []int32
 
 	recording bool
 	journal   []lruUndo
@@ -38,6 +44,8 @@ type lruUndo struct {
 	// evicted label (evicted == true).
 	evicted      bool
 	evictedLabel int64
+	// fromFree: the free slot came from the free list (its first entry).
+	fromFree bool
 }
 
 // NewLRU returns an empty LRU with the given number of slots.
@@ -77,8 +85,29 @@ func (l *LRU) Label(s int32) (int64, bool) {
 	if s < 0 || int(s) >= l.used {
 		return 0, false
 	}
+	if got, ok := l.slotOf[l.label[s]]; !ok || got != s {
+		return 0, false // freed by Remove
+	}
 	return l.label[s], true
 }
+
+// Remove drops label and frees its slot (the next insertion takes the
+// lowest free slot); it reports the slot and whether label was held. It
+// must not be called between Mark and Rollback.
+func (l *LRU) Remove(label int64) (int32, bool) {
+	s, ok := l.slotOf[label]
+	if !ok {
+		return nilSlot, false
+	}
+	l.unlink(s)
+	delete(l.slotOf, label)
+	i, _ := slices.BinarySearch(l.free, s)
+	l.free = slices.Insert(l.free, i, s)
+	return s, true
+}
+
+// Free returns the slots freed by Remove and not reused, ascending.
+func (l *LRU) Free() []int32 { return slices.Clone(l.free) }
 
 // GetResult tells what Get did.
 type GetResult struct {
@@ -103,17 +132,22 @@ func (l *LRU) Get(label int64) GetResult {
 		return GetResult{Slot: s}
 	}
 	res := GetResult{New: true}
-	if l.used < l.capacity {
+	fromFree := false
+	switch {
+	case len(l.free) > 0:
+		res.Slot, fromFree = l.free[0], true
+		l.free = l.free[1:]
+	case l.used < l.capacity:
 		res.Slot = int32(l.used)
 		l.used++
-	} else {
+	default:
 		s := l.tail
 		res.Slot, res.Evicted, res.EvictedLabel = s, true, l.label[s]
 		l.unlink(s)
 		delete(l.slotOf, l.label[s])
 	}
 	if l.recording {
-		l.journal = append(l.journal, lruUndo{slot: res.Slot, evicted: res.Evicted, evictedLabel: res.EvictedLabel})
+		l.journal = append(l.journal, lruUndo{slot: res.Slot, evicted: res.Evicted, evictedLabel: res.EvictedLabel, fromFree: fromFree})
 	}
 	l.label[res.Slot] = label
 	l.slotOf[label] = res.Slot
@@ -146,11 +180,14 @@ func (l *LRU) Rollback() {
 		default:
 			delete(l.slotOf, l.label[s])
 			l.unlink(s)
-			if u.evicted {
+			switch {
+			case u.evicted:
 				l.label[s] = u.evictedLabel
 				l.slotOf[u.evictedLabel] = s
 				l.linkBetween(s, l.tail, nilSlot) // the evicted label was the tail
-			} else {
+			case u.fromFree:
+				l.free = slices.Insert(l.free, 0, s) // it was the lowest
+			default:
 				l.used-- // free slots are taken in order, so s == used-1
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/ffc-stream/ffc/kernels"
 )
@@ -19,6 +20,9 @@ const (
 	Refreshed
 	// Evicted: a label lost its slot to an inserted one.
 	Evicted
+	// Removed: a label was removed on request (Pool.Remove): its slot is
+	// free and its rows are zeroed.
+	Removed
 )
 
 func (k ChangeKind) String() string {
@@ -29,6 +33,8 @@ func (k ChangeKind) String() string {
 		return "refresh"
 	case Evicted:
 		return "evict"
+	case Removed:
+		return "remove"
 	}
 	return fmt.Sprintf("ChangeKind(%d)", int(k))
 }
@@ -374,6 +380,44 @@ func (p *Pool) Rollback() error {
 	p.slotUndo = p.slotUndo[:0]
 	p.backupIdx = p.backupIdx[:0]
 	return nil
+}
+
+// Remove takes label out of the pool on request (the right to be
+// forgotten): its LRU entry goes, both rows of its slot are zeroed and
+// the slot is free for the next insertion. It returns the change
+// (Removed) and false when label was not in the pool. It must not be
+// called during a pass (between Mark and Rollback/Commit, or while rows
+// are swapped).
+func (p *Pool) Remove(label int64) (Change, bool, error) {
+	if p.recording || p.swapped {
+		return Change{}, false, errors.New("pool: Remove during a pass")
+	}
+	s, ok := p.lru.Remove(label)
+	if !ok {
+		return Change{}, false, nil
+	}
+	zero, err := p.be.View(p.swapA, 0, p.d)
+	if err != nil {
+		return Change{}, false, fmt.Errorf("pool: remove: %w", err)
+	}
+	if err := p.be.Upload(zero, make([]float32, p.d)); err != nil {
+		return Change{}, false, fmt.Errorf("pool: remove: %w", err)
+	}
+	for row := range int32(2) {
+		p.idxHost[0] = row*int32(p.q) + s
+		if err := p.be.UploadIndex(p.idx, p.idxHost[:1]); err != nil {
+			return Change{}, false, fmt.Errorf("pool: remove: %w", err)
+		}
+		if err := p.be.ScatterRows(1, p.d, zero, p.idx, p.rows, 2*p.q); err != nil {
+			return Change{}, false, fmt.Errorf("pool: remove: zero rows: %w", err)
+		}
+	}
+	p.pos[s] = 0
+	if p.refreshed[s] {
+		p.refreshed[s] = false
+		p.refreshedList = slices.DeleteFunc(p.refreshedList, func(r int32) bool { return r == s })
+	}
+	return Change{Kind: Removed, Label: label, Slot: s, Index: -1}, true, nil
 }
 
 // Targets maps labels to their slots without refreshing them (−1 for

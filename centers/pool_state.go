@@ -163,6 +163,11 @@ func (p *Pool) LoadState(r io.Reader) error {
 		lru.slotOf[labels[i]] = slots[i]
 		lru.pushHead(slots[i])
 	}
+	for s := range int32(used) { // slots freed by Remove: used, not held
+		if !seen[s] {
+			lru.free = append(lru.free, s)
+		}
+	}
 	p.lru = lru
 	p.pos = pos
 	for _, s := range p.refreshedList {

@@ -32,8 +32,35 @@ func AnnounceKey(t time.Time, id uint64) string {
 	return fmt.Sprintf("%s%020d-%d", AnnouncePrefix, t.UnixNano(), id)
 }
 
-// ParseAnnounceKey splits a marker key into its time (Unix nanoseconds)
-// and ID.
+// RemoveSuffix ends a removal marker, announce/<nanos>-<id>.remove: the
+// ID was removed (its objects deleted) and must be forgotten (ffc ids
+// remove writes it after deleting the objects).
+const RemoveSuffix = ".remove"
+
+// RemovalKey returns the removal marker key for id written at t.
+func RemovalKey(t time.Time, id uint64) string { return AnnounceKey(t, id) + RemoveSuffix }
+
+// Marker is a parsed marker key: an announcement, or a removal.
+type Marker struct {
+	// Nanos is when it was written (Unix nanoseconds).
+	Nanos int64
+	ID    uint64
+	// Remove: a removal marker (RemoveSuffix).
+	Remove bool
+}
+
+// ParseMarker parses an announcement or removal marker key.
+func ParseMarker(key string) (Marker, error) {
+	base, remove := strings.CutSuffix(key, RemoveSuffix)
+	nanos, id, err := ParseAnnounceKey(base)
+	if err != nil {
+		return Marker{}, err
+	}
+	return Marker{Nanos: nanos, ID: id, Remove: remove}, nil
+}
+
+// ParseAnnounceKey splits an announcement marker key into its time (Unix
+// nanoseconds) and ID.
 func ParseAnnounceKey(key string) (nanos int64, id uint64, err error) {
 	rest, ok := strings.CutPrefix(key, AnnouncePrefix)
 	if !ok || len(rest) < 22 || rest[20] != '-' {
@@ -74,7 +101,31 @@ func Announce(ctx context.Context, mc *minio.Client, bucket string, id uint64) e
 	return nil
 }
 
-// watcher polls announce/ and puts new IDs into rotation.
+// AnnounceRemoval tells the producers watching bucket that id was
+// removed: call it after deleting every object of id. It writes the
+// marker announce/<unix nanos>-<id>.remove (empty body); the producer
+// owning id drops it from its catalog and sends a REMOVE record on the
+// fresh lane, on which the trainer forgets it.
+func AnnounceRemoval(ctx context.Context, mc *minio.Client, bucket string, id uint64) error {
+	key := RemovalKey(time.Now(), id)
+	_, err := mc.PutObject(ctx, bucket, key, bytes.NewReader(nil), 0, minio.PutObjectOptions{
+		ContentType: "application/octet-stream", DisableContentSha256: true,
+	})
+	if err != nil {
+		return fmt.Errorf("producers: announce removal of id %d: put %s/%s: %w", id, bucket, key, err)
+	}
+	return nil
+}
+
+// markerQueueLen bounds the marker keys from bucket notifications that
+// wait for the watcher.
+const markerQueueLen = 256
+
+// watcher handles the markers: it polls announce/, and takes the markers
+// that bucket notifications report (Producer.markers) as soon as they
+// come. Both go through handle, with one record of the markers handled,
+// so a marker is dealt with once whichever sees it first. It runs in one
+// goroutine.
 type watcher struct {
 	p *Producer
 	// newest is the time of the newest marker seen; the next poll lists
@@ -83,13 +134,19 @@ type watcher struct {
 	// handled holds the markers at or after newest − lookback that were
 	// dealt with, by key → time.
 	handled map[string]int64
+	// removed holds, per ID, the time of the newest removal marker
+	// handled, for as long as it is at or after newest − lookback: an
+	// announcement older than it does not add the ID back.
+	removed map[uint64]int64
+	pruned  time.Time
 }
 
 func newWatcher(p *Producer, start time.Time) *watcher {
-	return &watcher{p: p, newest: start.UnixNano(), handled: map[string]int64{}}
+	return &watcher{p: p, newest: start.UnixNano(), handled: map[string]int64{}, removed: map[uint64]int64{}}
 }
 
-// run polls until ctx ends.
+// run polls every PollInterval, and handles notified markers in between,
+// until ctx ends.
 func (w *watcher) run(ctx context.Context) {
 	t := time.NewTicker(w.p.cfg.PollInterval)
 	defer t.Stop()
@@ -104,60 +161,114 @@ func (w *watcher) run(ctx context.Context) {
 			}
 			w.p.log.Debug("polling announcements failed; trying again at the next poll", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		w.p.polls.Add(1)
+		w.prune()
+		for polled := false; !polled; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				polled = true
+			case key := <-w.p.markers:
+				w.notified(ctx, key)
+			}
 		}
+	}
+}
+
+// notified handles a marker a bucket notification reported. One that
+// cannot be handled now (its images not listed yet, object storage
+// failing) is left to the polls.
+func (w *watcher) notified(ctx context.Context, key string) {
+	if err := w.handle(ctx, key); err != nil && ctx.Err() == nil {
+		w.p.log.Debug("handling a notified marker failed; the polls will", "key", key, "err", err)
+	}
+	w.p.notes.markers.Add(1)
+	if time.Since(w.pruned) > time.Second {
+		w.prune()
 	}
 }
 
 // poll lists the markers since newest − lookback once.
 func (w *watcher) poll(ctx context.Context) error {
 	p := w.p
-	lookback := p.cfg.AnnounceLookback.Nanoseconds()
-	from := w.newest - lookback
+	from := w.newest - p.cfg.AnnounceLookback.Nanoseconds()
 	opts := minio.ListObjectsOptions{Prefix: AnnouncePrefix, StartAfter: announceCursor(from), Recursive: true}
 	for obj := range p.cfg.S3.ListObjects(ctx, p.cfg.Bucket, opts) {
 		if obj.Err != nil {
 			return fmt.Errorf("list %s/%s: %w", p.cfg.Bucket, AnnouncePrefix, obj.Err)
 		}
-		if _, done := w.handled[obj.Key]; done {
-			continue
+		if err := w.handle(ctx, obj.Key); err != nil {
+			return err
 		}
-		nanos, id, err := ParseAnnounceKey(obj.Key)
-		if err != nil {
-			p.log.Warn("ignoring malformed announcement", "key", obj.Key, "err", err)
-			w.handled[obj.Key] = time.Now().UnixNano()
-			continue
+	}
+	return nil
+}
+
+// handle deals with one marker key, listed or notified, unless it was
+// already: an announcement of an owned ID puts the ID into rotation
+// (unless a newer removal marker of it was handled); a removal marker
+// removes it; a malformed key is counted and warned about once. An
+// announcement whose ID has no images listed yet is left unhandled (a
+// later poll tries again) while it is younger than the lookback.
+func (w *watcher) handle(ctx context.Context, key string) error {
+	p := w.p
+	if _, done := w.handled[key]; done {
+		return nil
+	}
+	m, err := ParseMarker(key)
+	if err != nil {
+		if count, warn := p.warned.see("marker:" + key); count {
+			p.badMarkers.Add(1)
+			p.met.badMarkers.Inc()
+			if warn {
+				p.log.Warn("ignoring malformed marker", "key", key, "err", err)
+			}
 		}
-		if nanos > w.newest {
-			w.newest = nanos
-		}
-		if !p.cfg.Shard.Owns(id) {
-			w.handled[obj.Key] = nanos
-			continue
-		}
-		names, err := listID(ctx, p.cfg.S3, p.cfg.Bucket, id, p.newSkipLog())
+		w.handled[key] = time.Now().UnixNano()
+		return nil
+	}
+	w.newest = max(w.newest, m.Nanos)
+	removedAt, wasRemoved := w.removed[m.ID]
+	switch {
+	case !p.cfg.Shard.Owns(m.ID):
+	case m.Remove:
+		w.removed[m.ID] = max(removedAt, m.Nanos)
+		p.removeID(ctx, m.ID, m.Nanos, "removal marker")
+	case wasRemoved && removedAt >= m.Nanos:
+		p.log.Info("ignoring an announcement older than the id's removal", "id", m.ID, "key", key)
+	default:
+		names, err := listID(ctx, p.cfg.S3, p.cfg.Bucket, m.ID, p.newSkipLog())
 		if err != nil {
 			return err
 		}
 		if len(names) == 0 {
 			// Images not visible yet: try again next poll, for as long as
 			// the marker is younger than the lookback.
-			if time.Now().UnixNano()-nanos > lookback {
-				p.log.Warn("announced id has no images; ignoring the announcement", "id", id, "key", obj.Key)
-				w.handled[obj.Key] = nanos
+			if time.Now().UnixNano()-m.Nanos <= p.cfg.AnnounceLookback.Nanoseconds() {
+				return nil
 			}
-			continue
+			p.log.Warn("announced id has no images; ignoring the announcement", "id", m.ID, "key", key)
+		} else {
+			p.addID(ctx, m.ID, names, "announcement", m.Nanos)
 		}
-		w.handled[obj.Key] = nanos
-		p.addID(id, names, "announcement")
 	}
+	w.handled[key] = m.Nanos
+	return nil
+}
+
+// prune forgets the markers and removals older than newest − lookback.
+func (w *watcher) prune() {
+	w.pruned = time.Now()
+	limit := w.newest - w.p.cfg.AnnounceLookback.Nanoseconds()
 	for k, ts := range w.handled {
-		if ts < w.newest-lookback {
+		if ts < limit {
 			delete(w.handled, k)
 		}
 	}
-	return nil
+	for id, ts := range w.removed {
+		if ts < limit {
+			delete(w.removed, id)
+		}
+	}
 }

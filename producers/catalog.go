@@ -35,8 +35,11 @@ type Catalog struct {
 	dead map[uint64]struct{}
 	// addedDuringRescan collects IDs added while a rescan lists the
 	// bucket, so that replacing the index with the rescan's does not drop
-	// them; nil when no rescan runs.
-	addedDuringRescan map[uint64]struct{}
+	// them; nil when no rescan runs. removedDuringRescan collects the
+	// IDs removed meanwhile (remove), which the rescan's listing may still
+	// have seen: replace leaves them out.
+	addedDuringRescan   map[uint64]struct{}
+	removedDuringRescan map[uint64]struct{}
 }
 
 // entry is one ID: its names are slots first..first+n-1.
@@ -165,6 +168,21 @@ func (x *index) remove(id uint64) bool {
 	x.ents = slices.Delete(x.ents, i, i+1)
 	x.maybeCompact()
 	return true
+}
+
+// drop removes the IDs in ids (their slots become garbage).
+func (x *index) drop(ids map[uint64]struct{}) {
+	if len(ids) == 0 {
+		return
+	}
+	x.ents = slices.DeleteFunc(x.ents, func(e entry) bool {
+		_, gone := ids[e.id]
+		if gone {
+			x.live -= int(e.n)
+		}
+		return gone
+	})
+	x.maybeCompact()
 }
 
 // maybeCompact rewrites the arena when more than half of the slots are
@@ -351,33 +369,77 @@ func (c *Catalog) upsert(id uint64, names []string) (added, changed bool) {
 	}
 	if added && c.addedDuringRescan != nil {
 		c.addedDuringRescan[id] = struct{}{}
+		delete(c.removedDuringRescan, id)
 	}
 	return added, changed
+}
+
+// addName adds one image name to an ID the catalog holds (a bucket
+// notification of a created object); it reports whether it was added.
+func (c *Catalog) addName(id uint64, name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i, ok := c.idx.find(id)
+	if !ok {
+		return false
+	}
+	e := c.idx.ents[i]
+	names := make([]string, 0, e.n+1)
+	for s := e.first; s < e.first+e.n; s++ {
+		if c.idx.nameEq(s, name) {
+			return false
+		}
+		names = append(names, c.idx.name(s))
+	}
+	names = append(names, name)
+	slices.Sort(names)
+	c.idx.upsert(id, names)
+	c.deadIfAllBad(id)
+	return true
+}
+
+// remove drops id with all its images (a removal marker): it leaves the
+// id rotation and the instance epochs at once, and a rescan that was
+// listing meanwhile does not bring it back. It reports whether the
+// catalog held id.
+func (c *Catalog) remove(id uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	held := c.idx.remove(id)
+	delete(c.dead, id)
+	if c.addedDuringRescan != nil {
+		delete(c.addedDuringRescan, id)
+		c.removedDuringRescan[id] = struct{}{}
+	}
+	return held
 }
 
 // beginRescan starts remembering the IDs added until replace.
 func (c *Catalog) beginRescan() {
 	c.mu.Lock()
 	c.addedDuringRescan = map[uint64]struct{}{}
+	c.removedDuringRescan = map[uint64]struct{}{}
 	c.mu.Unlock()
 }
 
 // endRescan forgets a rescan that failed.
 func (c *Catalog) endRescan() {
 	c.mu.Lock()
-	c.addedDuringRescan = nil
+	c.addedDuringRescan, c.removedDuringRescan = nil, nil
 	c.mu.Unlock()
 }
 
 // replace installs the index of a full listing. IDs in it and not in the
 // old index are returned as added; IDs only in the old one are dropped
-// unless they were added after beginRescan. Bad marks carry over by name.
+// unless they were added after beginRescan; IDs removed after it are left
+// out. Bad marks carry over by name.
 func (c *Catalog) replace(nx index) (added []uint64, removed int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := &c.idx
 	keep := c.addedDuringRescan
-	c.addedDuringRescan = nil
+	nx.drop(c.removedDuringRescan)
+	c.addedDuringRescan, c.removedDuringRescan = nil, nil
 	var extra []entry // old entries to keep that the listing missed
 	i, j := 0, 0
 	for i < len(old.ents) || j < len(nx.ents) {
@@ -614,21 +676,27 @@ func keyProblem(key string) (id uint64, name string, err error) {
 }
 
 // skipLog logs the first few skipped keys of a listing at warn level and
-// counts the rest.
+// counts them. onSkip, when set, says whether a key is counted and warned
+// about: the Producer's does so once per run per key (Producer.warned),
+// so a bad object is not reported again by every listing.
 type skipLog struct {
 	log     *slog.Logger
-	n       int
-	onSkip  func()
+	onSkip  func(key string) (count, warn bool)
+	n       int // counted
 	logged  int
 	maxLogs int
 }
 
 func (s *skipLog) skip(key string, err error) {
-	s.n++
+	count, warn := true, true
 	if s.onSkip != nil {
-		s.onSkip()
+		count, warn = s.onSkip(key)
 	}
-	if s.logged < s.maxLogs {
+	if !count {
+		return
+	}
+	s.n++
+	if warn && s.logged < s.maxLogs {
 		s.logged++
 		s.log.Warn("skipping object that is not an image key", "key", key, "reason", schemas.Reason(err), "err", err)
 	}

@@ -195,6 +195,56 @@ func TestCatalogRescanKeepsConcurrentAdds(t *testing.T) {
 	checkCatalog(t, c, map[uint64][]string{1: {"a"}, 3: {"x"}})
 }
 
+// TestCatalogRemoveDuringRescan: an ID removed (removal marker) while a
+// rescan lists stays out although the listing saw it, unless it was added
+// again meanwhile; a removed ID leaves rotation and epochs at once.
+func TestCatalogRemoveDuringRescan(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		readd   bool
+		want    map[uint64][]string
+		wantAdd []uint64
+	}{
+		{"removed", false, map[uint64][]string{1: {"a"}}, nil},
+		// Back, with the listing's names (as for any ID both listed and
+		// announced during a rescan).
+		{"removed, then announced again", true, map[uint64][]string{1: {"a"}, 2: {"a"}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := build(t, map[uint64][]string{1: {"a"}, 2: {"a"}})
+			c.beginRescan()
+			listing := build(t, map[uint64][]string{1: {"a"}, 2: {"a"}}) // listed before the removal
+			if !c.remove(2) || c.remove(2) {
+				t.Fatal("remove: want true, then false")
+			}
+			if c.inRotation(2) || c.Names(2) != nil {
+				t.Error("removed id still in rotation")
+			}
+			if _, ok := c.imageAt(2, 0); ok {
+				t.Error("removed id still in the epochs")
+			}
+			if tc.readd {
+				c.upsert(2, []string{"b"})
+			}
+			added, _ := c.replace(listing.idx)
+			if !slices.Equal(added, tc.wantAdd) {
+				t.Errorf("added %v, want %v", added, tc.wantAdd)
+			}
+			checkCatalog(t, c, tc.want)
+		})
+	}
+}
+
+// TestCatalogAddName: a notified image joins a known ID; an unknown ID
+// or a name it has is left alone.
+func TestCatalogAddName(t *testing.T) {
+	c := build(t, map[uint64][]string{1: {"b"}})
+	if !c.addName(1, "a") || c.addName(1, "a") || c.addName(9, "a") {
+		t.Error("addName: want true, false (known name), false (unknown id)")
+	}
+	checkCatalog(t, c, map[uint64][]string{1: {"a", "b"}})
+}
+
 // TestCatalogBuilderMergesPieces: an ID whose keys arrive in two runs
 // (not contiguous) is merged into one entry.
 func TestCatalogBuilderMergesPieces(t *testing.T) {

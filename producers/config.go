@@ -21,7 +21,9 @@ import (
 const (
 	DefaultMaxLead          = 4096
 	DefaultPartitions       = 8
-	DefaultPollInterval     = 500 * time.Millisecond
+	DefaultPollInterval     = 200 * time.Millisecond
+	DefaultFreshMaxLead     = 1024
+	DefaultFreshPairs       = 2
 	DefaultAnnounceLookback = 10 * time.Second
 	DefaultRescanInterval   = 5 * time.Minute
 	DefaultFlowInterval     = 200 * time.Millisecond
@@ -49,6 +51,32 @@ type Config struct {
 	TopicByID       string
 	TopicInstance   string
 	TopicDeadLetter string
+	// TopicFresh is the fresh lane (default schemas.TopicFresh), created
+	// with Partitions partitions: the pairs of newly announced IDs and the
+	// REMOVE records of removed ones, key = the ID. It has a flow control
+	// of its own (FreshMaxLead), so a new ID never waits behind the id
+	// and instance streams' lead.
+	TopicFresh string
+	// FreshMaxLead bounds the fresh lane's messages written and not yet
+	// committed by TrainerGroup (default 1024; negative: no bound).
+	FreshMaxLead int
+	// FreshPairs is the number of id pairs of a new ID written to the
+	// fresh lane when it is announced (default 2); it also joins the id
+	// rotation ahead of the uniform order.
+	FreshPairs int
+	// NotifyTopic, when set, is a Kafka topic on which the object store
+	// publishes its bucket notifications (S3 event records as JSON, as
+	// MinIO's Kafka notification target writes them): new announcement
+	// and removal markers are handled as soon as they are written, and
+	// created or removed images of known IDs update the catalog. Polling
+	// announce/ goes on as the fallback (PollInterval).
+	NotifyTopic string
+	// NotifyARN, when set with NotifyTopic, is the notification target
+	// (arn:minio:sqs::FFC:kafka as deploy/local/services.sh configures
+	// MinIO; the ARN is case-sensitive) that Run configures on Bucket for
+	// object created/removed events under announce/ and ids/; empty
+	// leaves the bucket's notification configuration to the operator.
+	NotifyARN string
 	// Partitions of the id and instance topics when Run creates them
 	// (default 8); DeadLetterPartitions of the dead-letter topic (default
 	// 1); ReplicationFactor of all three (default 1). Existing topics are
@@ -97,7 +125,7 @@ type Config struct {
 	Shard Shard
 
 	// PollInterval is how often announce/ is polled for new IDs (default
-	// 500 ms). AnnounceLookback is how far behind the newest announcement
+	// 200 ms). AnnounceLookback is how far behind the newest announcement
 	// seen each poll lists again, so that markers that land late (a slow
 	// PUT, a skewed uploader clock) are not missed (default 10 s).
 	PollInterval     time.Duration
@@ -133,6 +161,9 @@ func (c Config) withDefaults() Config {
 	c.TopicByID = cmp.Or(c.TopicByID, schemas.TopicByID)
 	c.TopicInstance = cmp.Or(c.TopicInstance, schemas.TopicInstance)
 	c.TopicDeadLetter = cmp.Or(c.TopicDeadLetter, schemas.TopicDeadLetter)
+	c.TopicFresh = cmp.Or(c.TopicFresh, schemas.TopicFresh)
+	c.FreshMaxLead = cmp.Or(c.FreshMaxLead, DefaultFreshMaxLead)
+	c.FreshPairs = cmp.Or(c.FreshPairs, DefaultFreshPairs)
 	c.TrainerGroup = cmp.Or(c.TrainerGroup, schemas.TrainerGroup)
 	c.KafkaTimeout = cmp.Or(c.KafkaTimeout, DefaultKafkaTimeout)
 	c.Partitions = cmp.Or(c.Partitions, DefaultPartitions)
@@ -179,6 +210,7 @@ func (c Config) validate() error {
 	topics := map[string]string{}
 	for _, t := range []struct{ field, name string }{
 		{"TopicByID", c.TopicByID}, {"TopicInstance", c.TopicInstance}, {"TopicDeadLetter", c.TopicDeadLetter},
+		{"TopicFresh", c.TopicFresh},
 	} {
 		if err := checkTopicName(t.name); err != nil {
 			bad("%s: %w", t.field, err)
@@ -204,6 +236,17 @@ func (c Config) validate() error {
 		if d.v < 0 {
 			bad("%s %v: want > 0", d.field, d.v)
 		}
+	}
+	if c.FreshPairs < 1 {
+		bad("FreshPairs %d: want ≥ 1", c.FreshPairs)
+	}
+	if c.NotifyTopic != "" {
+		if err := checkTopicName(c.NotifyTopic); err != nil {
+			bad("NotifyTopic: %w", err)
+		}
+	}
+	if c.NotifyARN != "" && c.NotifyTopic == "" {
+		bad("NotifyARN %q without NotifyTopic", c.NotifyARN)
 	}
 	if c.Concurrency < 1 || c.MaxInFlight < 1 {
 		bad("Concurrency %d, MaxInFlight %d: want ≥ 1", c.Concurrency, c.MaxInFlight)

@@ -106,7 +106,7 @@ func TestConfigValidate(t *testing.T) {
 	c := p.cfg
 	if c.TopicByID != schemas.TopicByID || c.TopicInstance != schemas.TopicInstance || c.TopicDeadLetter != schemas.TopicDeadLetter ||
 		c.TrainerGroup != schemas.TrainerGroup || c.MaxLead != DefaultMaxLead || c.Partitions != 8 ||
-		c.PollInterval != 500*time.Millisecond || c.RescanInterval != 5*time.Minute || c.Shard != (Shard{0, 1}) ||
+		c.PollInterval != DefaultPollInterval || c.TopicFresh != schemas.TopicFresh || c.FreshMaxLead != DefaultFreshMaxLead || c.FreshPairs != DefaultFreshPairs || c.RescanInterval != 5*time.Minute || c.Shard != (Shard{0, 1}) ||
 		c.ConnectTimeout != time.Minute || c.S3RetryTimeout != 30*time.Second {
 		t.Errorf("defaults not applied: %+v", c)
 	}

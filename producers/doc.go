@@ -3,7 +3,12 @@
 // id stream (uniform over IDs, image pairs, keyed by id, topic
 // samples.byid) and the instance stream (shuffled epochs over all images,
 // topic samples.instance) — with flow control against the trainers'
-// committed offsets and a watcher that puts new IDs into rotation.
+// committed offsets and a watcher that puts new IDs into rotation. New
+// IDs also go to the fresh lane (topic samples.fresh): a few pairs each,
+// with the announcement's time, under a flow control of their own, so
+// they never wait behind the streams' lead; removed IDs leave the catalog
+// and get a REMOVE record there. Markers are polled and, when the object
+// store publishes bucket notifications to Kafka, handled as they come.
 //
 // A Producer is a stage (internal/stage): a Config (zero fields take
 // defaults), New validates it and does no I/O, Run blocks until its
@@ -25,8 +30,14 @@
 //	catalog.go   the Catalog: a compact index of ids/<id>/<name>.png (sorted
 //	             16-byte entries per ID, names in one byte arena, a bad bit
 //	             per image), listing and incremental updates
-//	announce.go  the new-ID convention (announce/<20-digit unix nanos>-<id>),
-//	             Announce for uploaders, the watcher that polls it
+//	announce.go  the new-ID and removal markers (announce/<20-digit unix
+//	             nanos>-<id>[.remove]), Announce and AnnounceRemoval for
+//	             uploaders, the watcher that polls them and handles the
+//	             notified ones
+//	fresh.go     the fresh lane: pairs of new IDs and REMOVE records of
+//	             removed ones, off the watcher; warn-once bookkeeping
+//	notify.go    bucket notifications (NotifyTopic): MinIO event JSON read
+//	             from Kafka, the bucket's notification set (NotifyARN)
 //	rotation.go  the id rotation (a fresh shuffle per pass, new IDs first)
 //	             and the instance epochs (a shuffle of every image per epoch)
 //	flow.go      flow control: a gate per topic that bounds end − committed
@@ -37,7 +48,7 @@
 //	             backoff until Kafka takes them, the final flush
 //	retry.go     the waits for the services at start (ConnectTimeout), the
 //	             retries of object-storage requests, health conditions
-//	topics.go    creation of the three topics, retried with backoff
+//	topics.go    creation of the four topics, retried with backoff
 //	metrics.go   the Prometheus series (ffc_producer_*)
 //	producer.go  Producer: New, Run, Ready, Close, Stats
 //
@@ -48,8 +59,8 @@
 //
 // Outages. Kafka refusing writes does not lose messages: a batch the
 // writer gives up on goes to the outbox and is written again, with
-// bounded backoff and jitter, for as long as Run runs; meanwhile both
-// streams are held (no S3 reads), Health fails CondKafka and a summary is
+// bounded backoff and jitter, for as long as Run runs; meanwhile the
+// streams and the fresh lane are held (no S3 reads), Health fails CondKafka and a summary is
 // logged every 30 s instead of a line per message. Delivery is
 // at-least-once: a write that timed out may have been appended and is
 // written again. When Run ends, what Kafka still refuses after a last

@@ -123,6 +123,8 @@ func (p *Producer) gateOf(topic string) *gate {
 		return p.gByID
 	case p.cfg.TopicInstance:
 		return p.gInst
+	case p.cfg.TopicFresh:
+		return p.gFresh
 	}
 	return nil
 }
@@ -168,7 +170,7 @@ func (p *Producer) runByID(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			for id := range jobs {
-				msg, ok, err := p.pairMessage(ctx, id, rng)
+				msg, ok, err := p.pairMessage(ctx, id, rng, p.cfg.TopicByID, 0)
 				if err != nil || !ok {
 					p.gByID.release()
 					if err != nil && ctx.Err() == nil {
@@ -199,9 +201,11 @@ func (p *Producer) runByID(ctx context.Context) {
 	}
 }
 
-// pairMessage builds the IDPair of id: two distinct good images (the same
-// twice when it has one). ok is false when id has no good image left.
-func (p *Producer) pairMessage(ctx context.Context, id uint64, rng *rand.Rand) (kafka.Message, bool, error) {
+// pairMessage builds the IDPair of id for topic: two distinct good images
+// (the same twice when it has one), announced (Unix nanoseconds; 0 on the
+// id stream) as its AnnouncedUnixNano. ok is false when id has no good
+// image left (or left the catalog).
+func (p *Producer) pairMessage(ctx context.Context, id uint64, rng *rand.Rand, topic string, announced int64) (kafka.Message, bool, error) {
 	for {
 		a, b, ok := p.cat.pair(id, rng)
 		if !ok {
@@ -229,11 +233,13 @@ func (p *Producer) pairMessage(ctx context.Context, id uint64, rng *rand.Rand) (
 			Second:   &ffcpb.Image{Key: schemas.ImageKey(id, b), Png: pb},
 			Sequence: p.seqByID.Add(1),
 			Source:   p.cfg.Source,
+			// AnnouncedUnixNano: set on the fresh lane only.
+			AnnouncedUnixNano: announced,
 		})
 		if err != nil {
 			return kafka.Message{}, false, err
 		}
-		return kafka.Message{Topic: p.cfg.TopicByID, Key: []byte(strconv.FormatUint(id, 10)), Value: v, Time: time.Now()}, true, nil
+		return kafka.Message{Topic: topic, Key: []byte(strconv.FormatUint(id, 10)), Value: v, Time: time.Now()}, true, nil
 	}
 }
 
@@ -289,6 +295,9 @@ func (p *Producer) runInstance(ctx context.Context) {
 }
 
 func (p *Producer) sampleMessage(ctx context.Context, j instanceJob) (kafka.Message, bool, error) {
+	if !p.cat.inRotation(j.id) {
+		return kafka.Message{}, false, nil // removed (or dead) since it was drawn
+	}
 	png, ok, err := p.image(ctx, j.id, j.name)
 	if err != nil || !ok {
 		return kafka.Message{}, false, err

@@ -220,43 +220,46 @@ func (m *lagMeter) refresh(ctx context.Context) error {
 	return nil
 }
 
-func (m *lagMeter) lag(ctx context.Context) (map[string]int64, error) {
+// offsets returns the offsets of every partition at ts (kafka.FirstOffset
+// or kafka.LastOffset), by topic and partition.
+func (m *lagMeter) offsets(ctx context.Context, ts int64) (map[string]map[int]int64, error) {
 	// kafka.Client.ListOffsets files each answer by the timestamp in the
 	// response, and Kafka answers earliest and latest queries alike with
 	// timestamp −1: the protocol request, sent through the transport
 	// (which splits it by partition leader), gives the offsets as they are.
-	offsets := func(ts int64) (map[string]map[int]int64, error) {
-		req := &listoffsets.Request{ReplicaID: -1}
-		for t, ps := range m.partitions {
-			rt := listoffsets.RequestTopic{Topic: t}
-			for _, p := range ps {
-				rt.Partitions = append(rt.Partitions, listoffsets.RequestPartition{Partition: int32(p), CurrentLeaderEpoch: -1, Timestamp: ts})
-			}
-			req.Topics = append(req.Topics, rt)
+	req := &listoffsets.Request{ReplicaID: -1}
+	for t, ps := range m.partitions {
+		rt := listoffsets.RequestTopic{Topic: t}
+		for _, p := range ps {
+			rt.Partitions = append(rt.Partitions, listoffsets.RequestPartition{Partition: int32(p), CurrentLeaderEpoch: -1, Timestamp: ts})
 		}
-		msg, err := m.transport.RoundTrip(ctx, m.addr, req)
-		if err != nil {
-			return nil, fmt.Errorf("list offsets: %w", err)
-		}
-		res, ok := msg.(*listoffsets.Response)
-		if !ok {
-			return nil, fmt.Errorf("list offsets: unexpected response %T", msg)
-		}
-		out := map[string]map[int]int64{}
-		for _, t := range res.Topics {
-			if out[t.Topic] == nil {
-				out[t.Topic] = map[int]int64{}
-			}
-			for _, p := range t.Partitions {
-				if p.ErrorCode != 0 {
-					return nil, fmt.Errorf("list offsets of %s/%d: %w", t.Topic, p.Partition, kafka.Error(p.ErrorCode))
-				}
-				out[t.Topic][int(p.Partition)] = p.Offset
-			}
-		}
-		return out, nil
+		req.Topics = append(req.Topics, rt)
 	}
-	first, err := offsets(kafka.FirstOffset)
+	msg, err := m.transport.RoundTrip(ctx, m.addr, req)
+	if err != nil {
+		return nil, fmt.Errorf("list offsets: %w", err)
+	}
+	res, ok := msg.(*listoffsets.Response)
+	if !ok {
+		return nil, fmt.Errorf("list offsets: unexpected response %T", msg)
+	}
+	out := map[string]map[int]int64{}
+	for _, t := range res.Topics {
+		if out[t.Topic] == nil {
+			out[t.Topic] = map[int]int64{}
+		}
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 {
+				return nil, fmt.Errorf("list offsets of %s/%d: %w", t.Topic, p.Partition, kafka.Error(p.ErrorCode))
+			}
+			out[t.Topic][int(p.Partition)] = p.Offset
+		}
+	}
+	return out, nil
+}
+
+func (m *lagMeter) lag(ctx context.Context) (map[string]int64, error) {
+	first, err := m.offsets(ctx, kafka.FirstOffset)
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +269,7 @@ func (m *lagMeter) lag(ctx context.Context) (map[string]int64, error) {
 	}
 	// The end offsets last: acknowledged messages counted in them are also
 	// counted by the gate since beginMeasure, so the bound errs high.
-	end, err := offsets(kafka.LastOffset)
+	end, err := m.offsets(ctx, kafka.LastOffset)
 	if err != nil {
 		return nil, err
 	}

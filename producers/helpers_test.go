@@ -180,6 +180,7 @@ func testConfig(t testing.TB, mc *minio.Client, bucket string) Config {
 		TopicByID:       name + ".byid",
 		TopicInstance:   name + ".instance",
 		TopicDeadLetter: name + ".deadletter",
+		TopicFresh:      name + ".fresh",
 		TrainerGroup:    name + ".trainers",
 		Partitions:      4,
 		PollInterval:    100 * time.Millisecond,

@@ -25,9 +25,10 @@ const (
 // up on, a hand-over that failed) until they are written: the retry loop
 // writes them again, with bounded exponential backoff and jitter, for as
 // long as the producer runs. From the first refusal until the outbox has
-// drained after a write succeeds, Kafka is down: both gates hold (the
-// streams read nothing from S3), the Kafka health condition fails and a
-// summary is logged every outageSummaryEvery, not a line per message.
+// drained after a write succeeds, Kafka is down: the gates hold (the
+// streams and the fresh lane read nothing from S3), the Kafka health
+// condition fails and a summary is logged every outageSummaryEvery, not
+// a line per message.
 // The messages stay in flight in their gates meanwhile.
 type outbox struct {
 	mu       sync.Mutex
@@ -84,6 +85,7 @@ func (p *Producer) refused(msgs []kafka.Message, err error, fromRetry int) {
 			// The gates first: once Stats says Down, nothing is admitted.
 			p.gByID.hold(true)
 			p.gInst.hold(true)
+			p.gFresh.hold(true)
 			o.down.Store(true)
 			o.outages.Add(1)
 			o.since, o.logged = time.Now(), time.Now()
@@ -111,9 +113,10 @@ func (p *Producer) writeOK() {
 	o.down.Store(false)
 	p.gByID.hold(false)
 	p.gInst.hold(false)
+	p.gFresh.hold(false)
 	p.setCond(CondKafka, true, "")
 	p.log.Info("Kafka takes writes again; streams resumed", "outage", time.Since(o.since).Round(time.Millisecond),
-		"retried_byid", p.gByID.retried.Load(), "retried_instance", p.gInst.retried.Load())
+		"retried_byid", p.gByID.retried.Load(), "retried_instance", p.gInst.retried.Load(), "retried_fresh", p.gFresh.retried.Load())
 }
 
 // take moves the pending messages to a retry.

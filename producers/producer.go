@@ -21,7 +21,8 @@ import (
 
 // Producer publishes a bucket's images to Kafka: the id stream and the
 // instance stream, under flow control, with new IDs put into rotation as
-// they are announced. Create it with New, run it with Run.
+// they are announced and their first pairs sent on the fresh lane, and
+// removed IDs forgotten. Create it with New, run it with Run.
 type Producer struct {
 	cfg  Config
 	log  *slog.Logger
@@ -33,14 +34,32 @@ type Producer struct {
 	gatherer prometheus.Gatherer
 	met      *metrics
 
-	cat          *Catalog
-	rot          *idRotation
-	gByID, gInst *gate
-	epoch        atomic.Uint64
-	seqByID      atomic.Uint64
-	seqInst      atomic.Uint64
-	newIDs       atomic.Int64
-	skippedKeys  atomic.Int64
+	cat                  *Catalog
+	rot                  *idRotation
+	gByID, gInst, gFresh *gate
+	epoch                atomic.Uint64
+	// seqByID numbers the IDPair messages of both lanes (id stream and
+	// fresh lane); seqInst the Samples.
+	seqByID     atomic.Uint64
+	seqInst     atomic.Uint64
+	newIDs      atomic.Int64
+	skippedKeys atomic.Int64
+	badMarkers  atomic.Int64
+	rescans     atomic.Int64
+	polls       atomic.Int64 // polls of announce/ done (a test waits on it)
+
+	// fresh holds the queues of the fresh-lane workers (fresh.go);
+	// freshPairs and removedIDs count their work.
+	fresh      []chan freshJob
+	freshPairs atomic.Int64
+	removedIDs atomic.Int64
+	// markers takes the marker keys that bucket notifications report to
+	// the watcher (notify.go); notes counts the notifications.
+	markers chan string
+	notes   notifyCounters
+	// warned holds the bad keys (objects, markers) and notification
+	// problems already warned about, so each is logged once per run.
+	warned *onceSet
 
 	dlMu     sync.Mutex
 	dlCounts map[string]int64
@@ -79,6 +98,10 @@ func New(cfg Config) (*Producer, error) {
 		cat:      newCatalog(),
 		gByID:    newGate(cfg.MaxLead, cfg.MaxInFlight),
 		gInst:    newGate(cfg.MaxLead, cfg.MaxInFlight),
+		gFresh:   newGate(cfg.FreshMaxLead, cfg.MaxInFlight),
+		fresh:    newFreshQueues(cfg.Concurrency),
+		markers:  make(chan string, markerQueueLen),
+		warned:   newOnceSet(maxWarnedKeys),
 		dlCounts: map[string]int64{},
 		out:      newOutbox(),
 	}
@@ -162,7 +185,9 @@ func (p *Producer) Gatherer() prometheus.Gatherer { return p.gatherer }
 
 // Run waits for the bucket and for Kafka (for up to ConnectTimeout each),
 // creates the topics if missing, lists the bucket, then emits both
-// streams, watches for new IDs and measures the lag until ctx ends. It
+// streams and the fresh lane, watches for new and removed IDs (polling
+// announce/ and, with NotifyTopic, reading bucket notifications) and
+// measures the lag until ctx ends. It
 // returns nil when ctx ends — after a good start or while still waiting
 // for a service (Health says which) — and an error when the start fails
 // (bucket missing, ErrKafkaUnreachable, ErrObjectStorageUnreachable, ...).
@@ -233,8 +258,9 @@ func (p *Producer) start(ctx context.Context) error {
 	return nil
 }
 
-// stream runs the writers, both streams, the watcher, the rescans, the
-// flow control and the retries until ctx ends, then flushes.
+// stream runs the writers, both streams, the fresh lane, the watcher,
+// the notifications, the rescans, the flow control and the retries until
+// ctx ends, then flushes.
 func (p *Producer) stream(ctx context.Context, start time.Time) error {
 	c := p.cfg
 	// The async writer retries a batch a few times; a batch it gives up
@@ -252,7 +278,7 @@ func (p *Producer) stream(ctx context.Context, start time.Time) error {
 		BatchSize: 256, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 1, Transport: p.transport,
 	}
 	meter := &lagMeter{client: p.client, transport: p.transport, addr: p.client.Addr,
-		group: c.TrainerGroup, topics: []string{c.TopicByID, c.TopicInstance}}
+		group: c.TrainerGroup, topics: []string{c.TopicByID, c.TopicInstance, c.TopicFresh}}
 	p.measure(ctx, meter)
 
 	var wg sync.WaitGroup
@@ -262,6 +288,10 @@ func (p *Producer) stream(ctx context.Context, start time.Time) error {
 	}
 	spawn(func(ctx context.Context) { p.runFlow(ctx, meter) })
 	spawn(newWatcher(p, start).run)
+	spawn(p.runFresh)
+	if c.NotifyTopic != "" {
+		spawn(p.runNotify)
+	}
 	if c.RescanInterval > 0 {
 		spawn(p.runRescan)
 	}
@@ -270,8 +300,8 @@ func (p *Producer) stream(ctx context.Context, start time.Time) error {
 	spawn(p.runInstance)
 	p.SetReady()
 	p.setCond(CondStarted, true, "")
-	p.log.Info("producing", "byid", c.TopicByID, "instance", c.TopicInstance, "deadletter", c.TopicDeadLetter,
-		"trainer_group", c.TrainerGroup, "max_lead", c.MaxLead, "source", c.Source)
+	p.log.Info("producing", "byid", c.TopicByID, "instance", c.TopicInstance, "fresh", c.TopicFresh, "deadletter", c.TopicDeadLetter,
+		"notify", c.NotifyTopic, "trainer_group", c.TrainerGroup, "max_lead", c.MaxLead, "fresh_max_lead", c.FreshMaxLead, "source", c.Source)
 	wg.Wait()
 	// The async writer's last batches may be refused: flush after it.
 	var errs []error
@@ -307,7 +337,7 @@ func (p *Producer) runFlow(ctx context.Context, meter *lagMeter) {
 
 // measure takes one lag measurement and opens or closes the gates.
 func (p *Producer) measure(ctx context.Context, meter *lagMeter) {
-	a1, a2 := p.gByID.beginMeasure(), p.gInst.beginMeasure()
+	a1, a2, a3 := p.gByID.beginMeasure(), p.gInst.beginMeasure(), p.gFresh.beginMeasure()
 	mctx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
 	defer cancel()
 	lag, err := meter.measure(mctx)
@@ -325,8 +355,10 @@ func (p *Producer) measure(ctx context.Context, meter *lagMeter) {
 	defer p.measurements.Add(1)
 	p.gByID.setMeasured(lag[p.cfg.TopicByID], a1)
 	p.gInst.setMeasured(lag[p.cfg.TopicInstance], a2)
-	p.met.lag.WithLabelValues(p.cfg.TopicByID).Set(float64(lag[p.cfg.TopicByID]))
-	p.met.lag.WithLabelValues(p.cfg.TopicInstance).Set(float64(lag[p.cfg.TopicInstance]))
+	p.gFresh.setMeasured(lag[p.cfg.TopicFresh], a3)
+	for _, t := range []string{p.cfg.TopicByID, p.cfg.TopicInstance, p.cfg.TopicFresh} {
+		p.met.lag.WithLabelValues(t).Set(float64(lag[t]))
+	}
 }
 
 // runRescan lists the whole bucket every RescanInterval.
@@ -339,7 +371,10 @@ func (p *Producer) runRescan(ctx context.Context) {
 }
 
 // rescan lists ids/ and installs the result, putting IDs it finds for the
-// first time into rotation with priority.
+// first time into rotation with priority (and on the fresh lane, with
+// the time they were found as their announcement time). An ID removed
+// (removal marker) while the listing ran stays out even if the listing
+// saw it.
 func (p *Producer) rescan(ctx context.Context) error {
 	start := time.Now()
 	p.cat.beginRescan()
@@ -351,37 +386,50 @@ func (p *Producer) rescan(ctx context.Context) error {
 		return err
 	}
 	added, removed := p.cat.replace(nx)
+	p.rescans.Add(1)
+	p.met.rescans.Inc()
+	found := time.Now().UnixNano()
 	for _, id := range added {
-		p.newID(id, "rescan")
+		p.newID(ctx, id, "rescan", found)
 	}
 	p.log.Info("rescanned", "ids", p.cat.Len(), "images", p.cat.Images(), "new_ids", len(added),
 		"removed_ids", removed, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
-// addID puts an ID's images into the catalog.
-func (p *Producer) addID(id uint64, names []string, why string) {
+// addID puts an ID's images into the catalog; announced is when the ID
+// was announced (Unix nanoseconds).
+func (p *Producer) addID(ctx context.Context, id uint64, names []string, why string, announced int64) {
 	added, changed := p.cat.upsert(id, names)
 	switch {
 	case added:
-		p.newID(id, why)
+		p.newID(ctx, id, why, announced)
 	case changed:
 		p.log.Info("id updated", "id", id, "images", len(names), "by", why)
 	}
 }
 
-// newID puts a new ID at the head of the id rotation.
-func (p *Producer) newID(id uint64, why string) {
+// newID puts a new ID at the head of the id rotation and hands it to
+// the fresh lane, which writes FreshPairs pairs of it to TopicFresh
+// outside the id stream's lead. It blocks while the fresh lane's queue
+// is full (never drops), until ctx ends.
+func (p *Producer) newID(ctx context.Context, id uint64, why string, announced int64) {
 	p.rot.prioritize(id)
 	p.newIDs.Add(1)
 	p.met.newIDs.Inc()
 	p.log.Info("new id in rotation", "id", id, "by", why)
+	p.enqueueFresh(ctx, freshJob{id: id, nanos: announced})
 }
 
+// newSkipLog returns the skipLog of one listing: each bad key is counted
+// and warned about once per run (see onceSet).
 func (p *Producer) newSkipLog() *skipLog {
-	return &skipLog{log: p.log, maxLogs: 10, onSkip: func() {
-		p.skippedKeys.Add(1)
-		p.met.skippedKeys.Inc()
+	return &skipLog{log: p.log, maxLogs: 10, onSkip: func(key string) (count, warn bool) {
+		if count, warn = p.warned.see("object:" + key); count {
+			p.skippedKeys.Add(1)
+			p.met.skippedKeys.Inc()
+		}
+		return count, warn
 	}}
 }
 
@@ -423,14 +471,26 @@ type Stats struct {
 	// The catalog: IDs, images (bad ones included), images that failed
 	// validation.
 	IDs, Images, BadImages int
-	// NewIDs counts IDs put into rotation after the initial listing.
-	NewIDs int64
-	// SkippedKeys counts listed objects that are not image keys.
-	SkippedKeys int64
+	// NewIDs counts IDs put into rotation after the initial listing;
+	// FreshPairs the pairs of them handed to the writer on the fresh lane;
+	// RemovedIDs the removal markers of owned IDs handled (each one sends
+	// a REMOVE record on the fresh lane).
+	NewIDs, FreshPairs, RemovedIDs int64
+	// SkippedKeys counts the distinct objects under ids/ that are not
+	// image keys (each once per run, however often it is listed, up to
+	// maxWarnedKeys distinct bad keys; past that each listing counts
+	// them again); BadMarkers the distinct malformed keys under announce/.
+	SkippedKeys, BadMarkers int64
+	// Rescans counts the full listings of ids/ completed after the first.
+	Rescans int64
 	// Passes is the number of id-stream passes begun; Epoch the current
 	// instance epoch.
-	Passes, Epoch  uint64
-	ByID, Instance StreamStats
+	Passes, Epoch uint64
+	// ByID, Instance and Fresh are the id stream, the instance stream and
+	// the fresh lane (pairs of new IDs and REMOVE records).
+	ByID, Instance, Fresh StreamStats
+	// Notify describes the bucket notifications read (NotifyTopic).
+	Notify NotifyStats
 	// DeadLetters counts rejected objects by schemas.Reason.
 	DeadLetters map[string]int64
 	// LagMeasurements counts the lag measurements that succeeded.
@@ -450,10 +510,13 @@ func (p *Producer) Stats() Stats {
 	}
 	st := Stats{
 		IDs: p.cat.Len(), Images: p.cat.Images(), BadImages: p.cat.BadImages(),
-		NewIDs: p.newIDs.Load(), SkippedKeys: p.skippedKeys.Load(),
+		NewIDs: p.newIDs.Load(), FreshPairs: p.freshPairs.Load(), RemovedIDs: p.removedIDs.Load(),
+		SkippedKeys: p.skippedKeys.Load(), BadMarkers: p.badMarkers.Load(), Rescans: p.rescans.Load(),
 		Passes: p.rot.passCount(), Epoch: p.epoch.Load(),
 		ByID:            stream(p.cfg.TopicByID, p.gByID),
 		Instance:        stream(p.cfg.TopicInstance, p.gInst),
+		Fresh:           stream(p.cfg.TopicFresh, p.gFresh),
+		Notify:          p.notes.stats(),
 		DeadLetters:     map[string]int64{},
 		LagMeasurements: p.measurements.Load(),
 		Kafka: KafkaStats{Down: p.out.down.Load(), Outages: p.out.outages.Load(),

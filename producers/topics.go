@@ -10,7 +10,8 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// ensureTopics creates the three topics when missing (an existing topic
+// ensureTopics creates the four topics (id, instance, fresh, dead
+// letter) when missing (an existing topic
 // is used as it is) and waits until the cluster reports their partitions.
 // An unreachable broker, a timeout or a transient broker error (a busy
 // host, a controller not yet elected) is retried with exponential backoff
@@ -32,12 +33,14 @@ func (p *Producer) ensureTopics(ctx context.Context) error {
 	})
 }
 
-// createTopics asks for the three topics; existing ones are fine.
+// createTopics asks for the four topics; existing ones are fine. The
+// notification topic (NotifyTopic) is the object store's: not created.
 func (p *Producer) createTopics(ctx context.Context) error {
 	c := p.cfg
 	want := []kafka.TopicConfig{
 		{Topic: c.TopicByID, NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor},
 		{Topic: c.TopicInstance, NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor},
+		{Topic: c.TopicFresh, NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor},
 		{Topic: c.TopicDeadLetter, NumPartitions: c.DeadLetterPartitions, ReplicationFactor: c.ReplicationFactor},
 	}
 	res, err := p.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: want})
@@ -60,7 +63,7 @@ func (p *Producer) createTopics(ctx context.Context) error {
 
 // topicsReady checks that the metadata lists every topic with partitions.
 func (p *Producer) topicsReady(ctx context.Context) error {
-	names := []string{p.cfg.TopicByID, p.cfg.TopicInstance, p.cfg.TopicDeadLetter}
+	names := []string{p.cfg.TopicByID, p.cfg.TopicInstance, p.cfg.TopicFresh, p.cfg.TopicDeadLetter}
 	md, err := p.client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)

@@ -192,7 +192,7 @@ func DecodeIDPair(b []byte, lim Limits) (*ffcpb.IDPair, error) {
 }
 
 // DecodeIDPairImages is DecodeIDPair that also returns both images,
-// decoded once, as grayscale.
+// decoded once, as grayscale (nil for a control record: op REMOVE).
 func DecodeIDPairImages(b []byte, lim Limits) (*ffcpb.IDPair, [2]*image.Gray, error) {
 	var imgs [2]image.Image
 	m, err := decode("IDPair", b, lim, new(ffcpb.IDPair), func(m *ffcpb.IDPair, lim Limits) (err error) {
@@ -201,6 +201,9 @@ func DecodeIDPairImages(b []byte, lim Limits) (*ffcpb.IDPair, [2]*image.Gray, er
 	})
 	if err != nil {
 		return nil, [2]*image.Gray{}, err
+	}
+	if m.GetOp() != ffcpb.IDPair_PAIR {
+		return m, [2]*image.Gray{}, nil
 	}
 	return m, [2]*image.Gray{toGray(imgs[0]), toGray(imgs[1])}, nil
 }
@@ -220,6 +223,19 @@ func validateIDPair(m *ffcpb.IDPair, lim Limits) (imgs [2]image.Image, err error
 	}
 	if err := checkName("source", m.GetSource()); err != nil {
 		return imgs, err
+	}
+	if m.GetAnnouncedUnixNano() < 0 {
+		return imgs, bad(ErrMalformed, "announced_unix_nano", "%d < 0", m.GetAnnouncedUnixNano())
+	}
+	switch op := m.GetOp(); op {
+	case ffcpb.IDPair_PAIR:
+	case ffcpb.IDPair_REMOVE:
+		if m.GetFirst() != nil || m.GetSecond() != nil {
+			return imgs, bad(ErrMalformed, "op", "%v record with images", op)
+		}
+		return imgs, nil
+	default:
+		return imgs, bad(ErrMalformed, "op", "unknown value %d", int32(op))
 	}
 	for i, im := range []*ffcpb.Image{m.GetFirst(), m.GetSecond()} {
 		field := [2]string{"first", "second"}[i]
@@ -245,7 +261,8 @@ func EncodeCenterUpdate(m *ffcpb.CenterUpdate) ([]byte, error) {
 
 // DecodeCenterUpdate parses and validates a CenterUpdate: version, size,
 // model name (a NATS subject token), kind, row (0 or 1; 0 for INSERT), a
-// vector of lim.Dim finite floats (empty allowed for EVICT).
+// vector of lim.Dim finite floats (empty allowed for EVICT; none, slot 0
+// and row 0 for TOMBSTONE).
 func DecodeCenterUpdate(b []byte, lim Limits) (*ffcpb.CenterUpdate, error) {
 	return decode("CenterUpdate", b, lim, new(ffcpb.CenterUpdate), ValidateCenterUpdate)
 }
@@ -262,6 +279,11 @@ func ValidateCenterUpdate(m *ffcpb.CenterUpdate, lim Limits) error {
 	kind := m.GetKind()
 	switch kind {
 	case ffcpb.CenterUpdate_INSERT, ffcpb.CenterUpdate_REFRESH, ffcpb.CenterUpdate_EVICT:
+	case ffcpb.CenterUpdate_TOMBSTONE:
+		if len(m.GetVector()) != 0 || m.GetRow() != 0 || m.GetSlot() != 0 {
+			return bad(ErrMalformed, "kind", "TOMBSTONE with a vector, slot or row")
+		}
+		return nil
 	case ffcpb.CenterUpdate_KIND_UNSPECIFIED:
 		return bad(ErrMissingField, "kind", "unset")
 	default:

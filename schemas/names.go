@@ -18,6 +18,11 @@ const (
 	// TopicInstance is the instance stream: Sample messages, key = the
 	// image's object key.
 	TopicInstance = "samples.instance"
+	// TopicFresh is the fresh lane: IDPair messages of newly announced
+	// IDs (announced_unix_nano set) and control records (op REMOVE,
+	// RESTORE), key = the ID. Trainers drain it before the other topics,
+	// and producers write it outside the id and instance streams' lead.
+	TopicFresh = "samples.fresh"
 	// TopicDeadLetter receives rejected objects and messages with their
 	// reason in the headers.
 	TopicDeadLetter = "samples.deadletter"

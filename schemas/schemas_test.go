@@ -293,7 +293,42 @@ func TestDecodeIDPairBad(t *testing.T) {
 		{name: "second wrong size", mutate: func(m *ffcpb.IDPair) { m.Second.Png = grayPNG(t, 33, 33, 0) }, want: ErrBadImage},
 		{name: "image too large", mutate: func(*ffcpb.IDPair) {}, lim: Limits{MaxImageBytes: 20}, want: ErrTooLarge},
 		{name: "no source", mutate: func(m *ffcpb.IDPair) { m.Source = "" }, want: ErrMissingField},
+		{name: "negative announced", mutate: func(m *ffcpb.IDPair) { m.AnnouncedUnixNano = -1 }, want: ErrMalformed},
+		{name: "remove with images", mutate: func(m *ffcpb.IDPair) { m.Op = ffcpb.IDPair_REMOVE }, want: ErrMalformed},
+		{name: "unknown op", mutate: func(m *ffcpb.IDPair) { m.Op = 7 }, want: ErrMalformed},
 	})
+}
+
+// TestControlRecords: a REMOVE record has no images and decodes without
+// them; a TOMBSTONE has no vector, slot or row.
+func TestControlRecords(t *testing.T) {
+	b, err := EncodeIDPair(&ffcpb.IDPair{Id: 7, Op: ffcpb.IDPair_REMOVE, Source: "s", AnnouncedUnixNano: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, imgs, err := DecodeIDPairImages(b, Limits{})
+	if err != nil || m.GetOp() != ffcpb.IDPair_REMOVE || m.GetId() != 7 || imgs[0] != nil || imgs[1] != nil {
+		t.Fatalf("REMOVE record: %v, %v, %v", m, imgs, err)
+	}
+	tomb := &ffcpb.CenterUpdate{Model: "m", Id: 7, Kind: ffcpb.CenterUpdate_TOMBSTONE, Step: 3, Run: "r", Epoch: 1}
+	b, err = EncodeCenterUpdate(tomb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeCenterUpdate(b, Limits{}); err != nil {
+		t.Fatalf("tombstone: %v", err)
+	}
+	for name, mut := range map[string]func(*ffcpb.CenterUpdate){
+		"vector": func(m *ffcpb.CenterUpdate) { m.Vector = make([]float32, DefaultDim) },
+		"slot":   func(m *ffcpb.CenterUpdate) { m.Slot = 2 },
+		"row":    func(m *ffcpb.CenterUpdate) { m.Row = 1 },
+	} {
+		bad := proto.Clone(tomb).(*ffcpb.CenterUpdate)
+		mut(bad)
+		if err := ValidateCenterUpdate(bad, Limits{}); !errors.Is(err, ErrMalformed) {
+			t.Errorf("tombstone with a %s: %v, want ErrMalformed", name, err)
+		}
+	}
 }
 
 func TestDecodeCenterUpdateBad(t *testing.T) {

@@ -2,6 +2,7 @@ package trainers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,11 +18,12 @@ type batch struct {
 	msgs []message
 }
 
-// assemble takes B valid id pairs and B valid instances; invalid messages
-// are dead-lettered and their offsets marked consumed. onIdle runs when no
+// assemble takes B valid id pairs and B valid instances, the fresh lane's
+// messages first while pairs are needed; invalid messages are
+// dead-lettered and their offsets marked consumed. onIdle runs when no
 // message has arrived for IdleCheckpoint. The batch is reused: it is valid
-// until the next call. It fails only when ctx ends.
-func (t *Trainer) assemble(ctx context.Context, byID, inst <-chan message, onIdle func()) (*batch, error) {
+// until the next call. It fails when ctx ends, or with errFatal (fenced).
+func (t *Trainer) assemble(ctx context.Context, g *generation, onIdle func()) (*batch, error) {
 	if t.batch == nil {
 		t.batch = &batch{DualBatch: engine.NewDualBatch(t.set.Batch, t.set.InLen, true)}
 	}
@@ -33,14 +35,19 @@ func (t *Trainer) assemble(ctx context.Context, byID, inst <-chan message, onIdl
 	for !bt.Full() {
 		var m message
 		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-idle.C:
-			onIdle()
-			idle.Reset(t.cfg.IdleCheckpoint)
-			continue
-		case m = <-when(byID, bt.NeedPairs()):
-		case m = <-when(inst, bt.NeedInstances()):
+		case m = <-when(g.fresh, bt.NeedPairs()):
+		default:
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-idle.C:
+				onIdle()
+				idle.Reset(t.cfg.IdleCheckpoint)
+				continue
+			case m = <-when(g.fresh, bt.NeedPairs()):
+			case m = <-when(g.byID, bt.NeedPairs()):
+			case m = <-when(g.inst, bt.NeedInstances()):
+			}
 		}
 		if !idle.Stop() {
 			select {
@@ -50,18 +57,28 @@ func (t *Trainer) assemble(ctx context.Context, byID, inst <-chan message, onIdl
 		}
 		idle.Reset(t.cfg.IdleCheckpoint)
 		bt.msgs = append(bt.msgs, m)
-		if err := t.add(bt, m); err != nil {
-			if err := t.deadLetter(ctx, m, err); err != nil {
-				return nil, err
-			}
+		err := t.add(ctx, bt, &bt.msgs[len(bt.msgs)-1])
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, errFatal):
+			return nil, err
+		}
+		bt.msgs[len(bt.msgs)-1].skip = true
+		if errors.Is(err, errSkip) {
+			continue
+		}
+		if err := t.deadLetter(ctx, m, err); err != nil {
+			return nil, err
 		}
 	}
 	return bt, nil
 }
 
 // add decodes m and adds it to the batch; an error is the reason to
-// reject it. Its size is checked before any other work.
-func (t *Trainer) add(bt *batch, m message) error {
+// reject it, errSkip (consumed without a row) or errFatal. Its size is
+// checked before any other work.
+func (t *Trainer) add(ctx context.Context, bt *batch, m *message) error {
 	limit := t.cfg.Limits.MaxMessageBytes
 	if limit <= 0 {
 		limit = schemas.DefaultMaxMessageBytes
@@ -69,18 +86,17 @@ func (t *Trainer) add(bt *batch, m message) error {
 	if len(m.value) > limit {
 		return fmt.Errorf("trainer: %w: message of %d bytes > %d", schemas.ErrTooLarge, len(m.value), limit)
 	}
-	if m.topic == t.cfg.TopicByID {
-		p, imgs, err := schemas.DecodeIDPairImages(m.value, t.cfg.Limits)
-		if err != nil {
-			return err
-		}
-		return bt.AddPair(int64(p.GetId()), nn.Pixels(imgs[0]), nn.Pixels(imgs[1]))
+	if m.topic != t.cfg.TopicInstance {
+		return t.addPair(ctx, bt, m)
 	}
 	s, img, err := schemas.DecodeSampleImage(m.value, t.cfg.Limits)
 	if err != nil {
 		return err
 	}
-	return bt.AddInstance(int64(s.GetId()), nn.Pixels(img))
+	if m.id = s.GetId(); t.isRemoved(m.id) {
+		return t.forgotten()
+	}
+	return bt.AddInstance(int64(m.id), nn.Pixels(img))
 }
 
 // when returns ch when on, else nil (a nil channel never delivers).

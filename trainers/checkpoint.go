@@ -279,6 +279,27 @@ func (s *CheckpointStore) Load(ctx context.Context, m *ffcpb.CheckpointManifest,
 	return off, nil
 }
 
+// LoadOther loads part from the checkpoint m when m lists it among its
+// other parts (a checkpoint written before the part existed does not).
+func (s *CheckpointStore) LoadOther(ctx context.Context, m *ffcpb.CheckpointManifest, part engine.StatePart) error {
+	for _, p := range m.GetOtherParts() {
+		if p.GetName() != part.Name {
+			continue
+		}
+		b, err := s.get(ctx, p.GetKey())
+		if err != nil {
+			return err
+		}
+		if err := s.verify(m, p.GetKey(), b); err != nil {
+			return err
+		}
+		if err := part.Load(bytes.NewReader(b)); err != nil {
+			return fmt.Errorf("checkpoint %s: %w", p.GetKey(), err)
+		}
+	}
+	return nil
+}
+
 // Settings reads the settings record (settings.json) of the checkpoint m;
 // ok is false for a checkpoint written before settings were recorded.
 func (s *CheckpointStore) Settings(ctx context.Context, m *ffcpb.CheckpointManifest) (set settings.Settings, ok bool, err error) {
@@ -406,7 +427,7 @@ func (t *Trainer) checkpoint(ctx context.Context, g *generation) error {
 	step, key := t.Stats().Steps, "(consume only: offsets)"
 	if !t.cfg.ConsumeOnly {
 		step = t.eng.StepCount()
-		parts := append(t.eng.StateParts(), settingsPart(t.set))
+		parts := append(t.eng.StateParts(), settingsPart(t.set), t.removedPart())
 		var err error
 		if key, err = t.ckpt.Save(ctx, step, parts, t.offsets); err != nil {
 			t.ckptFailing = true

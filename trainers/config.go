@@ -26,6 +26,11 @@ type Config struct {
 	TopicByID       string
 	TopicInstance   string
 	TopicDeadLetter string
+	// TopicFresh is the fresh lane (default schemas.TopicFresh): pairs of
+	// newly announced IDs, drained before the other topics, and REMOVE
+	// records. A fresh pair of an ID not in the pool gets a provisional
+	// center between steps (see Trainer).
+	TopicFresh string
 	// KafkaTimeout bounds one request to Kafka: a dead-letter write or an
 	// offset commit attempt (default 30 s; a busy host answers slowly).
 	KafkaTimeout time.Duration
@@ -104,6 +109,7 @@ func (c Config) withDefaults() Config {
 	c.TopicByID = cmp.Or(c.TopicByID, schemas.TopicByID)
 	c.TopicInstance = cmp.Or(c.TopicInstance, schemas.TopicInstance)
 	c.TopicDeadLetter = cmp.Or(c.TopicDeadLetter, schemas.TopicDeadLetter)
+	c.TopicFresh = cmp.Or(c.TopicFresh, schemas.TopicFresh)
 	c.KafkaTimeout = cmp.Or(c.KafkaTimeout, 30*time.Second)
 	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, 60*time.Second)
 	c.PartitionWatchInterval = cmp.Or(c.PartitionWatchInterval, 5*time.Second)

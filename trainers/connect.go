@@ -62,14 +62,20 @@ func (t *Trainer) unreachable(l *link) error {
 		ErrKafkaUnreachable, strings.Join(t.cfg.Brokers, ","), t.cfg.ConnectTimeout, last)
 }
 
-// waitTopics waits until both topics exist with at least one partition,
+// topics are the topics the trainer consumes: the id and instance
+// streams and the fresh lane.
+func (t *Trainer) topics() []string {
+	return []string{t.cfg.TopicByID, t.cfg.TopicInstance, t.cfg.TopicFresh}
+}
+
+// waitTopics waits until the three topics exist with at least one partition,
 // polling their metadata with backoff. The request does not auto-create a
 // topic: their partition counts are the producers' to choose. A missing
 // topic is waited for without bound, said once in the log and in Health
 // (CondTopics); an unreachable Kafka is waited for until the deadline.
 func (t *Trainer) waitTopics(ctx context.Context, l *link) error {
 	cl := &kafka.Client{Addr: kafka.TCP(t.cfg.Brokers...), Timeout: t.cfg.KafkaTimeout, Transport: t.transport}
-	topics := []string{t.cfg.TopicByID, t.cfg.TopicInstance}
+	topics := t.topics()
 	p := newPacer(reconnect())
 	for {
 		mctx, cancel := ctx, context.CancelFunc(func() {})
@@ -125,7 +131,7 @@ func missingTopics(res *kafka.MetadataResponse, want []string) []string {
 // partition counts change.
 func (t *Trainer) newGroup() (*kafka.ConsumerGroup, error) {
 	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID: t.cfg.Group, Brokers: t.cfg.Brokers, Topics: []string{t.cfg.TopicByID, t.cfg.TopicInstance},
+		ID: t.cfg.Group, Brokers: t.cfg.Brokers, Topics: t.topics(),
 		StartOffset: kafka.FirstOffset, HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second,
 		RebalanceTimeout: 10 * time.Second, JoinGroupBackoff: time.Second, Timeout: t.cfg.KafkaTimeout,
 		WatchPartitionChanges: true, PartitionWatchInterval: t.cfg.PartitionWatchInterval,
@@ -184,7 +190,7 @@ func (t *Trainer) assigned(gen *kafka.Generation) {
 	case n == 0 && !t.idleWarned:
 		t.idleWarned = true
 		t.cfg.Log.Warn("trainer: no partition assigned; standing by until a rebalance assigns some",
-			"group", t.cfg.Group, "generation", gen.ID, "topics", []string{t.cfg.TopicByID, t.cfg.TopicInstance})
+			"group", t.cfg.Group, "generation", gen.ID, "topics", t.topics())
 	case n > 0:
 		t.idleWarned = false
 		t.cfg.Log.Info("trainer: partitions assigned", "group", t.cfg.Group, "generation", gen.ID, "partitions", n)

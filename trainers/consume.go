@@ -2,6 +2,7 @@ package trainers
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -14,6 +15,10 @@ type message struct {
 	partition int
 	offset    int64
 	value     []byte
+	// id is the sample's ID once decoded; skip marks a message consumed
+	// without a row (rejected, a control record, a removed ID's sample).
+	id   uint64
+	skip bool
 }
 
 // consume waits for the topics, joins the consumer group and trains on
@@ -57,6 +62,7 @@ type generation struct {
 	cancel    context.CancelFunc
 	byID      chan message
 	inst      chan message
+	fresh     chan message
 	finished  chan struct{} // closed when the generation's work is done
 	wg        sync.WaitGroup
 	lastCkpt  time.Time
@@ -88,7 +94,7 @@ func (t *Trainer) runGeneration(ctx context.Context, kgen *kafka.Generation) (bo
 // offsets this run (or its checkpoint) reached, else from the group's.
 func (t *Trainer) startGeneration(ctx context.Context, kgen *kafka.Generation) *generation {
 	b := t.set.Batch
-	g := &generation{gen: kgen, byID: make(chan message, 4*b), inst: make(chan message, 4*b),
+	g := &generation{gen: kgen, byID: make(chan message, 4*b), inst: make(chan message, 4*b), fresh: make(chan message, b),
 		finished: make(chan struct{}), lastCkpt: time.Now()}
 	g.ctx, g.cancel = context.WithCancel(ctx)
 	// kafka-go ends a generation as soon as a function started on it
@@ -105,8 +111,11 @@ func (t *Trainer) startGeneration(ctx context.Context, kgen *kafka.Generation) *
 	})
 	for topic, assigned := range kgen.Assignments {
 		out := g.byID
-		if topic == t.cfg.TopicInstance {
+		switch topic {
+		case t.cfg.TopicInstance:
 			out = g.inst
+		case t.cfg.TopicFresh:
+			out = g.fresh
 		}
 		for _, a := range assigned {
 			start := a.Offset
@@ -138,8 +147,11 @@ func (t *Trainer) trainOne(ctx context.Context, g *generation) (bool, error) {
 			t.commitDurable(g)
 		}
 	}
-	bt, err := t.assemble(g.ctx, g.byID, g.inst, onIdle)
+	bt, err := t.assemble(g.ctx, g, onIdle)
 	if err != nil {
+		if errors.Is(err, errFatal) {
+			return true, err
+		}
 		if ctx.Err() != nil {
 			// Shutdown: checkpoint what is done and commit it.
 			return true, t.checkpoint(context.WithoutCancel(ctx), g)

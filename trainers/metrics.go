@@ -22,6 +22,12 @@ type metrics struct {
 	fetchErrors         prometheus.Counter
 	health              *prometheus.GaugeVec
 	partitions          prometheus.Gauge
+
+	// The fresh lane.
+	fresh     prometheus.Counter
+	removed   prometheus.Counter
+	forgotten prometheus.Counter
+	freshness prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -51,9 +57,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 when the health condition holds, 0 when it fails (storage, kafka, kafka-topics, kafka-fetch)."}, []string{"condition"}),
 		partitions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ffc_trainer_assigned_partitions",
 			Help: "Partitions assigned to this member in the current generation of the group."}),
+		fresh: prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_fresh_ids_total",
+			Help: "New IDs of the fresh lane given a provisional center between steps."}),
+		removed: prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_removed_ids_total",
+			Help: "REMOVE records applied: IDs taken out of the pool, tombstones published."}),
+		forgotten: prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_forgotten_samples_total",
+			Help: "Samples of removed IDs consumed without training on them."}),
+		freshness: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ffc_trainer_freshness_seconds",
+			Help:    "New ID announced (its marker's time) → its center committed on NATS.",
+			Buckets: []float64{0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300}}),
 	}
 	for _, c := range []prometheus.Collector{m.steps, m.samples, m.stepSeconds, m.loss, m.poolLen, m.evictions, m.published, m.deadLetters, m.ckptAge, m.skipped,
-		m.deadLetterFailures, m.deadLetterTruncated, m.ckptFailures, m.pruneFailures, m.fetchErrors, m.health, m.partitions} {
+		m.deadLetterFailures, m.deadLetterTruncated, m.ckptFailures, m.pruneFailures, m.fetchErrors, m.health, m.partitions,
+		m.fresh, m.removed, m.forgotten, m.freshness} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -17,6 +17,51 @@ type publishing struct {
 	pub    *broadcast.Publisher
 	cancel context.CancelFunc
 	done   chan error // Run's result
+	// announced takes the announcement times of new IDs whose provisional
+	// center was just queued; watchFreshness observes each once it is
+	// committed.
+	announced chan time.Time
+	watched   chan struct{} // closed when watchFreshness returns
+}
+
+// observe queues a freshness observation; when the queue is full (NATS
+// down for long) the observation is dropped, never the center.
+func (p *publishing) observe(at time.Time) {
+	select {
+	case p.announced <- at:
+	default:
+	}
+}
+
+// watchFreshness observes announcement → commit for every queued
+// announcement until ctx ends: Flush returns once everything queued
+// before it is committed.
+func (p *publishing) watchFreshness(ctx context.Context, h prometheus.Observer) {
+	defer close(p.watched)
+	for {
+		var batch []time.Time
+		select {
+		case <-ctx.Done():
+			return
+		case at := <-p.announced:
+			batch = append(batch, at)
+		}
+	drain:
+		for len(batch) < cap(p.announced) {
+			select {
+			case at := <-p.announced:
+				batch = append(batch, at)
+			default:
+				break drain
+			}
+		}
+		if p.pub.Flush(ctx) != nil {
+			return // ended or fenced
+		}
+		for _, at := range batch {
+			h.Observe(time.Since(at).Seconds())
+		}
+	}
 }
 
 // startPublisher starts the publisher (it takes a new epoch, retrying
@@ -33,8 +78,9 @@ func (t *Trainer) startPublisher(ctx context.Context, restored int64) error {
 		return fmt.Errorf("trainer: %w", err)
 	}
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p := &publishing{pub: pub, cancel: cancel, done: make(chan error, 1)}
+	p := &publishing{pub: pub, cancel: cancel, done: make(chan error, 1), announced: make(chan time.Time, 1024), watched: make(chan struct{})}
 	go func() { p.done <- pub.Run(pctx) }()
+	go p.watchFreshness(pctx, t.metrics.freshness)
 	t.mu.Lock()
 	t.pub = p
 	t.mu.Unlock()
@@ -80,6 +126,7 @@ func (t *Trainer) stopPublisher() {
 		p.done <- err
 	}
 	p.cancel()
+	<-p.watched
 	if err := <-p.done; err != nil && !errors.Is(err, broadcast.ErrFenced) {
 		t.cfg.Log.Warn("trainer: publisher", "err", err)
 	}

@@ -175,7 +175,7 @@ func TestTopicsCreatedAfterStart(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 	ak, sk := st.S3.Credentials()
 	e := newEnv(t, c.ListenAddrs(), st.NATS.URL(), st.S3.Endpoint(), ak, sk)
-	e.byID, e.instance = "late-"+e.byID, "late-"+e.instance // not created yet
+	e.byID, e.instance, e.fresh = "late-"+e.byID, "late-"+e.instance, "late-"+e.fresh // not created yet
 
 	r := runAsync(t, e.config(2))
 	tr := r.tr
@@ -183,7 +183,8 @@ func TestTopicsCreatedAfterStart(t *testing.T) {
 
 	cl := &kafka.Client{Addr: kafka.TCP(e.brokers...), Transport: e.transport}
 	res, err := cl.CreateTopics(testutil.Context(t), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
-		{Topic: e.byID, NumPartitions: 4, ReplicationFactor: 1}, {Topic: e.instance, NumPartitions: 4, ReplicationFactor: 1}}})
+		{Topic: e.byID, NumPartitions: 4, ReplicationFactor: 1}, {Topic: e.instance, NumPartitions: 4, ReplicationFactor: 1},
+		{Topic: e.fresh, NumPartitions: 4, ReplicationFactor: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,8 +198,8 @@ func TestTopicsCreatedAfterStart(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	s := tr.Stats()
-	if s.Steps != 2 || s.Pairs != 16 || s.Instances != 16 || s.Partitions != 8 {
-		t.Errorf("stats %+v: want 2 steps of 8 pairs and 8 instances from the 8 partitions", s)
+	if s.Steps != 2 || s.Pairs != 16 || s.Instances != 16 || s.Partitions != 12 {
+		t.Errorf("stats %+v: want 2 steps of 8 pairs and 8 instances from the 12 partitions (4 of the fresh lane)", s)
 	}
 	if c, ok := condition(tr.Health(), CondTopics); !ok || !c.OK {
 		t.Errorf("condition %s: %+v, want ok once the topics exist", CondTopics, c)
@@ -355,10 +356,11 @@ func TestBrokerRestart(t *testing.T) {
 // holds every partition.
 func TestIdleMember(t *testing.T) {
 	e, _ := embeddedEnv(t)
-	e.byID, e.instance = "one-"+e.byID, "one-"+e.instance
+	e.byID, e.instance, e.fresh = "one-"+e.byID, "one-"+e.instance, "one-"+e.fresh
 	cl := &kafka.Client{Addr: kafka.TCP(e.brokers...), Transport: e.transport}
 	if _, err := cl.CreateTopics(testutil.Context(t), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
-		{Topic: e.byID, NumPartitions: 1, ReplicationFactor: 1}, {Topic: e.instance, NumPartitions: 1, ReplicationFactor: 1}}}); err != nil {
+		{Topic: e.byID, NumPartitions: 1, ReplicationFactor: 1}, {Topic: e.instance, NumPartitions: 1, ReplicationFactor: 1},
+		{Topic: e.fresh, NumPartitions: 1, ReplicationFactor: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	a := runAsync(t, e.config(0)).tr
@@ -379,9 +381,9 @@ func TestIdleMember(t *testing.T) {
 			t.Fatal("a member never joined")
 		}
 	}
-	testutil.WaitFor(t, "one member with both partitions, the other with none", func() error {
+	testutil.WaitFor(t, "one member with the three partitions, the other with none", func() error {
 		pa, pb := a.Stats().Partitions, b.Stats().Partitions
-		if pa+pb != 2 || pa*pb != 0 || gauge(a)+gauge(b) != 2 || gauge(a)*gauge(b) != 0 {
+		if pa+pb != 3 || pa*pb != 0 || gauge(a)+gauge(b) != 3 || gauge(a)*gauge(b) != 0 {
 			return fmt.Errorf("partitions %d and %d, gauges %v and %v", pa, pb, gauge(a), gauge(b))
 		}
 		return nil

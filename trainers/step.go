@@ -23,6 +23,7 @@ func (t *Trainer) step(ctx context.Context, bt *batch) error {
 	t.stats.Instances += bt.Instances()
 	t.mu.Unlock()
 	t.advance(bt.msgs)
+	clear(t.provisioned) // the step inserted them
 	return nil
 }
 

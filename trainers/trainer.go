@@ -31,6 +31,10 @@ type Stats struct {
 	// Inserted counts the insertions into the pool in this run (an ID
 	// evicted and inserted again counts twice).
 	Inserted int
+	// The fresh lane: Fresh counts provisional centers published (new
+	// IDs), Removed the REMOVE records applied and Forgotten the samples
+	// of removed IDs consumed without training on them.
+	Fresh, Removed, Forgotten int
 
 	// Faults survived.
 	TruncatedDeadLetters int // dead letters whose payload was truncated
@@ -79,6 +83,11 @@ type Trainer struct {
 	// idleWarned: the warning for a generation without partitions was
 	// given (Run's goroutine only).
 	idleWarned bool
+	// removed: the removed IDs and when (a checkpoint part); provisioned:
+	// the IDs given a provisional center since the last step (Run's
+	// goroutine only).
+	removed     map[uint64]int64
+	provisioned map[uint64]bool
 
 	health *stage.Health
 	// fetchFailing counts the partition readers whose fetches fail (mu).
@@ -95,16 +104,16 @@ func New(cfg Config) (*Trainer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trainer: metrics: %w", err)
 	}
-	// Metadata of the three topics only, refreshed often enough that the
+	// Metadata of the four topics only, refreshed often enough that the
 	// wait for missing topics ends soon after they are created.
 	tr := &kafka.Transport{ClientID: "ffc-trainer", MetadataTTL: 2 * time.Second,
-		MetadataTopics: []string{cfg.TopicByID, cfg.TopicInstance, cfg.TopicDeadLetter}}
+		MetadataTopics: []string{cfg.TopicByID, cfg.TopicInstance, cfg.TopicDeadLetter, cfg.TopicFresh}}
 	t := &Trainer{
 		cfg: cfg, metrics: m, transport: tr,
 		dead: &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.TopicDeadLetter, AllowAutoTopicCreation: true, Transport: tr,
 			BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireAll, WriteTimeout: cfg.KafkaTimeout, ReadTimeout: cfg.KafkaTimeout,
 			MaxAttempts: 1, BatchBytes: int64(max(cfg.DeadLetterMaxBytes, 1<<20))}, // deadLetter retries
-		offsets: Offsets{},
+		offsets: Offsets{}, removed: map[uint64]int64{}, provisioned: map[uint64]bool{},
 		health: &stage.Health{Log: cfg.Log, OnChange: func(name string, ok bool) {
 			v := 0.0
 			if ok {
@@ -272,6 +281,9 @@ func (t *Trainer) restore(ctx context.Context, man *checkpointManifest) error {
 	}
 	off, err := t.ckpt.Load(ctx, man, t.eng.StateParts())
 	if err != nil {
+		return fmt.Errorf("trainer: restore checkpoint at step %d: %w", man.GetStep(), err)
+	}
+	if err := t.ckpt.LoadOther(ctx, man, t.removedPart()); err != nil {
 		return fmt.Errorf("trainer: restore checkpoint at step %d: %w", man.GetStep(), err)
 	}
 	t.offsets = off

@@ -39,7 +39,7 @@ type env struct {
 	// end, so goleak sees none left).
 	transport *kafka.Transport
 	// Unique names, so runs against long-lived real servers do not mix.
-	bucket, model, byID, instance, dead, group string
+	bucket, model, byID, instance, dead, fresh, group string
 }
 
 // stacks returns the embedded stack and, when FFC_KAFKA_BROKERS,
@@ -76,7 +76,7 @@ func newEnv(t *testing.T, brokers []string, natsURL, s3, ak, sk string) *env {
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	sfx := hex.EncodeToString(rnd[:])
-	e := &env{brokers: brokers, bucket: "ffc-test-" + sfx, model: "test-" + sfx, byID: "byid-" + sfx, instance: "instance-" + sfx, dead: "dead-" + sfx, group: "trainer-" + sfx}
+	e := &env{brokers: brokers, bucket: "ffc-test-" + sfx, model: "test-" + sfx, byID: "byid-" + sfx, instance: "instance-" + sfx, dead: "dead-" + sfx, fresh: "fresh-" + sfx, group: "trainer-" + sfx}
 	// A transport of the test's own, whose idle connections (kept alive
 	// by a real MinIO) end with the test.
 	ht, err := minio.DefaultTransport(false)
@@ -112,7 +112,7 @@ func newEnv(t *testing.T, brokers []string, natsURL, s3, ak, sk string) *env {
 	e.transport = tr
 	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: tr}
 	var topics []kafka.TopicConfig
-	for _, name := range []string{e.byID, e.instance, e.dead} {
+	for _, name := range []string{e.byID, e.instance, e.dead, e.fresh} {
 		topics = append(topics, kafka.TopicConfig{Topic: name, NumPartitions: 4, ReplicationFactor: 1})
 	}
 	if _, err := cl.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: topics}); err != nil {
@@ -184,7 +184,7 @@ func testSettings() settings.Settings {
 func (e *env) config(steps int) Config {
 	return Config{
 		Brokers: e.brokers, Model: e.model, Backend: e.be, S3: e.mc, Bucket: e.bucket, JS: e.js,
-		Group: e.group, TopicByID: e.byID, TopicInstance: e.instance, TopicDeadLetter: e.dead,
+		Group: e.group, TopicByID: e.byID, TopicInstance: e.instance, TopicDeadLetter: e.dead, TopicFresh: e.fresh,
 		Settings: testSettings(), MaxSteps: steps,
 	}
 }
@@ -336,7 +336,7 @@ func TestConsumeOnly(t *testing.T) {
 	// Exactly what 3 batches take: every message, the corrupt one too, is
 	// consumed whatever order the partitions are read in.
 	e.produce(t, 10, 24, 0, []byte("corrupt"))
-	cfg := Config{Brokers: e.brokers, Model: e.model, Group: e.group, TopicByID: e.byID, TopicInstance: e.instance, TopicDeadLetter: e.dead,
+	cfg := Config{Brokers: e.brokers, Model: e.model, Group: e.group, TopicByID: e.byID, TopicInstance: e.instance, TopicDeadLetter: e.dead, TopicFresh: e.fresh,
 		Settings: testSettings(), MaxSteps: 3, ConsumeOnly: true}
 	s, _ := run(t, cfg)
 	if s.Steps != 3 || s.Pairs != 24 || s.Instances != 24 || s.DeadLetters != 1 || s.Checkpoints != 0 || s.Published != 0 {

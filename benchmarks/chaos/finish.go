@@ -295,7 +295,7 @@ func (r *runner) checkIDs(ctx context.Context) (err error) {
 func (r *runner) cleanupShared() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := r.kafka.client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{r.names.byID, r.names.instance, r.names.dead}}); err != nil {
+	if _, err := r.kafka.client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{r.names.byID, r.names.instance, r.names.dead, r.names.fresh}}); err != nil {
 		r.log.Warn("cleanup: delete topics", "err", err)
 	}
 	if _, err := r.kafka.client.DeleteGroups(ctx, &kafka.DeleteGroupsRequest{GroupIDs: []string{r.names.group}}); err != nil {

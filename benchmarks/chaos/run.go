@@ -24,7 +24,7 @@ import (
 // names are the run's bucket, model, group and topics, each with a
 // random suffix so that runs on long-lived services do not mix.
 type names struct {
-	suffix, bucket, model, group, byID, instance, dead string
+	suffix, bucket, model, group, byID, instance, dead, fresh string
 }
 
 func newNames() names {
@@ -32,7 +32,8 @@ func newNames() names {
 	_, _ = rand.Read(b[:])
 	s := hex.EncodeToString(b[:])
 	return names{suffix: s, bucket: "ffc-chaos-" + s, model: "chaos-" + s, group: "chaos-trainer-" + s,
-		byID: "chaos." + s + ".byid", instance: "chaos." + s + ".instance", dead: "chaos." + s + ".deadletter"}
+		byID: "chaos." + s + ".byid", instance: "chaos." + s + ".instance", dead: "chaos." + s + ".deadletter",
+		fresh: "chaos." + s + ".fresh"}
 }
 
 // producerSource names the producer in its messages.
@@ -238,6 +239,7 @@ func (r *runner) startPipeline(ctx context.Context) error {
 	svc := []string{"--log-format", "json", "--log-level", "info", "--stats-interval", "0",
 		"--kafka-brokers", strings.Join(e.brokers, ","), "--s3-endpoint", e.s3,
 		"--bucket", r.names.bucket, "--topic-byid", r.names.byID, "--topic-instance", r.names.instance, "--topic-deadletter", r.names.dead,
+		"--topic-fresh", r.names.fresh,
 		"--batch", strconv.Itoa(r.o.batch), "--checkpoint-every", strconv.Itoa(r.o.ckptEvery)}
 	spec := func(name string, port int, args ...string) childSpec {
 		addr := "127.0.0.1:" + strconv.Itoa(port)

@@ -86,12 +86,13 @@ func (b *bench) png(i, k int) ([]byte, error) {
 
 // fill writes n id pairs and n instances of the bucket's images (encoded
 // with the schemas encoders, the wire format the trainer decodes) to the
-// phase's topics, which it creates. It returns the messages written and
-// the time the writes took.
+// phase's topics, which it creates (the fresh lane too, left empty: the
+// trainer waits for its three topics). It returns the messages written
+// and the time the writes took.
 func (b *bench) fill(ctx context.Context, t phaseNames, n int) (int, time.Duration, error) {
 	cl := &kafka.Client{Addr: kafka.TCP(b.ep.brokers...), Timeout: 30 * time.Second}
 	var topics []kafka.TopicConfig
-	for _, name := range []string{t.byID, t.instance} {
+	for _, name := range []string{t.byID, t.instance, t.fresh} {
 		topics = append(topics, kafka.TopicConfig{Topic: name, NumPartitions: b.o.partitions, ReplicationFactor: 1})
 	}
 	if _, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: topics}); err != nil {

@@ -1,8 +1,9 @@
 // Command pipeline measures the streaming path of SPEC section 3 — object
 // storage → producer → Kafka → trainer → NATS — and prints markdown tables:
 //
-//	go run ./benchmarks/pipeline                    # ~2–3 min on 2 cores (embedded stack)
+//	go run ./benchmarks/pipeline                    # several minutes on 2 cores (embedded stack; the fresh phase trains IR-ResNet)
 //	go run ./benchmarks/pipeline --duration 10s --ids 200 --new-ids 10
+//	go run ./benchmarks/pipeline --phases fresh --fresh-leads 256,4096 --new-ids 50
 //
 // It runs on the embedded stack (internal/embedded: in-process NATS, kfake,
 // gofakes3, run as a stage) and, when FFC_KAFKA_BROKERS, FFC_NATS_URL and
@@ -39,11 +40,17 @@
 //   - enabled: the producer feeds the real trainer (FFC step, mlp backbone,
 //     centers published on NATS, checkpoints to object storage and offset
 //     commits every --ckpt-every steps).
-//   - fresh: producer (a small lead, --fresh-lead) + trainer (checkpoint
-//     every --fresh-ckpt-every steps) + a broadcast.Replica. --new-ids new
-//     IDs are uploaded and announced one at a time; freshness is the time
-//     from the new ID's first image landing in object storage to its center
-//     in the replica (p50, p99, max).
+//   - fresh: freshness through the fresh lane, once per lead of
+//     --fresh-leads (each on its own topics, group and model): producer
+//     (MaxLead = the lead, the fresh lane on its own topic; on real
+//     services bucket notifications when FFC_S3_NOTIFY_TOPIC is set) +
+//     trainer (--fresh-backbone, D = --dim, B = --fresh-batch, the pool
+//     derived as ffc demo does, checkpoint every --fresh-ckpt-every steps),
+//     and a broadcast.Replica. Once the producer's lag has reached 90 % of
+//     the lead (the backlog a new ID would otherwise wait behind),
+//     --new-ids new IDs are uploaded and announced one at a time while
+//     training runs; freshness is the time from the announcement to the
+//     new ID's center in the replica (p50, p99, max; target p99 ≤ 2 s).
 //
 // samples/s counts messages consumed into batches (an id pair and an
 // instance are one sample each, as the trainer's ffc_trainer_samples_total
@@ -87,9 +94,14 @@ type options struct {
 	ids, newIDs      int
 	batch, dim, pool int
 	hidden           []int
-	lead, freshLead  int
+	lead             int
 	ckptEvery        int
+	freshLeads       []int
+	freshBackbone    string
+	freshBatch       int
+	freshPool        int // derived from freshBatch, as ffc demo (for the report)
 	freshCkptEvery   int
+	freshBacklog     time.Duration
 	partitions       int
 	concurrency      int
 	pollInterval     time.Duration
@@ -105,7 +117,7 @@ type options struct {
 
 // rawFlags are the flags that need parsing after flag.Parse.
 type rawFlags struct {
-	hidden, stacks, phases, level string
+	hidden, stacks, phases, level, freshLeads string
 }
 
 func main() {
@@ -137,19 +149,22 @@ func defineFlags(o *options, raw *rawFlags) {
 	flag.DurationVar(&o.duration, "duration", 15*time.Second, "measured time of each throughput phase (after --warmup)")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "time after the first consumed message before measuring")
 	flag.IntVar(&o.ids, "ids", 500, "synthetic identities in object storage (2 to 8 images each)")
-	flag.IntVar(&o.newIDs, "new-ids", 20, "new IDs uploaded and announced one at a time in the fresh phase")
+	flag.IntVar(&o.newIDs, "new-ids", 50, "new IDs uploaded and announced one at a time in the fresh phase, per lead")
 	flag.IntVar(&o.batch, "batch", 64, "batch B: B id pairs + B instances per batch (and per FFC step)")
 	flag.IntVar(&o.dim, "dim", 128, "embedding dimension D (enabled and fresh phases)")
 	flag.IntVar(&o.pool, "pool", 0, "FFC pool slots (0: 3·batch, as ffc train)")
 	flag.StringVar(&raw.hidden, "hidden", "512", "hidden widths of the mlp backbone, comma-separated (empty: none, as ffc train --backbone mlp)")
 	flag.IntVar(&o.lead, "lead", producers.DefaultMaxLead, "producer MaxLead (messages per topic ahead of the group's commits) in the throughput phases")
-	flag.IntVar(&o.freshLead, "fresh-lead", 0, "producer MaxLead in the fresh phase (0: 2·batch·fresh-ckpt-every, as ffc demo)")
+	flag.StringVar(&raw.freshLeads, "fresh-leads", "256,4096", "fresh phase: producer MaxLead (the backlog), comma-separated; one run per lead, each on its own topics, group and model")
+	flag.StringVar(&o.freshBackbone, "fresh-backbone", "irresnet", "fresh phase: trainer backbone (irresnet or mlp; mlp takes --hidden)")
+	flag.IntVar(&o.freshBatch, "fresh-batch", 32, "fresh phase: batch B (the pool is derived from it, 3·B, as ffc demo)")
+	flag.DurationVar(&o.freshBacklog, "fresh-backlog-wait", 3*time.Minute, "fresh phase: wait at most this long for the producer's lag to reach 90% of the lead before announcing (past it the run is measured anyway and flagged)")
 	flag.IntVar(&o.ckptEvery, "ckpt-every", settings.DefaultStreamingCheckpointEvery, "throughput phases: trainer checkpoint (and offset commit) every N steps, as trainers' default; the ConsumeOnly trainer commits every N batches")
 	flag.IntVar(&o.freshCkptEvery, "fresh-ckpt-every", 4, "fresh phase: trainer checkpoint (and offset commit) every N steps, as ffc demo")
 	flag.IntVar(&o.partitions, "partitions", producers.DefaultPartitions, "partitions of the id and instance topics")
 	flag.IntVar(&o.concurrency, "concurrency", producers.DefaultConcurrency, "producer S3 fetch workers per stream")
 	flag.DurationVar(&o.pollInterval, "poll-interval", 200*time.Millisecond, "producer polling of announce/ for new IDs")
-	flag.DurationVar(&o.freshTimeout, "fresh-timeout", 30*time.Second, "give up on a new ID's center after this long")
+	flag.DurationVar(&o.freshTimeout, "fresh-timeout", 30*time.Second, "fresh phase: give up on a new ID's center this long after its announcement")
 	flag.IntVar(&o.threads, "threads", 0, "compute threads of the trainer (0: all cores)")
 	flag.StringVar(&raw.stacks, "stacks", "auto", "embedded, real, or both (auto: embedded, and real when FFC_KAFKA_BROKERS, FFC_NATS_URL and FFC_S3_ENDPOINT are set)")
 	flag.IntVar(&o.consumeMsgs, "consume-msgs", 20000, "id pairs (and as many instances) written for the consume phase")
@@ -173,14 +188,20 @@ func (o options) finish(raw rawFlags) (options, error) {
 	if o.pool == 0 {
 		o.pool = settings.DefaultPool(o.batch, 0)
 	}
-	if o.freshLead == 0 {
-		o.freshLead = settings.DefaultMaxLead(o.batch, o.freshCkptEvery)
+	if o.freshLeads, err = parseInts(raw.freshLeads); err != nil {
+		return o, fmt.Errorf("--fresh-leads: %w", err)
 	}
-	for _, every := range []int{o.ckptEvery, o.freshCkptEvery} {
-		if _, err := o.settings(every).Derive(settings.Streaming, 0); err != nil {
-			return o, fmt.Errorf("trainer settings: %w", err)
-		}
+	if len(o.freshLeads) == 0 {
+		return o, errors.New("--fresh-leads: none given")
 	}
+	if _, err := o.settings(o.ckptEvery).Derive(settings.Streaming, 0); err != nil {
+		return o, fmt.Errorf("trainer settings: %w", err)
+	}
+	fs, err := o.freshSettings().Derive(settings.Streaming, 0)
+	if err != nil {
+		return o, fmt.Errorf("fresh phase: trainer settings: %w", err)
+	}
+	o.freshPool = fs.Pool
 	o.phases = splitList(raw.phases)
 	for _, ph := range o.phases {
 		if phaseFuncs[ph] == nil {

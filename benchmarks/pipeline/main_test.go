@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestQuantile(t *testing.T) {
@@ -37,26 +39,36 @@ func TestBottleneck(t *testing.T) {
 // TestOptions checks the defaults derived from trainers/settings and the
 // refusal of settings the trainer would refuse.
 func TestOptions(t *testing.T) {
-	raw := rawFlags{hidden: "512", stacks: "embedded", phases: "s3get, fresh", level: "warn"}
-	o, err := options{batch: 64, dim: 128, ckptEvery: 50, freshCkptEvery: 4}.finish(raw)
+	raw := rawFlags{hidden: "512", stacks: "embedded", phases: "s3get, fresh", level: "warn", freshLeads: "256, 4096"}
+	good := options{batch: 64, dim: 128, ckptEvery: 50, freshBackbone: "irresnet", freshBatch: 32, freshCkptEvery: 4}
+	o, err := good.finish(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.pool != 3*64 || o.freshLead != 2*64*4 || len(o.hidden) != 1 || o.logLevel != slog.LevelWarn ||
+	if o.pool != 3*64 || o.freshPool != 3*32 || len(o.freshLeads) != 2 || o.freshLeads[0] != 256 || o.freshLeads[1] != 4096 ||
+		len(o.hidden) != 1 || o.logLevel != slog.LevelWarn ||
 		strings.Join(o.phases, ",") != "s3get,fresh" || strings.Join(o.stacks, ",") != "embedded" {
 		t.Errorf("options = %+v", o)
 	}
 	if s := o.settings(4); s.Backbone != "mlp" || s.Batch != 64 || s.Pool != 192 || s.CheckpointEvery != 4 {
 		t.Errorf("settings = %+v", s)
 	}
+	if s := o.freshSettings(); s.Backbone != "irresnet" || s.Dim != 128 || s.Batch != 32 || s.Pool != 0 || s.CheckpointEvery != 4 {
+		t.Errorf("fresh settings = %+v", s)
+	}
+	with := func(f func(*options)) options { x := good; f(&x); return x }
 	for _, bad := range []struct {
 		o   options
 		raw rawFlags
 	}{
-		{options{batch: 63, dim: 128, ckptEvery: 50, freshCkptEvery: 4}, raw},           // odd batch
-		{options{batch: 64, pool: 64, dim: 128, ckptEvery: 50, freshCkptEvery: 4}, raw}, // pool < 1.5·batch
-		{options{batch: 64, dim: 128, ckptEvery: 50, freshCkptEvery: 4}, rawFlags{hidden: "512", stacks: "embedded", phases: "nope", level: "warn"}},
-		{options{batch: 64, dim: 128, ckptEvery: 50, freshCkptEvery: 4}, rawFlags{hidden: "x", stacks: "embedded", phases: "fresh", level: "warn"}},
+		{with(func(o *options) { o.batch = 63 }), raw},               // odd batch
+		{with(func(o *options) { o.pool = 64 }), raw},                // pool < 1.5·batch
+		{with(func(o *options) { o.freshBatch = 31 }), raw},          // odd fresh batch
+		{with(func(o *options) { o.freshBackbone = "resnet" }), raw}, // unknown backbone
+		{good, rawFlags{hidden: "512", stacks: "embedded", phases: "nope", level: "warn", freshLeads: "256"}},
+		{good, rawFlags{hidden: "x", stacks: "embedded", phases: "fresh", level: "warn", freshLeads: "256"}},
+		{good, rawFlags{hidden: "512", stacks: "embedded", phases: "fresh", level: "warn", freshLeads: "256,x"}},
+		{good, rawFlags{hidden: "512", stacks: "embedded", phases: "fresh", level: "warn", freshLeads: ""}},
 	} {
 		if _, err := bad.o.finish(bad.raw); err == nil {
 			t.Errorf("finish(%+v, %+v): no error", bad.o, bad.raw)
@@ -69,8 +81,9 @@ func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the pipeline for about 20 s")
 	}
-	o := options{duration: 2 * time.Second, warmup: time.Second, ids: 30, newIDs: 3, batch: 8, dim: 16, pool: 24,
-		lead: 512, freshLead: 64, ckptEvery: 8, freshCkptEvery: 4, partitions: 2, concurrency: 4,
+	o := options{duration: 2 * time.Second, warmup: time.Second, ids: 30, newIDs: 3, batch: 8, dim: 16, pool: 24, hidden: []int{32},
+		lead: 512, ckptEvery: 8, freshLeads: []int{64}, freshBackbone: "mlp", freshBatch: 8, freshPool: 24, freshCkptEvery: 4,
+		freshBacklog: 5 * time.Second, partitions: 2, concurrency: 4,
 		pollInterval: 100 * time.Millisecond, freshTimeout: 20 * time.Second, threads: 1, consumeMsgs: 2000,
 		phases: []string{"s3get", "disabled", "consume", "enabled", "fresh"}, logLevel: slog.LevelError}
 	rep := &report{w: io.Discard}
@@ -86,12 +99,41 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: %+v", r.phase, r)
 		}
 	}
-	if f := res[4]; f.timeouts != 0 || f.p50 <= 0 || f.p99 < f.p50 {
+	if f := res[4]; f.phase != "fresh" || f.lead != 64 || f.timeouts != 0 || f.got != 3 || f.of != 3 || f.p50 <= 0 || f.p99 < f.p50 || f.max < f.p99 {
 		t.Errorf("fresh: %+v", f)
 	}
-	for _, want := range []string{"GETs/s", "| t (s) | produced pairs/s", "trainers.Trainer with ConsumeOnly", "Consume only", "engine step", "first image → center"} {
+	for _, want := range []string{"GETs/s", "| t (s) | produced pairs/s", "trainers.Trainer with ConsumeOnly", "Consume only", "engine step", "announcement → center"} {
 		if !strings.Contains(rep.buf.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+}
+
+// TestHistogramQuantile checks the bucket estimate against
+// hand-computed values (linear within the bucket; the highest finite
+// bound past it).
+func TestHistogramQuantile(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x_seconds", Buckets: []float64{1, 2, 4}})
+	reg.MustRegister(h)
+	if got := histogramQuantile(reg, "x_seconds", 0.5); got != 0 {
+		t.Errorf("empty: %v", got)
+	}
+	for _, v := range []float64{0.5, 0.5, 1.5, 1.5} {
+		h.Observe(v)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, time.Second}, {0.99, 1980 * time.Millisecond}, {0.25, 500 * time.Millisecond}} {
+		if got := histogramQuantile(reg, "x_seconds", c.q); (got - c.want).Abs() > time.Microsecond {
+			t.Errorf("q %v: %v, want %v", c.q, got, c.want)
+		}
+	}
+	for range 4 {
+		h.Observe(10)
+	}
+	if got, n := histogramQuantile(reg, "x_seconds", 0.99), histogramCount(reg, "x_seconds"); got != 4*time.Second || n != 8 {
+		t.Errorf("past the last bucket: %v over %d, want 4s over 8", got, n)
 	}
 }

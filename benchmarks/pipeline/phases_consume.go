@@ -15,7 +15,8 @@ import (
 // ConsumeOnly (consumption, validation, dead letters, batch assembly and
 // offset commits; no engine step).
 func (b *bench) phaseDisabled(ctx context.Context) (_ result, err error) {
-	s, p, tr, err := b.startPipeline(ctx, b.names("disabled"), b.o.lead, b.o.ckptEvery, true, prometheus.NewRegistry())
+	s, p, tr, err := b.startPipeline(ctx, b.names("disabled"),
+		pipeSpec{lead: b.o.lead, set: b.o.settings(b.o.ckptEvery), consumeOnly: true, reg: prometheus.NewRegistry()})
 	defer s.close(&err, b.log)
 	if err != nil {
 		return result{}, err
@@ -50,7 +51,7 @@ func (b *bench) phaseConsume(ctx context.Context) (_ result, err error) {
 	if err != nil {
 		return result{}, err
 	}
-	tr, err := b.trainer(t, b.o.ckptEvery, true, prometheus.NewRegistry())
+	tr, err := b.trainer(t, b.o.settings(b.o.ckptEvery), true, prometheus.NewRegistry())
 	if err != nil {
 		return result{}, err
 	}

@@ -12,7 +12,7 @@ import (
 // centers on NATS, checkpoints to object storage).
 func (b *bench) phaseEnabled(ctx context.Context) (_ result, err error) {
 	reg := prometheus.NewRegistry()
-	s, p, tr, err := b.startPipeline(ctx, b.names("enabled"), b.o.lead, b.o.ckptEvery, false, reg)
+	s, p, tr, err := b.startPipeline(ctx, b.names("enabled"), pipeSpec{lead: b.o.lead, set: b.o.settings(b.o.ckptEvery), reg: reg})
 	defer s.close(&err, b.log)
 	if err != nil {
 		return result{}, err

@@ -53,13 +53,28 @@ type bench struct {
 
 const idBase = 1_000_000 // storage IDs idBase + i
 
+// phaseFunc runs a phase; it returns one result per run of it (the fresh
+// phase runs once per lead).
+type phaseFunc func(*bench, context.Context) ([]result, error)
+
 // phaseFuncs are the phases by name.
-var phaseFuncs = map[string]func(*bench, context.Context) (result, error){
-	"s3get":    (*bench).phaseS3Get,
-	"disabled": (*bench).phaseDisabled,
-	"consume":  (*bench).phaseConsume,
-	"enabled":  (*bench).phaseEnabled,
+var phaseFuncs = map[string]phaseFunc{
+	"s3get":    one((*bench).phaseS3Get),
+	"disabled": one((*bench).phaseDisabled),
+	"consume":  one((*bench).phaseConsume),
+	"enabled":  one((*bench).phaseEnabled),
 	"fresh":    (*bench).phaseFresh,
+}
+
+// one makes a phase of one run a phaseFunc.
+func one(f func(*bench, context.Context) (result, error)) phaseFunc {
+	return func(b *bench, ctx context.Context) ([]result, error) {
+		r, err := f(b, ctx)
+		if err != nil {
+			return nil, err
+		}
+		return []result{r}, nil
+	}
 }
 
 // runStack runs every phase of o on the stack name ("embedded": started
@@ -99,12 +114,14 @@ func runStack(ctx context.Context, o options, name string, rep *report) (res []r
 		if f == nil {
 			return res, fmt.Errorf("unknown phase %q", ph)
 		}
-		r, err := f(b, ctx)
+		rs, err := f(b, ctx)
+		for _, r := range rs {
+			r.stack, r.phase = name, ph
+			res = append(res, r)
+		}
 		if err != nil {
 			return res, fmt.Errorf("%s phase: %w", ph, err)
 		}
-		r.stack, r.phase = name, ph
-		res = append(res, r)
 	}
 	return res, nil
 }
@@ -141,7 +158,7 @@ func (b *bench) open(ctx context.Context) (closeAll func(), err error) {
 			b.log.Error("pipeline: close backend", "err", err)
 		}
 	})
-	if b.gen, err = synth.New(synth.Options{Seed: 11, IDs: uint64(b.o.ids + b.o.newIDs), Alpha: 1.2, Min: 2, Max: 8}); err != nil {
+	if b.gen, err = synth.New(synth.Options{Seed: 11, IDs: uint64(b.o.ids + len(b.o.freshLeads)*b.o.newIDs), Alpha: 1.2, Min: 2, Max: 8}); err != nil {
 		return closeAll, fmt.Errorf("synthetic identities: %w", err)
 	}
 	if err := b.mc.MakeBucket(ctx, b.bucket, minio.MakeBucketOptions{}); err != nil {
@@ -168,16 +185,16 @@ func (b *bench) endpoints(ctx context.Context) (endpoints, error) {
 // phaseNames are the topic, group and model names of one phase; they
 // reach the stages only through producers.Config and trainers.Config.
 type phaseNames struct {
-	byID, instance, dead, group, model string
+	byID, instance, dead, fresh, group, model string
 }
 
 // names returns the phase's names, each with the run's suffix, and
 // records them for cleanup.
 func (b *bench) names(phase string) phaseNames {
 	p := "bench." + b.sfx + "." + phase
-	t := phaseNames{byID: p + ".byid", instance: p + ".instance", dead: p + ".deadletter",
+	t := phaseNames{byID: p + ".byid", instance: p + ".instance", dead: p + ".deadletter", fresh: p + ".fresh",
 		group: "bench-" + b.sfx + "-" + phase, model: "bench-" + b.sfx + "-" + phase}
-	b.topics = append(b.topics, t.byID, t.instance, t.dead)
+	b.topics = append(b.topics, t.byID, t.instance, t.dead, t.fresh)
 	b.groups = append(b.groups, t.group)
 	return t
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,29 +29,67 @@ func (o options) settings(ckptEvery int) settings.Settings {
 	return s
 }
 
+// freshSettings are the fresh phase's trainer settings as given: those of
+// ffc demo (D = --dim, B = --fresh-batch, the pool left to derivation:
+// 3·B), the --fresh-backbone backbone (mlp: --hidden), a checkpoint (and
+// offset commit) every --fresh-ckpt-every steps.
+func (o options) freshSettings() settings.Settings {
+	s := settings.Defaults(settings.Demo)
+	s.Backbone, s.Hidden, s.Dim = o.freshBackbone, o.hidden, o.dim
+	s.Batch, s.Pool, s.Seed = o.freshBatch, 0, 1
+	s.CheckpointEvery = o.freshCkptEvery
+	return s
+}
+
+// notify returns the bucket notification topic and target ARN the
+// producer uses: on real services, FFC_S3_NOTIFY_TOPIC and
+// FFC_S3_NOTIFY_ARN (deploy/local/services.sh); none on the embedded
+// stack (its object store sends no notifications).
+func (b *bench) notify() (topic, arn string) {
+	if b.name != "real" || os.Getenv("FFC_S3_NOTIFY_TOPIC") == "" {
+		return "", ""
+	}
+	return os.Getenv("FFC_S3_NOTIFY_TOPIC"), os.Getenv("FFC_S3_NOTIFY_ARN")
+}
+
+// pipeSpec is what startPipeline starts: the producer's lead and whether
+// it takes bucket notifications (b.notify), and the trainer's settings,
+// mode and metrics registry.
+type pipeSpec struct {
+	lead        int
+	notify      bool
+	set         settings.Settings
+	consumeOnly bool
+	reg         prometheus.Registerer
+}
+
 // producer returns the real producer on the phase's topics, with flow
 // control against the phase's trainer group at lead.
-func (b *bench) producer(t phaseNames, lead int) (*producers.Producer, error) {
-	p, err := producers.New(producers.Config{
+func (b *bench) producer(t phaseNames, lead int, notify bool) (*producers.Producer, error) {
+	cfg := producers.Config{
 		Brokers: b.ep.brokers, S3: b.mc, Bucket: b.bucket,
-		TopicByID: t.byID, TopicInstance: t.instance, TopicDeadLetter: t.dead, Partitions: b.o.partitions,
+		TopicByID: t.byID, TopicInstance: t.instance, TopicDeadLetter: t.dead, TopicFresh: t.fresh, Partitions: b.o.partitions,
 		TrainerGroup: t.group, MaxLead: lead, Concurrency: b.o.concurrency, PollInterval: b.o.pollInterval,
 		Seed: 1, Log: b.log.With("component", "producer"),
-	})
+	}
+	if notify {
+		cfg.NotifyTopic, cfg.NotifyARN = b.notify()
+	}
+	p, err := producers.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
 	return p, nil
 }
 
-// trainer returns the real trainer on the phase's topics and group.
-// consumeOnly runs it without the engine (no backend, object storage or
-// JetStream: it only commits offsets); otherwise it trains, publishes
-// centers and checkpoints every ckptEvery steps. Its metrics go to reg.
-func (b *bench) trainer(t phaseNames, ckptEvery int, consumeOnly bool, reg prometheus.Registerer) (*trainers.Trainer, error) {
+// trainer returns the real trainer on the phase's topics and group, with
+// settings set. consumeOnly runs it without the engine (no backend,
+// object storage or JetStream: it only commits offsets); otherwise it
+// trains, publishes centers and checkpoints. Its metrics go to reg.
+func (b *bench) trainer(t phaseNames, set settings.Settings, consumeOnly bool, reg prometheus.Registerer) (*trainers.Trainer, error) {
 	cfg := trainers.Config{
 		Brokers: b.ep.brokers, Group: t.group, TopicByID: t.byID, TopicInstance: t.instance, TopicDeadLetter: t.dead,
-		Model: t.model, Settings: b.o.settings(ckptEvery), ConsumeOnly: consumeOnly,
+		TopicFresh: t.fresh, Model: t.model, Settings: set, ConsumeOnly: consumeOnly,
 		Log: b.log.With("component", "trainer"), Registry: reg,
 	}
 	if !consumeOnly {
@@ -172,19 +211,19 @@ func (s *stages) close(err *error, log *slog.Logger) {
 	}
 }
 
-// startPipeline starts a phase's producer (with the given lead; the
-// topics exist once it is ready) and then its trainer, as stages of a new
-// group that the caller closes.
-func (b *bench) startPipeline(ctx context.Context, t phaseNames, lead, ckptEvery int, consumeOnly bool, reg prometheus.Registerer) (*stages, *producers.Producer, *trainers.Trainer, error) {
+// startPipeline starts a phase's producer (the topics, the fresh lane's
+// included, exist once it is ready) and then its trainer, as stages of a
+// new group that the caller closes.
+func (b *bench) startPipeline(ctx context.Context, t phaseNames, spec pipeSpec) (*stages, *producers.Producer, *trainers.Trainer, error) {
 	s := b.stages(ctx)
-	p, err := b.producer(t, lead)
+	p, err := b.producer(t, spec.lead, spec.notify)
 	if err != nil {
 		return s, nil, nil, err
 	}
 	if err := s.start(ctx, "producer", p, true); err != nil {
 		return s, nil, nil, err
 	}
-	tr, err := b.trainer(t, ckptEvery, consumeOnly, reg)
+	tr, err := b.trainer(t, spec.set, spec.consumeOnly, spec.reg)
 	if err != nil {
 		return s, nil, nil, err
 	}

@@ -104,7 +104,12 @@ func publishStep(t *testing.T, ctx context.Context, pub *Publisher, step int64, 
 
 func runReplica(t *testing.T, ctx context.Context, js jetstream.JetStream, model string) (*Replica, <-chan error) {
 	t.Helper()
-	rep, err := NewReplica(js, ReplicaOptions{Model: model, Codec: jsonCodec{}, Dim: dim})
+	return runReplicaWith(t, ctx, js, ReplicaOptions{Model: model, Codec: jsonCodec{}, Dim: dim})
+}
+
+func runReplicaWith(t *testing.T, ctx context.Context, js jetstream.JetStream, opts ReplicaOptions) (*Replica, <-chan error) {
+	t.Helper()
+	rep, err := NewReplica(js, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

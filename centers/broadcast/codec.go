@@ -17,7 +17,8 @@ type ProtoCodec struct {
 // NewProtoCodec returns the codec for a model of dimension dim.
 func NewProtoCodec(dim int) ProtoCodec { return ProtoCodec{Limits: schemas.Limits{Dim: dim}} }
 
-var kindToPB = map[Kind]ffcpb.CenterUpdate_Kind{Insert: ffcpb.CenterUpdate_INSERT, Refresh: ffcpb.CenterUpdate_REFRESH, Evict: ffcpb.CenterUpdate_EVICT}
+var kindToPB = map[Kind]ffcpb.CenterUpdate_Kind{Insert: ffcpb.CenterUpdate_INSERT, Refresh: ffcpb.CenterUpdate_REFRESH,
+	Evict: ffcpb.CenterUpdate_EVICT, Tombstone: ffcpb.CenterUpdate_TOMBSTONE}
 
 // EncodeUpdate implements Codec.
 func (c ProtoCodec) EncodeUpdate(u Update) ([]byte, error) {
@@ -45,6 +46,8 @@ func (c ProtoCodec) DecodeUpdate(b []byte) (Update, error) {
 		u.Kind = Refresh
 	case ffcpb.CenterUpdate_EVICT:
 		u.Kind = Evict
+	case ffcpb.CenterUpdate_TOMBSTONE:
+		u.Kind = Tombstone
 	}
 	return u, nil
 }

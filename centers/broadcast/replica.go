@@ -58,10 +58,13 @@ type ReplicaStats struct {
 	// tail, and updates of an epoch older than the newest.
 	Dropped int64
 	// Fenced counts step records of an epoch older than the newest.
-	Fenced    int64
-	Starts    int64 // START records: starts of the training job
+	Fenced int64
+	Starts int64 // START records: starts of the training job
+	// IDs counts the IDs with a center (removed ones excluded).
 	IDs       int
 	Evictions int64
+	// Tombstones counts tombstones applied (IDs removed).
+	Tombstones int64
 }
 
 // Replica keeps a copy of every center of a model.
@@ -69,16 +72,21 @@ type Replica struct {
 	js   jetstream.JetStream
 	opts ReplicaOptions
 
-	mu      sync.RWMutex
-	index   map[uint64]int
-	ids     []uint64
-	vecs    []float32 // len(ids)·Dim, rows L2-normalised
-	vers    []Version
-	inPool  []bool
-	pending map[Version][]Update // live updates awaiting a COMMIT that covers them
-	dropped int64
-	epoch   uint64  // newest epoch seen
-	last    Version // of the last COMMIT applied
+	mu     sync.RWMutex
+	index  map[uint64]int
+	ids    []uint64
+	vecs   []float32 // len(ids)·Dim, rows L2-normalised
+	vers   []Version
+	inPool []bool
+	// removed marks IDs whose last version is a tombstone: absent from
+	// Get, Search and IDs, kept (without a vector) so that an older
+	// update cannot bring them back.
+	removed  []bool
+	nRemoved int
+	pending  map[Version][]Update // live updates awaiting a COMMIT that covers them
+	dropped  int64
+	epoch    uint64  // newest epoch seen
+	last     Version // of the last COMMIT applied
 	// bootstrap is the stream sequence the stream held when Run started:
 	// messages up to it are the stream's last values, applied directly.
 	bootstrap uint64
@@ -201,7 +209,7 @@ func (r *Replica) handle(subject string, data []byte, seq uint64) {
 		return
 	}
 	u, err := r.opts.Codec.DecodeUpdate(data)
-	if err == nil && u.Kind != Evict && len(u.Vector) != r.opts.Dim {
+	if err == nil && u.Kind != Evict && u.Kind != Tombstone && len(u.Vector) != r.opts.Dim {
 		err = fmt.Errorf("%w: %d, want %d", ErrDim, len(u.Vector), r.opts.Dim)
 	}
 	if err == nil && !strings.HasPrefix(subject, schemas.CentersPrefix(r.opts.Model)) {
@@ -309,8 +317,23 @@ func (r *Replica) apply(u Update) {
 		r.vecs = append(r.vecs, make([]float32, r.opts.Dim)...)
 		r.vers = append(r.vers, Version{})
 		r.inPool = append(r.inPool, false)
+		r.removed = append(r.removed, false)
 	}
 	row := r.vecs[i*r.opts.Dim : (i+1)*r.opts.Dim]
+	if u.Kind == Tombstone {
+		clear(row)
+		if !r.removed[i] {
+			r.removed[i] = true
+			r.nRemoved++
+		}
+		r.vers[i], r.inPool[i] = u.Version(), false
+		r.stats.Tombstones++
+		return
+	}
+	if r.removed[i] {
+		r.removed[i] = false // added again after its removal
+		r.nRemoved--
+	}
 	var ss float64
 	for _, v := range u.Vector {
 		ss += float64(v) * float64(v)
@@ -331,7 +354,7 @@ func (r *Replica) Get(id uint64) (Center, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	i, ok := r.index[id]
-	if !ok {
+	if !ok || r.removed[i] {
 		return Center{}, false
 	}
 	return Center{ID: id, Vector: append([]float32(nil), r.vecs[i*r.opts.Dim:(i+1)*r.opts.Dim]...), Step: r.vers[i].Step, Epoch: r.vers[i].Epoch, InPool: r.inPool[i]}, true
@@ -356,6 +379,9 @@ func (r *Replica) Search(q []float32, k int) ([]Match, error) {
 	d := r.opts.Dim
 	best := make([]Match, 0, k+1)
 	for i, id := range r.ids {
+		if r.removed[i] {
+			continue
+		}
 		row := r.vecs[i*d : (i+1)*d]
 		var s float64
 		for j, v := range row {
@@ -380,7 +406,7 @@ func (r *Replica) Stats() ReplicaStats {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	s := r.stats
-	s.LastStep, s.Epoch, s.IDs, s.Dropped = r.last.Step, r.epoch, len(r.ids), r.dropped
+	s.LastStep, s.Epoch, s.IDs, s.Dropped = r.last.Step, r.epoch, len(r.ids)-r.nRemoved, r.dropped
 	for _, p := range r.pending {
 		s.Pending += len(p)
 	}
@@ -391,7 +417,12 @@ func (r *Replica) Stats() ReplicaStats {
 func (r *Replica) IDs() []uint64 {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := append([]uint64(nil), r.ids...)
+	out := make([]uint64, 0, len(r.ids)-r.nRemoved)
+	for i, id := range r.ids {
+		if !r.removed[i] {
+			out = append(out, id)
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
 }

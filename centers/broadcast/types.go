@@ -17,6 +17,10 @@ const (
 	Insert  = centers.Inserted
 	Refresh = centers.Refreshed
 	Evict   = centers.Evicted
+	// Tombstone: the ID was removed on request (ffc ids remove); it has
+	// no vector and replaces the ID's center on its subject. Subscribers
+	// forget the ID.
+	Tombstone = centers.Removed
 )
 
 // Update is one center change.
@@ -116,15 +120,19 @@ var ErrDim = errors.New("vector length differs from the model's dimension")
 // UpdatesOf turns the pool changes of one training step into the updates
 // to publish: an inserted or refreshed ID carries its new center, row
 // Change.Index of features (n×dim, the gallery features the step wrote);
-// an evicted one carries none. It also returns the number of evictions.
+// an evicted or removed one (a tombstone) carries none. It also returns
+// the number of evictions.
 func UpdatesOf(changes []centers.Change, features []float32, dim int) ([]Update, int, error) {
 	ups := make([]Update, 0, len(changes))
 	evictions := 0
 	for _, c := range changes {
 		u := Update{ID: uint64(c.Label), Slot: c.Slot, Row: int32(c.Row), Kind: c.Kind}
-		if c.Kind == Evict {
+		switch c.Kind {
+		case Evict:
 			evictions++
-		} else {
+		case Tombstone:
+			u.Slot, u.Row = 0, 0
+		default:
 			if c.Index < 0 || (c.Index+1)*dim > len(features) {
 				return nil, 0, fmt.Errorf("center of ID %d: feature row %d outside the %d floats of the step", c.Label, c.Index, len(features))
 			}

@@ -64,15 +64,15 @@ then live) and use it.`,
 			},
 		},
 		&cobra.Command{
-			Use: "get ID...", Short: "Print the centers of IDs as JSON",
+			Use: "get ID...", Short: "Print the centers of IDs as JSON (an ID: " + idForms + ")",
 			Args: cobra.MinimumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return withReplica(cmd.Context(), f, func(_ context.Context, r *broadcast.Replica) error {
 					enc := json.NewEncoder(a.stdout)
 					for _, s := range args {
-						id, err := strconv.ParseUint(s, 10, 64)
+						id, err := parseID(s)
 						if err != nil {
-							return fmt.Errorf("get: %q is not an ID", s)
+							return fmt.Errorf("get: %w", err)
 						}
 						c, ok := r.Get(id)
 						if !ok {

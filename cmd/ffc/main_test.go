@@ -15,7 +15,7 @@ import (
 
 // realEnv are the variables that point commands at real servers; run
 // clears them so a test meant for the embedded stack stays on it.
-var realEnv = []string{"FFC_KAFKA_BROKERS", "FFC_NATS_URL", "FFC_S3_ENDPOINT", "FFC_S3_ACCESS_KEY", "FFC_S3_SECRET_KEY", "FFC_S3_SECURE", "FFC_CONFIG"}
+var realEnv = []string{"FFC_KAFKA_BROKERS", "FFC_NATS_URL", "FFC_S3_ENDPOINT", "FFC_S3_ACCESS_KEY", "FFC_S3_SECRET_KEY", "FFC_S3_SECURE", "FFC_CONFIG", "FFC_S3_NOTIFY_TOPIC", "FFC_S3_NOTIFY_ARN"}
 
 // realArgs returns the flags for the real servers named in the
 // environment, or nil when they are not all set.

@@ -35,6 +35,10 @@ type pipelineOptions struct {
 	threads   int
 	synthIDs  int
 	dev       deviceFlags
+	// The object store's bucket notifications (empty: polling only).
+	notifyTopic, notifyARN string
+	// removeIDs: new IDs removed once every new ID has its center.
+	removeIDs int
 }
 
 // demoRun names what one demo run owns: every run has its own bucket,
@@ -43,6 +47,7 @@ type pipelineOptions struct {
 type demoRun struct {
 	id, bucket, model       string
 	byID, inst, dead, group string
+	freshT                  string // the fresh lane's topic
 	o                       pipelineOptions
 	out                     io.Writer
 	log                     *slog.Logger
@@ -53,14 +58,15 @@ type demoRun struct {
 	rep                     *broadcast.Replica
 	tr                      *trainers.Trainer
 	fresh                   *freshness
+	removed                 *removals
 	start                   time.Time
 }
 
 func newDemoRun(o pipelineOptions, out io.Writer, log *slog.Logger, ends endpoints, data *demoSet) *demoRun {
 	id := time.Now().UTC().Format("20060102-150405")
 	return &demoRun{id: id, bucket: "ffc-demo-" + id, model: "demo-" + id,
-		byID: "demo-" + id + ".byid", inst: "demo-" + id + ".instance", dead: "demo-" + id + ".deadletter", group: "demo-trainer-" + id,
-		o: o, out: out, log: log, ends: ends, data: data, fresh: newFreshness()}
+		byID: "demo-" + id + ".byid", inst: "demo-" + id + ".instance", dead: "demo-" + id + ".deadletter", freshT: "demo-" + id + ".fresh", group: "demo-trainer-" + id,
+		o: o, out: out, log: log, ends: ends, data: data, fresh: newFreshness(), removed: newRemovals()}
 }
 
 // runPipeline runs producer → Kafka → trainer → NATS → replica as stages
@@ -135,12 +141,13 @@ func (r *demoRun) startStages(ctx context.Context, g *stage.Group, a *app, cl *c
 		return err
 	}
 	if r.prod, err = producers.New(producers.Config{Brokers: r.ends.KafkaBrokers, S3: cl.mc, Bucket: r.bucket, MaxLead: s.MaxLead,
-		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, TrainerGroup: r.group, PollInterval: 200 * time.Millisecond,
+		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, TopicFresh: r.freshT, TrainerGroup: r.group,
+		NotifyTopic: r.o.notifyTopic, NotifyARN: r.o.notifyARN,
 		KafkaTimeout: r.ends.KafkaTimeout, ConnectTimeout: r.ends.ConnectTimeout, Log: a.log, Seed: 1}); err != nil {
 		return err
 	}
 	if r.tr, err = trainers.New(trainers.Config{Brokers: r.ends.KafkaBrokers, Model: r.model, Settings: s, Backend: be, S3: cl.mc, Bucket: r.bucket, JS: cl.js,
-		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, Group: r.group, MaxSteps: r.o.steps, KafkaTimeout: r.ends.KafkaTimeout, ConnectTimeout: r.ends.ConnectTimeout,
+		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, TopicFresh: r.freshT, Group: r.group, MaxSteps: r.o.steps, KafkaTimeout: r.ends.KafkaTimeout, ConnectTimeout: r.ends.ConnectTimeout,
 		Log: a.log.With("component", "trainer"), Registry: prometheus.NewRegistry()}); err != nil {
 		return err
 	}
@@ -165,7 +172,7 @@ func (r *demoRun) follow(ctx context.Context, g *stage.Group) error {
 	defer tick.Stop()
 	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()
-	streamed := false
+	streamed, removed := false, false
 	for !r.done() {
 		select {
 		case <-ctx.Done():
@@ -176,12 +183,19 @@ func (r *demoRun) follow(ctx context.Context, g *stage.Group) error {
 			return g.Err()
 		case <-poll.C:
 			r.fresh.check(r.rep, r.out)
+			r.removed.check(r.rep, r.out)
 		case <-tick.C:
 			r.progress()
 		}
 		if !streamed && r.newIDsDue() {
 			streamed = true
 			if err := r.streamNewIDs(ctx); err != nil {
+				return err
+			}
+		}
+		if streamed && !removed && r.o.removeIDs > 0 && r.fresh.allCentered() {
+			removed = true
+			if err := r.removeNewIDs(ctx, r.o.removeIDs); err != nil {
 				return err
 			}
 		}

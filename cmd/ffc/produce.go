@@ -24,6 +24,11 @@ type produceFlags struct {
 	topicByID      string
 	topicInstance  string
 	topicDead      string
+	topicFresh     string
+	freshMaxLead   int
+	freshPairs     int
+	notifyTopic    string
+	notifyARN      string
 	trainerGroup   string
 	set            settings.Settings // the trainers' batch and cadence, and --max-lead
 	shard          string
@@ -94,6 +99,11 @@ func newProduceCmd(a *app) *cobra.Command {
 	fs.StringVar(&f.topicByID, "topic-byid", schemas.TopicByID, "topic of the id stream (id pairs, key = id)")
 	fs.StringVar(&f.topicInstance, "topic-instance", schemas.TopicInstance, "topic of the instance stream (one image per message, key = object key)")
 	fs.StringVar(&f.topicDead, "topic-deadletter", schemas.TopicDeadLetter, "topic of the objects that fail validation")
+	fs.StringVar(&f.topicFresh, "topic-fresh", schemas.TopicFresh, "topic of the fresh lane: pairs of newly announced IDs and removals, key = id")
+	fs.IntVar(&f.freshMaxLead, "fresh-max-lead", producers.DefaultFreshMaxLead, "most fresh-lane messages written and not yet committed by --trainer-group (0: the default; negative: no bound)")
+	fs.IntVar(&f.freshPairs, "fresh-pairs", producers.DefaultFreshPairs, "id pairs of a newly announced ID written to the fresh lane")
+	fs.StringVar(&f.notifyTopic, "s3-notify-topic", "", "Kafka topic of the object store's bucket notifications (S3 event records, e.g. MinIO's Kafka target): new IDs and removals are seen as soon as they are written; polling announce/ goes on as the fallback (env FFC_S3_NOTIFY_TOPIC; empty: polling only)")
+	fs.StringVar(&f.notifyARN, "s3-notify-arn", "", "with --s3-notify-topic: the notification target ARN (e.g. arn:minio:sqs::FFC:kafka) produce configures on --bucket for object created/removed events under announce/ and ids/ (env FFC_S3_NOTIFY_ARN; empty: left to the operator)")
 	fs.StringVar(&f.trainerGroup, "trainer-group", schemas.TrainerGroup, "consumer group of the trainers, whose committed offsets flow control measures the lead against")
 	fs.StringVar(&f.shard, "shard", "0/1", "this producer's share of the IDs as i/n: it emits the IDs with hash(id) mod n = i")
 	fs.IntVar(&f.partitions, "partitions", producers.DefaultPartitions, "partitions of the id and instance topics when produce creates them")
@@ -216,6 +226,7 @@ func (f *produceFlags) producer(mc *minio.Client, ends endpoints, shard producer
 	p, err := producers.New(producers.Config{
 		Brokers: ends.KafkaBrokers, S3: mc, Bucket: f.bucket,
 		TopicByID: f.topicByID, TopicInstance: f.topicInstance, TopicDeadLetter: f.topicDead,
+		TopicFresh: f.topicFresh, FreshMaxLead: f.freshMaxLead, FreshPairs: f.freshPairs, NotifyTopic: f.notifyTopic, NotifyARN: f.notifyARN,
 		Partitions: f.partitions, TrainerGroup: f.trainerGroup, MaxLead: maxLead, Shard: shard,
 		PollInterval: f.pollInterval, RescanInterval: rescan, Concurrency: f.concurrency, Source: f.source,
 		KafkaTimeout: ends.KafkaTimeout, ConnectTimeout: ends.ConnectTimeout, Registry: reg, Log: a.log,

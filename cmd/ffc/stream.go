@@ -26,6 +26,7 @@ type streamFlags struct {
 	topicByID     string
 	topicInstance string
 	topicDead     string
+	topicFresh    string
 	metricsAddr   string
 	maxSteps      int
 	statsInterval time.Duration
@@ -39,11 +40,12 @@ func (s *streamFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.topicByID, "topic-byid", schemas.TopicByID, "streaming: topic of the id pairs")
 	fs.StringVar(&s.topicInstance, "topic-instance", schemas.TopicInstance, "streaming: topic of the instances")
 	fs.StringVar(&s.topicDead, "topic-deadletter", schemas.TopicDeadLetter, "streaming: topic for rejected messages")
+	fs.StringVar(&s.topicFresh, "topic-fresh", schemas.TopicFresh, "streaming: topic of the fresh lane (pairs of newly announced IDs, drained first, and removals)")
 	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "streaming: serve Prometheus metrics on http://<addr>/metrics (empty: not served)")
 	fs.IntVar(&s.maxSteps, "max-steps", 0, "streaming: stop after this many steps in this run (0: until Ctrl-C)")
 	fs.DurationVar(&s.statsInterval, "stats-interval", 10*time.Second, "streaming: a progress line this often (0: never)")
 	for _, name := range []string{"kafka-brokers", "nats-url", "s3-endpoint", "s3-access-key", "s3-secret-key", "s3-secure", "kafka-timeout", "connect-timeout",
-		"bucket", "model", "group", "topic-byid", "topic-instance", "topic-deadletter", "metrics-addr", "max-steps", "stats-interval"} {
+		"bucket", "model", "group", "topic-byid", "topic-instance", "topic-deadletter", "topic-fresh", "metrics-addr", "max-steps", "stats-interval"} {
 		settings.Annotate(fs, name, settings.Streaming)
 	}
 }
@@ -73,7 +75,7 @@ func runStreamTrain(ctx context.Context, a *app, f *trainFlags) error {
 	defer be.Close()
 	reg := prometheus.NewRegistry()
 	tr, err := trainers.New(trainers.Config{
-		Brokers: s.ends.KafkaBrokers, Group: s.group, TopicByID: s.topicByID, TopicInstance: s.topicInstance, TopicDeadLetter: s.topicDead,
+		Brokers: s.ends.KafkaBrokers, Group: s.group, TopicByID: s.topicByID, TopicInstance: s.topicInstance, TopicDeadLetter: s.topicDead, TopicFresh: s.topicFresh,
 		KafkaTimeout: s.ends.KafkaTimeout, ConnectTimeout: s.ends.ConnectTimeout, Model: s.model, Settings: f.set, Backend: be, S3: cl.mc, Bucket: s.bucket, JS: cl.js,
 		MaxSteps: s.maxSteps, Log: a.log, Registry: reg,
 	})

@@ -46,6 +46,7 @@ type demoSummary struct {
 	NewImages  int     `json:"new_ids_images"`
 
 	Freshness freshnessSummary `json:"freshness"`
+	Removal   removalSummary   `json:"removal"`
 }
 
 // freshnessSummary: how long new IDs took from their announcement to their
@@ -54,12 +55,14 @@ type freshnessSummary struct {
 	NewIDs     int     `json:"new_ids"`
 	WithCenter int     `json:"with_center"`
 	P50Seconds float64 `json:"p50_seconds"`
+	P99Seconds float64 `json:"p99_seconds"`
 	MaxSeconds float64 `json:"max_seconds"`
 }
 
 // summary gathers the run's numbers after the stages stopped.
 func (r *demoRun) summary(ctx context.Context) (*demoSummary, error) {
 	r.fresh.check(r.rep, r.out) // centers that arrived since the last poll
+	r.removed.check(r.rep, r.out)
 	st, rs, ps := r.tr.Stats(), r.rep.Stats(), r.prod.Stats()
 	el := time.Since(r.start)
 	s := &demoSummary{Run: r.id, Model: r.model, Data: r.data.what, Settings: r.o.set,
@@ -68,7 +71,7 @@ func (r *demoRun) summary(ctx context.Context) (*demoSummary, error) {
 		ProducedPairs:    ps.ByID.Produced, ProducedInst: ps.Instance.Produced, DeadLetters: ps.DeadLetters,
 		PoolLen: st.PoolLen, Pool: r.o.set.Pool, Published: st.Published,
 		ReplicaIDs: rs.IDs, ReplicaLastStep: rs.LastStep, CatalogIDs: ps.IDs,
-		Chance: 1 / math.Max(1, float64(rs.IDs)), Freshness: r.fresh.summary()}
+		Chance: 1 / math.Max(1, float64(rs.IDs)), Freshness: r.fresh.summary(), Removal: r.removed.summary()}
 	if err := r.identify(ctx, s); err != nil {
 		return nil, err
 	}
@@ -126,10 +129,14 @@ func (s *demoSummary) print(out io.Writer) {
 	f := s.Freshness
 	switch {
 	case f.WithCenter > 0:
-		fmt.Fprintf(out, "  freshness           new ID announced → center on NATS: p50 %s, max %s (%d of %d new IDs got a center)\n",
-			seconds(f.P50Seconds), seconds(f.MaxSeconds), f.WithCenter, f.NewIDs)
+		fmt.Fprintf(out, "  freshness           new ID announced → center on NATS: p50 %s, p99 %s, max %s (%d of %d new IDs got a center)\n",
+			seconds(f.P50Seconds), seconds(f.P99Seconds), seconds(f.MaxSeconds), f.WithCenter, f.NewIDs)
 	case f.NewIDs > 0:
 		fmt.Fprintf(out, "  freshness           none of the %d new IDs got a center yet\n", f.NewIDs)
+	}
+	if rm := s.Removal; rm.Removed > 0 {
+		fmt.Fprintf(out, "  removal             removal marker → ID gone from the replica (tombstone): p50 %s, max %s (%d of %d removed IDs gone)\n",
+			seconds(rm.P50Seconds), seconds(rm.MaxSeconds), rm.Gone, rm.Removed)
 	}
 }
 
@@ -187,7 +194,8 @@ func (f *freshness) summary() freshnessSummary {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	s := freshnessSummary{NewIDs: len(f.ids), WithCenter: len(lat)}
 	if len(lat) > 0 {
-		s.P50Seconds, s.MaxSeconds = lat[len(lat)/2].Seconds(), lat[len(lat)-1].Seconds()
+		q := func(p float64) float64 { return lat[min(len(lat)-1, int(math.Ceil(p*float64(len(lat))))-1)].Seconds() }
+		s.P50Seconds, s.P99Seconds, s.MaxSeconds = q(0.5), q(0.99), lat[len(lat)-1].Seconds()
 	}
 	return s
 }

@@ -36,6 +36,14 @@ MINIO_CONSOLE_PORT=${FFC_MINIO_CONSOLE_PORT:-19001}
 MINIO_START_TIMEOUT=${FFC_MINIO_START_TIMEOUT:-20}
 S3_ACCESS_KEY=${FFC_S3_ACCESS_KEY:-ffcadmin}
 S3_SECRET_KEY=${FFC_S3_SECRET_KEY:-ffcadmin-secret}
+# MinIO publishes its bucket notifications (S3 event records) to this Kafka
+# topic of the Kafka started here, through its Kafka target FFC (ARN
+# arn:minio:sqs::FFC:kafka); FFC_MINIO_NOTIFY=0 turns that off. Events
+# wait in a queue under MinIO's data while Kafka is down.
+S3_NOTIFY_TOPIC=${FFC_S3_NOTIFY_TOPIC:-ffc.s3.events}
+MINIO_NOTIFY=${FFC_MINIO_NOTIFY:-1}
+MINIO_NOTIFY_TARGET=FFC # also the suffix of the MINIO_NOTIFY_KAFKA_*_FFC names
+S3_NOTIFY_ARN="arn:minio:sqs::$MINIO_NOTIFY_TARGET:kafka"
 
 STOP_TIMEOUT=${FFC_SERVICES_STOP_TIMEOUT:-20}
 PURGE=${FFC_SERVICES_PURGE:-0}
@@ -70,6 +78,10 @@ usage: ${0##*/} install|up|down|status|env [kafka|nats|minio ...]
   down     stop what 'up' started (by pid file); data is kept unless --purge
   status   one line per service; exit status 3 if any is not running
   env      print 'export FFC_...' lines for: eval "\$(${0##*/} env)"
+
+Services start in the order kafka, nats, minio whatever the order given:
+MinIO sends bucket notifications to the Kafka topic $S3_NOTIFY_TOPIC
+(target ARN $S3_NOTIFY_ARN; FFC_MINIO_NOTIFY=0: none).
 EOF
 }
 
@@ -445,8 +457,23 @@ start_minio() {
   fi
   [[ -x $bin ]] || install_minio
   mkdir -p "$SERVICES_DIR/minio/data"
+  # Bucket notifications to Kafka (target $MINIO_NOTIFY_TARGET): MinIO adds the
+  # target even while Kafka is down and keeps the events in queue_dir (outside
+  # the data dir, which holds only buckets) until Kafka takes them.
+  local notify=off queue=$SERVICES_DIR/minio/notify-queue
+  if [[ $MINIO_NOTIFY == 1 ]]; then
+    notify=on
+    mkdir -p "$queue"
+    if ! port_open "$KAFKA_PORT"; then
+      warn "minio: kafka is not answering on 127.0.0.1:$KAFKA_PORT: bucket events are queued in $queue until it is"
+    fi
+  fi
   MINIO_ROOT_USER=$S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$S3_SECRET_KEY \
     MINIO_UPDATE=off MINIO_BROWSER=on \
+    MINIO_NOTIFY_KAFKA_ENABLE_FFC=$notify \
+    MINIO_NOTIFY_KAFKA_BROKERS_FFC=127.0.0.1:$KAFKA_PORT \
+    MINIO_NOTIFY_KAFKA_TOPIC_FFC=$S3_NOTIFY_TOPIC \
+    MINIO_NOTIFY_KAFKA_QUEUE_DIR_FFC=$queue \
     spawn minio "$bin" server "$SERVICES_DIR/minio/data" \
     --address "127.0.0.1:$MINIO_PORT" \
     --console-address "127.0.0.1:$MINIO_CONSOLE_PORT"
@@ -567,6 +594,10 @@ cmd_env() {
       printf 'export FFC_S3_ENDPOINT=%q\n' "127.0.0.1:$MINIO_PORT"
       printf 'export FFC_S3_ACCESS_KEY=%q\n' "$S3_ACCESS_KEY"
       printf 'export FFC_S3_SECRET_KEY=%q\n' "$S3_SECRET_KEY"
+      if [[ $MINIO_NOTIFY == 1 ]]; then
+        printf 'export FFC_S3_NOTIFY_TOPIC=%q\n' "$S3_NOTIFY_TOPIC"
+        printf 'export FFC_S3_NOTIFY_ARN=%q\n' "$S3_NOTIFY_ARN"
+      fi
       ;;
     esac
   done
@@ -591,15 +622,21 @@ main() {
     ;;
   esac
 
-  local names=() a
+  local given=" " names=() a svc
   for a in "$@"; do
     case $a in
     --purge) PURGE=1 ;;
-    kafka | nats | minio) names+=("$a") ;;
+    kafka | nats | minio) given+="$a " ;;
     *) die "unknown argument '$a' (want: kafka, nats, minio, --purge)" ;;
     esac
   done
-  ((${#names[@]})) || names=("${ALL_SERVICES[@]}")
+  # Always in the order of ALL_SERVICES: Kafka before MinIO, which sends
+  # its bucket notifications there.
+  for svc in "${ALL_SERVICES[@]}"; do
+    if [[ $given == " " || $given == *" $svc "* ]]; then
+      names+=("$svc")
+    fi
+  done
 
   case $cmd in
   install) cmd_install "${names[@]}" ;;

@@ -31,6 +31,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// What the record asks of the trainer. PAIR (0): train on the two
+// images. REMOVE: forget the ID (no images; announced_unix_nano is the
+// time of the removal): the trainer evicts it from the pool, publishes
+// a tombstone and trains on none of its samples again, until a fresh
+// pair announced after the removal (the ID added again). REMOVE travels
+// on the fresh lane, keyed by the ID.
+type IDPair_Op int32
+
+const (
+	IDPair_PAIR   IDPair_Op = 0
+	IDPair_REMOVE IDPair_Op = 1
+)
+
+// Enum value maps for IDPair_Op.
+var (
+	IDPair_Op_name = map[int32]string{
+		0: "PAIR",
+		1: "REMOVE",
+	}
+	IDPair_Op_value = map[string]int32{
+		"PAIR":   0,
+		"REMOVE": 1,
+	}
+)
+
+func (x IDPair_Op) Enum() *IDPair_Op {
+	p := new(IDPair_Op)
+	*p = x
+	return p
+}
+
+func (x IDPair_Op) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (IDPair_Op) Descriptor() protoreflect.EnumDescriptor {
+	return file_ffc_v1_ffc_proto_enumTypes[0].Descriptor()
+}
+
+func (IDPair_Op) Type() protoreflect.EnumType {
+	return &file_ffc_v1_ffc_proto_enumTypes[0]
+}
+
+func (x IDPair_Op) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use IDPair_Op.Descriptor instead.
+func (IDPair_Op) EnumDescriptor() ([]byte, []int) {
+	return file_ffc_v1_ffc_proto_rawDescGZIP(), []int{2, 0}
+}
+
 // What happened to the center.
 type CenterUpdate_Kind int32
 
@@ -43,6 +95,10 @@ const (
 	// The ID left the pool (its slot was reused); `vector` is empty or the
 	// last center it had.
 	CenterUpdate_EVICT CenterUpdate_Kind = 3
+	// The ID was removed (ffc ids remove): subscribers forget it. No
+	// vector; slot and row are 0. It replaces the ID's last center in the
+	// stream (same subject).
+	CenterUpdate_TOMBSTONE CenterUpdate_Kind = 4
 )
 
 // Enum value maps for CenterUpdate_Kind.
@@ -52,12 +108,14 @@ var (
 		1: "INSERT",
 		2: "REFRESH",
 		3: "EVICT",
+		4: "TOMBSTONE",
 	}
 	CenterUpdate_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
 		"INSERT":           1,
 		"REFRESH":          2,
 		"EVICT":            3,
+		"TOMBSTONE":        4,
 	}
 )
 
@@ -72,11 +130,11 @@ func (x CenterUpdate_Kind) String() string {
 }
 
 func (CenterUpdate_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_ffc_v1_ffc_proto_enumTypes[0].Descriptor()
+	return file_ffc_v1_ffc_proto_enumTypes[1].Descriptor()
 }
 
 func (CenterUpdate_Kind) Type() protoreflect.EnumType {
-	return &file_ffc_v1_ffc_proto_enumTypes[0]
+	return &file_ffc_v1_ffc_proto_enumTypes[1]
 }
 
 func (x CenterUpdate_Kind) Number() protoreflect.EnumNumber {
@@ -126,11 +184,11 @@ func (x StepCommit_Phase) String() string {
 }
 
 func (StepCommit_Phase) Descriptor() protoreflect.EnumDescriptor {
-	return file_ffc_v1_ffc_proto_enumTypes[1].Descriptor()
+	return file_ffc_v1_ffc_proto_enumTypes[2].Descriptor()
 }
 
 func (StepCommit_Phase) Type() protoreflect.EnumType {
-	return &file_ffc_v1_ffc_proto_enumTypes[1]
+	return &file_ffc_v1_ffc_proto_enumTypes[2]
 }
 
 func (x StepCommit_Phase) Number() protoreflect.EnumNumber {
@@ -314,9 +372,14 @@ type IDPair struct {
 	// Per-producer sequence number.
 	Sequence uint64 `protobuf:"varint,5,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// The producer that published it.
-	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Source string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	// When the ID was announced as new (Unix nanoseconds), on pairs of the
+	// fresh lane (topic samples.fresh); 0 on the id stream. The trainer
+	// measures freshness (announcement → center on NATS) from it.
+	AnnouncedUnixNano int64     `protobuf:"varint,7,opt,name=announced_unix_nano,json=announcedUnixNano,proto3" json:"announced_unix_nano,omitempty"`
+	Op                IDPair_Op `protobuf:"varint,8,opt,name=op,proto3,enum=ffc.v1.IDPair_Op" json:"op,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *IDPair) Reset() {
@@ -389,6 +452,20 @@ func (x *IDPair) GetSource() string {
 		return x.Source
 	}
 	return ""
+}
+
+func (x *IDPair) GetAnnouncedUnixNano() int64 {
+	if x != nil {
+		return x.AnnouncedUnixNano
+	}
+	return 0
+}
+
+func (x *IDPair) GetOp() IDPair_Op {
+	if x != nil {
+		return x.Op
+	}
+	return IDPair_PAIR
 }
 
 // CenterUpdate is one change of a class center in a model's pool
@@ -1013,14 +1090,20 @@ const file_ffc_v1_ffc_proto_rawDesc = "" +
 	"\x06source\x18\a \x01(\tR\x06source\"+\n" +
 	"\x05Image\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x10\n" +
-	"\x03png\x18\x02 \x01(\fR\x03png\"\xb2\x01\n" +
+	"\x03png\x18\x02 \x01(\fR\x03png\"\xa1\x02\n" +
 	"\x06IDPair\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12#\n" +
 	"\x05first\x18\x03 \x01(\v2\r.ffc.v1.ImageR\x05first\x12%\n" +
 	"\x06second\x18\x04 \x01(\v2\r.ffc.v1.ImageR\x06second\x12\x1a\n" +
 	"\bsequence\x18\x05 \x01(\x04R\bsequence\x12\x16\n" +
-	"\x06source\x18\x06 \x01(\tR\x06source\"\xb9\x02\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\x12.\n" +
+	"\x13announced_unix_nano\x18\a \x01(\x03R\x11announcedUnixNano\x12!\n" +
+	"\x02op\x18\b \x01(\x0e2\x11.ffc.v1.IDPair.OpR\x02op\"\x1a\n" +
+	"\x02Op\x12\b\n" +
+	"\x04PAIR\x10\x00\x12\n" +
+	"\n" +
+	"\x06REMOVE\x10\x01\"\xc8\x02\n" +
 	"\fCenterUpdate\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x0e\n" +
@@ -1032,13 +1115,14 @@ const file_ffc_v1_ffc_proto_rawDesc = "" +
 	"\x03row\x18\b \x01(\rR\x03row\x12\x10\n" +
 	"\x03run\x18\t \x01(\tR\x03run\x12\x14\n" +
 	"\x05epoch\x18\n" +
-	" \x01(\x04R\x05epoch\"@\n" +
+	" \x01(\x04R\x05epoch\"O\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06INSERT\x10\x01\x12\v\n" +
 	"\aREFRESH\x10\x02\x12\t\n" +
-	"\x05EVICT\x10\x03\"\x9a\x02\n" +
+	"\x05EVICT\x10\x03\x12\r\n" +
+	"\tTOMBSTONE\x10\x04\"\x9a\x02\n" +
 	"\n" +
 	"StepCommit\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
@@ -1097,36 +1181,38 @@ func file_ffc_v1_ffc_proto_rawDescGZIP() []byte {
 	return file_ffc_v1_ffc_proto_rawDescData
 }
 
-var file_ffc_v1_ffc_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_ffc_v1_ffc_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_ffc_v1_ffc_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_ffc_v1_ffc_proto_goTypes = []any{
-	(CenterUpdate_Kind)(0),     // 0: ffc.v1.CenterUpdate.Kind
-	(StepCommit_Phase)(0),      // 1: ffc.v1.StepCommit.Phase
-	(*Sample)(nil),             // 2: ffc.v1.Sample
-	(*Image)(nil),              // 3: ffc.v1.Image
-	(*IDPair)(nil),             // 4: ffc.v1.IDPair
-	(*CenterUpdate)(nil),       // 5: ffc.v1.CenterUpdate
-	(*StepCommit)(nil),         // 6: ffc.v1.StepCommit
-	(*PartitionOffset)(nil),    // 7: ffc.v1.PartitionOffset
-	(*TopicOffsets)(nil),       // 8: ffc.v1.TopicOffsets
-	(*Part)(nil),               // 9: ffc.v1.Part
-	(*ContentHash)(nil),        // 10: ffc.v1.ContentHash
-	(*CheckpointManifest)(nil), // 11: ffc.v1.CheckpointManifest
+	(IDPair_Op)(0),             // 0: ffc.v1.IDPair.Op
+	(CenterUpdate_Kind)(0),     // 1: ffc.v1.CenterUpdate.Kind
+	(StepCommit_Phase)(0),      // 2: ffc.v1.StepCommit.Phase
+	(*Sample)(nil),             // 3: ffc.v1.Sample
+	(*Image)(nil),              // 4: ffc.v1.Image
+	(*IDPair)(nil),             // 5: ffc.v1.IDPair
+	(*CenterUpdate)(nil),       // 6: ffc.v1.CenterUpdate
+	(*StepCommit)(nil),         // 7: ffc.v1.StepCommit
+	(*PartitionOffset)(nil),    // 8: ffc.v1.PartitionOffset
+	(*TopicOffsets)(nil),       // 9: ffc.v1.TopicOffsets
+	(*Part)(nil),               // 10: ffc.v1.Part
+	(*ContentHash)(nil),        // 11: ffc.v1.ContentHash
+	(*CheckpointManifest)(nil), // 12: ffc.v1.CheckpointManifest
 }
 var file_ffc_v1_ffc_proto_depIdxs = []int32{
-	3,  // 0: ffc.v1.IDPair.first:type_name -> ffc.v1.Image
-	3,  // 1: ffc.v1.IDPair.second:type_name -> ffc.v1.Image
-	0,  // 2: ffc.v1.CenterUpdate.kind:type_name -> ffc.v1.CenterUpdate.Kind
-	1,  // 3: ffc.v1.StepCommit.phase:type_name -> ffc.v1.StepCommit.Phase
-	7,  // 4: ffc.v1.TopicOffsets.partitions:type_name -> ffc.v1.PartitionOffset
-	8,  // 5: ffc.v1.CheckpointManifest.offsets:type_name -> ffc.v1.TopicOffsets
-	10, // 6: ffc.v1.CheckpointManifest.hashes:type_name -> ffc.v1.ContentHash
-	9,  // 7: ffc.v1.CheckpointManifest.other_parts:type_name -> ffc.v1.Part
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	4,  // 0: ffc.v1.IDPair.first:type_name -> ffc.v1.Image
+	4,  // 1: ffc.v1.IDPair.second:type_name -> ffc.v1.Image
+	0,  // 2: ffc.v1.IDPair.op:type_name -> ffc.v1.IDPair.Op
+	1,  // 3: ffc.v1.CenterUpdate.kind:type_name -> ffc.v1.CenterUpdate.Kind
+	2,  // 4: ffc.v1.StepCommit.phase:type_name -> ffc.v1.StepCommit.Phase
+	8,  // 5: ffc.v1.TopicOffsets.partitions:type_name -> ffc.v1.PartitionOffset
+	9,  // 6: ffc.v1.CheckpointManifest.offsets:type_name -> ffc.v1.TopicOffsets
+	11, // 7: ffc.v1.CheckpointManifest.hashes:type_name -> ffc.v1.ContentHash
+	10, // 8: ffc.v1.CheckpointManifest.other_parts:type_name -> ffc.v1.Part
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_ffc_v1_ffc_proto_init() }
@@ -1139,7 +1225,7 @@ func file_ffc_v1_ffc_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ffc_v1_ffc_proto_rawDesc), len(file_ffc_v1_ffc_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
