@@ -18,11 +18,13 @@ type batch struct {
 	msgs []message
 }
 
-// assemble takes B valid id pairs and B valid instances, the fresh lane's
-// messages first while pairs are needed; invalid messages are
-// dead-lettered and their offsets marked consumed. onIdle runs when no
-// message has arrived for IdleCheckpoint. The batch is reused: it is valid
-// until the next call. It fails when ctx ends, or with errFatal (fenced).
+// assemble takes B valid id pairs and B valid instances; invalid messages
+// are dead-lettered and their offsets marked consumed. The fresh lane
+// comes first: its messages are taken as soon as they arrive (a new ID's
+// provisional center, a removal), held in order and put into batches
+// before any other pair. onIdle runs when no message has arrived for
+// IdleCheckpoint. The batch is reused: it is valid until the next call.
+// It fails when ctx ends, or with errFatal (fenced).
 func (t *Trainer) assemble(ctx context.Context, g *generation, onIdle func()) (*batch, error) {
 	if t.batch == nil {
 		t.batch = &batch{DualBatch: engine.NewDualBatch(t.set.Batch, t.set.InLen, true)}
@@ -32,22 +34,26 @@ func (t *Trainer) assemble(ctx context.Context, g *generation, onIdle func()) (*
 	bt.msgs = bt.msgs[:0]
 	idle := time.NewTimer(t.cfg.IdleCheckpoint)
 	defer idle.Stop()
-	for !bt.Full() {
+	maxHeld := 4 * t.set.Batch
+	for {
+		if err := t.drainFresh(ctx, g, bt, maxHeld); err != nil {
+			return nil, err
+		}
+		t.fillFromHeld(g, bt)
+		if bt.Full() {
+			return bt, nil
+		}
 		var m message
 		select {
-		case m = <-when(g.fresh, bt.NeedPairs()):
-		default:
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-idle.C:
-				onIdle()
-				idle.Reset(t.cfg.IdleCheckpoint)
-				continue
-			case m = <-when(g.fresh, bt.NeedPairs()):
-			case m = <-when(g.byID, bt.NeedPairs()):
-			case m = <-when(g.inst, bt.NeedInstances()):
-			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-idle.C:
+			onIdle()
+			idle.Reset(t.cfg.IdleCheckpoint)
+			continue
+		case m = <-when(g.fresh, len(g.held) < maxHeld):
+		case m = <-when(g.byID, bt.NeedPairs()):
+		case m = <-when(g.inst, bt.NeedInstances()):
 		}
 		if !idle.Stop() {
 			select {
@@ -56,29 +62,40 @@ func (t *Trainer) assemble(ctx context.Context, g *generation, onIdle func()) (*
 			}
 		}
 		idle.Reset(t.cfg.IdleCheckpoint)
+		if m.topic == t.cfg.TopicFresh {
+			if err := t.holdFresh(ctx, g, bt, m); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		bt.msgs = append(bt.msgs, m)
-		err := t.add(ctx, bt, &bt.msgs[len(bt.msgs)-1])
-		switch {
-		case err == nil:
-			continue
-		case errors.Is(err, errFatal):
-			return nil, err
-		}
-		bt.msgs[len(bt.msgs)-1].skip = true
-		if errors.Is(err, errSkip) {
-			continue
-		}
-		if err := t.deadLetter(ctx, m, err); err != nil {
+		if err := t.reject(ctx, m, t.add(ctx, g, bt, &bt.msgs[len(bt.msgs)-1]), &bt.msgs[len(bt.msgs)-1].skip); err != nil {
 			return nil, err
 		}
 	}
-	return bt, nil
+}
+
+// reject handles the outcome err of adding m: nil, errSkip (consumed
+// without a row), errFatal (returned), or a reason to dead-letter it.
+// skip is set unless m was added.
+func (t *Trainer) reject(ctx context.Context, m message, err error, skip *bool) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errFatal):
+		return err
+	}
+	*skip = true
+	if errors.Is(err, errSkip) {
+		return nil
+	}
+	return t.deadLetter(ctx, m, err)
 }
 
 // add decodes m and adds it to the batch; an error is the reason to
 // reject it, errSkip (consumed without a row) or errFatal. Its size is
 // checked before any other work.
-func (t *Trainer) add(ctx context.Context, bt *batch, m *message) error {
+func (t *Trainer) add(ctx context.Context, g *generation, bt *batch, m *message) error {
 	limit := t.cfg.Limits.MaxMessageBytes
 	if limit <= 0 {
 		limit = schemas.DefaultMaxMessageBytes
@@ -87,7 +104,7 @@ func (t *Trainer) add(ctx context.Context, bt *batch, m *message) error {
 		return fmt.Errorf("trainer: %w: message of %d bytes > %d", schemas.ErrTooLarge, len(m.value), limit)
 	}
 	if m.topic != t.cfg.TopicInstance {
-		return t.addPair(ctx, bt, m)
+		return t.addPair(ctx, g, bt, m)
 	}
 	s, img, err := schemas.DecodeSampleImage(m.value, t.cfg.Limits)
 	if err != nil {

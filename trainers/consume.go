@@ -19,6 +19,8 @@ type message struct {
 	// without a row (rejected, a control record, a removed ID's sample).
 	id   uint64
 	skip bool
+	// a1, a2: the pixels of a fresh-lane pair, decoded when it arrived.
+	a1, a2 []byte
 }
 
 // consume waits for the topics, joins the consumer group and trains on
@@ -63,6 +65,9 @@ type generation struct {
 	byID      chan message
 	inst      chan message
 	fresh     chan message
+	// held are the fresh lane's messages taken and not yet in a batch,
+	// in arrival order (Run's goroutine only).
+	held []message
 	finished  chan struct{} // closed when the generation's work is done
 	wg        sync.WaitGroup
 	lastCkpt  time.Time

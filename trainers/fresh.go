@@ -53,10 +53,70 @@ var (
 // last completed one.
 func (t *Trainer) freshStep() int64 { return int64(max(t.eng.StepCount()-1, 0)) }
 
-// addPair decodes an IDPair message (of the id stream or the fresh lane)
-// and adds it to the batch, handling REMOVE records, removed IDs and
-// provisional centers.
-func (t *Trainer) addPair(ctx context.Context, bt *batch, m *message) error {
+// drainFresh takes the fresh lane's waiting messages, up to maxHeld held.
+func (t *Trainer) drainFresh(ctx context.Context, g *generation, bt *batch, maxHeld int) error {
+	for len(g.held) < maxHeld {
+		select {
+		case m := <-g.fresh:
+			if err := t.holdFresh(ctx, g, bt, m); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// holdFresh takes a fresh-lane message at once — a new ID's provisional
+// center, a removal — and holds it, in order, until a batch takes it
+// (fillFromHeld): its offset advances with that batch's step, after
+// those of the fresh messages before it.
+func (t *Trainer) holdFresh(ctx context.Context, g *generation, bt *batch, m message) error {
+	var a1, a2 []byte
+	err := t.decodePair(ctx, g, bt, &m, &a1, &a2)
+	if err := t.reject(ctx, m, err, &m.skip); err != nil {
+		return err
+	}
+	m.a1, m.a2 = a1, a2
+	g.held = append(g.held, m)
+	return nil
+}
+
+// fillFromHeld moves held fresh messages into the batch, in order, while
+// it needs pairs (messages without a row go along freely).
+func (t *Trainer) fillFromHeld(g *generation, bt *batch) {
+	for len(g.held) > 0 && (g.held[0].skip || bt.NeedPairs()) {
+		m := g.held[0]
+		g.held[0] = message{}
+		g.held = g.held[1:]
+		if !m.skip {
+			if err := bt.AddPair(int64(m.id), m.a1, m.a2); err != nil {
+				t.cfg.Log.Error("trainer: fresh pair not added", "id", m.id, "offset", m.offset, "err", err)
+				m.skip = true
+			}
+		}
+		m.a1, m.a2 = nil, nil
+		bt.msgs = append(bt.msgs, m)
+	}
+	if len(g.held) == 0 {
+		g.held = nil
+	}
+}
+
+// addPair decodes an id-stream pair and adds it to the batch.
+func (t *Trainer) addPair(ctx context.Context, g *generation, bt *batch, m *message) error {
+	var a1, a2 []byte
+	if err := t.decodePair(ctx, g, bt, m, &a1, &a2); err != nil {
+		return err
+	}
+	return bt.AddPair(int64(m.id), a1, a2)
+}
+
+// decodePair decodes an IDPair message (of the id stream or the fresh
+// lane) into the pixels of its images, handling REMOVE records (errSkip),
+// removed IDs (errSkip) and provisional centers (fresh lane).
+func (t *Trainer) decodePair(ctx context.Context, g *generation, bt *batch, m *message, a1, a2 *[]byte) error {
 	p, imgs, err := schemas.DecodeIDPairImages(m.value, t.cfg.Limits)
 	if err != nil {
 		return err
@@ -65,7 +125,7 @@ func (t *Trainer) addPair(ctx context.Context, bt *batch, m *message) error {
 	announced := p.GetAnnouncedUnixNano()
 	if p.GetOp() == ffcpb.IDPair_REMOVE {
 		m.skip = true // not one of the ID's samples for purge
-		if err := t.forget(ctx, bt, m.id, announced); err != nil {
+		if err := t.forget(ctx, g, bt, m.id, announced); err != nil {
 			return fmt.Errorf("%w: %w", errFatal, err)
 		}
 		return errSkip
@@ -77,13 +137,13 @@ func (t *Trainer) addPair(ctx context.Context, bt *batch, m *message) error {
 		delete(t.removed, m.id) // announced again after its removal
 		t.cfg.Log.Info("trainer: removed id added again", "id", m.id)
 	}
-	a1, a2 := nn.Pixels(imgs[0]), nn.Pixels(imgs[1])
+	*a1, *a2 = nn.Pixels(imgs[0]), nn.Pixels(imgs[1])
 	if m.topic == t.cfg.TopicFresh && !t.cfg.ConsumeOnly {
-		if err := t.provisional(ctx, m.id, a1, announced); err != nil {
+		if err := t.provisional(ctx, m.id, *a1, announced); err != nil {
 			return fmt.Errorf("%w: %w", errFatal, err)
 		}
 	}
-	return bt.AddPair(int64(m.id), a1, a2)
+	return nil
 }
 
 // forgotten counts a sample of a removed ID, consumed without a row.
@@ -128,7 +188,7 @@ func (t *Trainer) provisional(ctx context.Context, id uint64, pix []byte, announ
 
 // forget applies a REMOVE record: the ID leaves the pool and the batch
 // being assembled, a tombstone is published, and the removal recorded.
-func (t *Trainer) forget(ctx context.Context, bt *batch, id uint64, at int64) error {
+func (t *Trainer) forget(ctx context.Context, g *generation, bt *batch, id uint64, at int64) error {
 	if cur, ok := t.removed[id]; !ok || at > cur {
 		t.removed[id] = at
 	}
@@ -143,6 +203,12 @@ func (t *Trainer) forget(ctx context.Context, bt *batch, id uint64, at int64) er
 		}
 	}
 	t.purge(bt, id)
+	for i := range g.held {
+		if h := &g.held[i]; !h.skip && h.id == id {
+			h.skip, h.a1, h.a2 = true, nil, nil
+			_ = t.forgotten()
+		}
+	}
 	t.metrics.removed.Inc()
 	t.mu.Lock()
 	t.stats.Removed++

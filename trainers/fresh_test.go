@@ -156,6 +156,23 @@ func testFreshLaneAndRemoval(t *testing.T, e *env) {
 	}
 }
 
+// TestFreshBurst: a burst of new IDs larger than a batch all get their
+// provisional centers at once, before any step (no instance is there: no
+// batch can fill), not one batch's worth per step.
+func TestFreshBurst(t *testing.T) {
+	e, _ := embeddedEnv(t)
+	s := newSamples(t)
+	b := testSettings().Batch
+	tr, stop := start(t, e.config(0))
+	now := time.Now().UnixNano()
+	e.writeTo(t, e.fresh, 0, s.n(3*b, func(i int) []byte { return s.pair(uint64(700+i), now) })...)
+	testutil.WaitTrue(t, "a provisional center for each new ID", func() bool { return tr.Stats().Fresh == 3*b })
+	stop()
+	if st := tr.Stats(); st.Steps != 0 || st.Fresh != 3*b {
+		t.Fatalf("stats %+v: want %d provisional centers and no step", st, 3*b)
+	}
+}
+
 // start runs a trainer until the returned stop is called (or the test
 // ends) and waits until it is ready.
 func start(t *testing.T, cfg Config) (*Trainer, func()) {

@@ -23,7 +23,11 @@ func (t *Trainer) step(ctx context.Context, bt *batch) error {
 	t.stats.Instances += bt.Instances()
 	t.mu.Unlock()
 	t.advance(bt.msgs)
-	clear(t.provisioned) // the step inserted them
+	for id := range t.provisioned { // those the step inserted
+		if t.cfg.ConsumeOnly || t.eng.Pool().LRU().View(int64(id)) >= 0 {
+			delete(t.provisioned, id)
+		}
+	}
 	return nil
 }
 

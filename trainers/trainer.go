@@ -84,8 +84,8 @@ type Trainer struct {
 	// given (Run's goroutine only).
 	idleWarned bool
 	// removed: the removed IDs and when (a checkpoint part); provisioned:
-	// the IDs given a provisional center since the last step (Run's
-	// goroutine only).
+	// the IDs given a provisional center that no step has inserted into
+	// the pool yet (Run's goroutine only).
 	removed     map[uint64]int64
 	provisioned map[uint64]bool
 
