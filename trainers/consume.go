@@ -59,15 +59,15 @@ func (t *Trainer) consume(ctx context.Context) error {
 // generation is what one generation of the group consumes: a reader per
 // assigned partition feeding the two channels.
 type generation struct {
-	gen       *kafka.Generation
-	ctx       context.Context // ends at a rebalance or when the run ends
-	cancel    context.CancelFunc
-	byID      chan message
-	inst      chan message
-	fresh     chan message
+	gen    *kafka.Generation
+	ctx    context.Context // ends at a rebalance or when the run ends
+	cancel context.CancelFunc
+	byID   chan message
+	inst   chan message
+	fresh  chan message
 	// held are the fresh lane's messages taken and not yet in a batch,
 	// in arrival order (Run's goroutine only).
-	held []message
+	held      []message
 	finished  chan struct{} // closed when the generation's work is done
 	wg        sync.WaitGroup
 	lastCkpt  time.Time
