@@ -148,6 +148,10 @@ func newWatcher(p *Producer, start time.Time) *watcher {
 // run polls every PollInterval, and handles notified markers in between,
 // until ctx ends.
 func (w *watcher) run(ctx context.Context) {
+	_, err := retryS3(ctx, w.p, func() (struct{}, error) { return struct{}{}, w.resendRemovals(ctx) })
+	if err != nil && ctx.Err() == nil {
+		w.p.log.Warn("scanning removal markers at start failed; removals before the lookback are not sent again", "err", err)
+	}
 	t := time.NewTicker(w.p.cfg.PollInterval)
 	defer t.Stop()
 	for {
@@ -187,6 +191,42 @@ func (w *watcher) notified(ctx context.Context, key string) {
 	if time.Since(w.pruned) > time.Second {
 		w.prune()
 	}
+}
+
+// resendRemovals lists every marker once, at start, and sends the REMOVE
+// record again of each owned ID whose newest marker is a removal older
+// than the polls' lookback (the polls handle the newer ones). A REMOVE
+// record that a stopped producer never got into Kafka is not lost that
+// way, and the trainers treat a repeated one as a no-op; an ID announced
+// again after its removal is left alone. Markers live until a bucket
+// lifecycle rule expires them, and so does this safety net.
+func (w *watcher) resendRemovals(ctx context.Context) error {
+	p := w.p
+	before := w.newest - p.cfg.AnnounceLookback.Nanoseconds()
+	latest := map[uint64]Marker{}
+	for obj := range p.cfg.S3.ListObjects(ctx, p.cfg.Bucket, minio.ListObjectsOptions{Prefix: AnnouncePrefix, Recursive: true}) {
+		if obj.Err != nil {
+			return fmt.Errorf("list %s/%s: %w", p.cfg.Bucket, AnnouncePrefix, obj.Err)
+		}
+		m, err := ParseMarker(obj.Key)
+		if err != nil || !p.cfg.Shard.Owns(m.ID) {
+			continue // a bad key is warned about by the polls
+		}
+		if cur, ok := latest[m.ID]; !ok || m.Nanos > cur.Nanos || (m.Nanos == cur.Nanos && m.Remove) {
+			latest[m.ID] = m
+		}
+	}
+	n := 0
+	for id, m := range latest {
+		if m.Remove && m.Nanos < before {
+			p.removeID(ctx, id, m.Nanos, "removal marker (sent again at start)")
+			n++
+		}
+	}
+	if n > 0 {
+		p.log.Info("sent the REMOVE records of earlier removals again", "ids", n)
+	}
+	return nil
 }
 
 // poll lists the markers since newest − lookback once.

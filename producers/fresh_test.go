@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -277,5 +278,40 @@ func TestOnceSet(t *testing.T) {
 		if c, w := s.see(tc.key); c != tc.count || w != tc.warn {
 			t.Errorf("see(%q) = %v, %v; want %v, %v", tc.key, c, w, tc.count, tc.warn)
 		}
+	}
+}
+
+// TestRemovalsSentAgainAtStart: at start, the REMOVE record of every ID
+// whose newest marker is a removal older than the lookback is sent
+// again (one a stopped producer may have lost); an ID announced after
+// its removal is left alone, and a removal within the lookback is sent
+// once, by the polls.
+func TestRemovalsSentAgainAtStart(t *testing.T) {
+	mc := s3Client(t)
+	f := newFixture(t, mc)
+	cfg := testConfig(t, mc, f.bucket)
+	cfg.AnnounceLookback = time.Minute
+	now := time.Now()
+	const old, readded, recent = 999001, 999002, 999003
+	put(t, mc, f.bucket, RemovalKey(now.Add(-time.Hour), old), nil)
+	put(t, mc, f.bucket, RemovalKey(now.Add(-3*time.Hour), readded), nil)
+	put(t, mc, f.bucket, AnnounceKey(now.Add(-2*time.Hour), readded), nil)
+	put(t, mc, f.bucket, RemovalKey(now, recent), nil)
+	p := start(t, cfg)
+	testutil.WaitTrue(t, "two REMOVE records acknowledged", func() bool { return p.Stats().Fresh.Produced >= 2 })
+	recs := freshRecords(t, readAll(t, cfg.TopicFresh))
+	got := map[uint64]int64{}
+	for _, r := range recs {
+		if r.GetOp() != ffcpb.IDPair_REMOVE {
+			t.Fatalf("fresh record %v: want only REMOVE records", r)
+		}
+		got[r.GetId()] = r.GetAnnouncedUnixNano()
+	}
+	want := map[uint64]int64{old: now.Add(-time.Hour).UnixNano(), recent: now.UnixNano()}
+	if len(recs) != 2 || !maps.Equal(got, want) {
+		t.Fatalf("REMOVE records %v (%d), want %v", got, len(recs), want)
+	}
+	if st := p.Stats(); st.RemovedIDs != 2 {
+		t.Fatalf("RemovedIDs %d, want 2", st.RemovedIDs)
 	}
 }

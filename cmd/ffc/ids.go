@@ -451,7 +451,8 @@ type centerFollower struct {
 }
 
 // follow subscribes to the center subject of id with an ordered consumer
-// that delivers only new messages, when --wait is given (nil otherwise).
+// that delivers only messages published from now on, when --wait is
+// given (nil otherwise).
 func (f *idsFlags) follow(ctx context.Context, id uint64) (*centerFollower, error) {
 	if !f.wait {
 		return nil, nil
@@ -461,9 +462,17 @@ func (f *idsFlags) follow(ctx context.Context, id uint64) (*centerFollower, erro
 		return nil, err
 	}
 	subject := schemas.CenterSubject(f.model, id)
-	cons, err := js.OrderedConsumer(ctx, schemas.CentersStream(f.model), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverNewPolicy,
-	})
+	// From the stream's next sequence, not DeliverNew: an ordered consumer
+	// that is re-created after a reconnect resumes from a sequence, so a
+	// center published during the gap is not missed.
+	var cons jetstream.Consumer
+	stream, err := js.Stream(ctx, schemas.CentersStream(f.model))
+	if err == nil {
+		cons, err = stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq: stream.CachedInfo().State.LastSeq + 1,
+		})
+	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		err = fmt.Errorf("no stream %s: has a trainer of model %s run against this NATS? (--model): %w", schemas.CentersStream(f.model), f.model, err)
 	}

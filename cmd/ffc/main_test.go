@@ -204,8 +204,11 @@ func TestDemoPipeline(t *testing.T) {
 
 func testDemoPipeline(t *testing.T, data string, extra []string) {
 	// --steps, not --duration: the same work however busy the machine is.
+	// No removal (--remove-ids 0): the trainer stops at step 40 whether or
+	// not it has handled a removal by then (trainers' TestFreshLaneAndRemoval
+	// covers removals).
 	args := append([]string{"demo", "--json", "--synthetic", "--synthetic-ids", "200", "--backbone", "mlp", "--steps", "40", "--new-ids", "5",
-		"--new-at", "0.3", "--data-dir", data, "--log-level", "warn"}, extra...)
+		"--new-at", "0.3", "--remove-ids", "0", "--data-dir", data, "--log-level", "warn"}, extra...)
 	out, stderr, err := run(t, nil, args...)
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, stderr)
@@ -220,6 +223,9 @@ func testDemoPipeline(t *testing.T, data string, extra []string) {
 	}
 	if f := s.Freshness; f.NewIDs != 5 || f.WithCenter != 5 {
 		t.Errorf("%d of %d streamed-in IDs got a center, want 5 of 5", f.WithCenter, f.NewIDs)
+	}
+	if f := s.Freshness; !(0 < f.P50Seconds && f.P50Seconds <= f.P99Seconds && f.P99Seconds <= f.MaxSeconds) || s.Removal.Removed != 0 {
+		t.Errorf("freshness %+v, removal %+v: want ordered quantiles and no removal", f, s.Removal)
 	}
 	if s.Top1 <= 0.01 {
 		t.Errorf("top-1 %.1f%%: the pipeline did not learn", 100*s.Top1)

@@ -57,8 +57,8 @@ type demoRun struct {
 	prod                    *producers.Producer
 	rep                     *broadcast.Replica
 	tr                      *trainers.Trainer
-	fresh                   *freshness
-	removed                 *removals
+	fresh                   *idTimer // new IDs: announcement → center
+	removed                 *idTimer // removed IDs: removal → gone
 	start                   time.Time
 }
 
@@ -193,7 +193,7 @@ func (r *demoRun) follow(ctx context.Context, g *stage.Group) error {
 				return err
 			}
 		}
-		if streamed && !removed && r.o.removeIDs > 0 && r.fresh.allCentered() {
+		if streamed && !removed && r.o.removeIDs > 0 && r.allCentered() {
 			removed = true
 			if err := r.removeNewIDs(ctx, r.o.removeIDs); err != nil {
 				return err
@@ -228,6 +228,12 @@ func (r *demoRun) done() bool {
 	return !r.o.follow && time.Since(r.start) >= r.o.duration
 }
 
+// allCentered reports whether every new ID streamed in has its center.
+func (r *demoRun) allCentered() bool {
+	_, all := r.fresh.done()
+	return all
+}
+
 // newIDsDue reports whether --new-at of the run (of --steps, or of
 // --duration) has passed.
 func (r *demoRun) newIDsDue() bool {
@@ -246,7 +252,7 @@ func (r *demoRun) streamNewIDs(ctx context.Context) error {
 		if err := producers.Announce(ctx, r.mc, r.bucket, r.data.ids[c]); err != nil {
 			return fmt.Errorf("demo: announce: %w", err)
 		}
-		r.fresh.announced(r.data.ids[c])
+		r.fresh.asked(r.data.ids[c])
 	}
 	fmt.Fprintf(r.out, "demo: streamed %d new IDs in (uploaded to S3 and announced)\n", len(r.data.back))
 	return nil

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -71,7 +71,7 @@ func (r *demoRun) summary(ctx context.Context) (*demoSummary, error) {
 		ProducedPairs:    ps.ByID.Produced, ProducedInst: ps.Instance.Produced, DeadLetters: ps.DeadLetters,
 		PoolLen: st.PoolLen, Pool: r.o.set.Pool, Published: st.Published,
 		ReplicaIDs: rs.IDs, ReplicaLastStep: rs.LastStep, CatalogIDs: ps.IDs,
-		Chance: 1 / math.Max(1, float64(rs.IDs)), Freshness: r.fresh.summary(), Removal: r.removed.summary()}
+		Chance: 1 / math.Max(1, float64(rs.IDs)), Freshness: r.fresh.freshnessSummary(), Removal: r.removed.removalSummary()}
 	if err := r.identify(ctx, s); err != nil {
 		return nil, err
 	}
@@ -151,51 +151,102 @@ func writeJSONTo(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// freshness records when each new ID was announced and when its first
-// center reached the replica.
-type freshness struct {
+// idTimer records, for each ID, when something was asked of it (a new
+// ID announced, an ID removed) and when the replica first showed the
+// result (a center; the ID gone): the demo's freshness and removal times.
+type idTimer struct {
+	// arrived reports whether the replica shows the result for an ID;
+	// say is printed with the ID and the time when it does.
+	arrived func(rep *broadcast.Replica, id uint64) bool
+	say     string
+
 	mu  sync.Mutex
-	ids map[uint64]*freshID
+	ids map[uint64]*idTimes
 }
 
-type freshID struct{ announced, center time.Time }
+type idTimes struct{ asked, arrived time.Time }
 
-func newFreshness() *freshness { return &freshness{ids: map[uint64]*freshID{}} }
+// newFreshness times new IDs: announcement → center in the replica.
+func newFreshness() *idTimer {
+	return &idTimer{ids: map[uint64]*idTimes{}, say: "new ID %d: center on NATS %s after its announcement",
+		arrived: func(rep *broadcast.Replica, id uint64) bool { _, ok := rep.Get(id); return ok }}
+}
 
-func (f *freshness) announced(id uint64) {
+// newRemovals times removed IDs: removal marker → gone from the replica
+// (a tombstone on NATS).
+func newRemovals() *idTimer {
+	return &idTimer{ids: map[uint64]*idTimes{}, say: "removed ID %d: gone from the replica (tombstone on NATS) %s after its removal",
+		arrived: func(rep *broadcast.Replica, id uint64) bool { _, ok := rep.Get(id); return !ok }}
+}
+
+// asked records that id was asked now.
+func (f *idTimer) asked(id uint64) {
 	f.mu.Lock()
-	f.ids[id] = &freshID{announced: time.Now()}
+	f.ids[id] = &idTimes{asked: time.Now()}
 	f.mu.Unlock()
 }
 
-// check records the IDs whose first center has arrived.
-func (f *freshness) check(rep *broadcast.Replica, out io.Writer) {
+// check records the IDs whose result has arrived.
+func (f *idTimer) check(rep *broadcast.Replica, out io.Writer) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for id, x := range f.ids {
-		if x.center.IsZero() {
-			if _, ok := rep.Get(id); ok {
-				x.center = time.Now()
-				fmt.Fprintf(out, "demo: new ID %d: center on NATS %s after its announcement\n", id, x.center.Sub(x.announced).Round(time.Millisecond))
-			}
+		if x.arrived.IsZero() && f.arrived(rep, id) {
+			x.arrived = time.Now()
+			fmt.Fprintf(out, "demo: "+f.say+"\n", id, x.arrived.Sub(x.asked).Round(time.Millisecond))
 		}
 	}
 }
 
-func (f *freshness) summary() freshnessSummary {
+// done returns the IDs whose result has arrived, ascending, and whether
+// every ID asked has it.
+func (f *idTimer) done() (ids []uint64, all bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, x := range f.ids {
+		if !x.arrived.IsZero() {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, len(ids) == len(f.ids) && len(ids) > 0
+}
+
+// times returns the number of IDs asked and the quantiles p of the times
+// of those whose result arrived (nil when none has).
+func (f *idTimer) times(p ...float64) (asked, arrived int, q []float64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var lat []time.Duration
 	for _, x := range f.ids {
-		if !x.center.IsZero() {
-			lat = append(lat, x.center.Sub(x.announced))
+		if !x.arrived.IsZero() {
+			lat = append(lat, x.arrived.Sub(x.asked))
 		}
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	s := freshnessSummary{NewIDs: len(f.ids), WithCenter: len(lat)}
-	if len(lat) > 0 {
-		q := func(p float64) float64 { return lat[min(len(lat)-1, int(math.Ceil(p*float64(len(lat))))-1)].Seconds() }
-		s.P50Seconds, s.P99Seconds, s.MaxSeconds = q(0.5), q(0.99), lat[len(lat)-1].Seconds()
+	if len(lat) == 0 {
+		return len(f.ids), 0, nil
+	}
+	slices.Sort(lat)
+	for _, v := range p {
+		q = append(q, lat[max(0, min(len(lat)-1, int(math.Ceil(v*float64(len(lat))))-1))].Seconds())
+	}
+	return len(f.ids), len(lat), q
+}
+
+func (f *idTimer) freshnessSummary() freshnessSummary {
+	n, got, q := f.times(0.5, 0.99, 1)
+	s := freshnessSummary{NewIDs: n, WithCenter: got}
+	if q != nil {
+		s.P50Seconds, s.P99Seconds, s.MaxSeconds = q[0], q[1], q[2]
+	}
+	return s
+}
+
+func (f *idTimer) removalSummary() removalSummary {
+	n, got, q := f.times(0.5, 1)
+	s := removalSummary{Removed: n, Gone: got}
+	if q != nil {
+		s.P50Seconds, s.MaxSeconds = q[0], q[1]
 	}
 	return s
 }
