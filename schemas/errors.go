@@ -26,6 +26,11 @@ var (
 	// ErrMissingField: a required field is empty (image key, image bytes,
 	// model name, source, time, ...).
 	ErrMissingField = errors.New("missing field")
+	// ErrUnsigned: a signature is required (a verification key is set)
+	// and the message has none.
+	ErrUnsigned = errors.New("unsigned message")
+	// ErrBadSignature: the signature does not verify against the key.
+	ErrBadSignature = errors.New("bad signature")
 )
 
 // Reason labels returned by Reason.
@@ -36,6 +41,8 @@ const (
 	ReasonBadImage       = "bad_image"
 	ReasonBadVector      = "bad_vector"
 	ReasonMissingField   = "missing_field"
+	ReasonUnsigned       = "unsigned"
+	ReasonBadSignature   = "bad_signature"
 	ReasonOther          = "other"
 )
 
@@ -48,6 +55,8 @@ var reasons = []struct {
 	{ErrBadImage, ReasonBadImage},
 	{ErrBadVector, ReasonBadVector},
 	{ErrMissingField, ReasonMissingField},
+	{ErrUnsigned, ReasonUnsigned},
+	{ErrBadSignature, ReasonBadSignature},
 	{ErrMalformed, ReasonMalformed},
 }
 

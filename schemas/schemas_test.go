@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"image/color"
 	"math"
 	"slices"
@@ -437,12 +438,14 @@ func TestReason(t *testing.T) {
 		{bad(ErrBadImage, "f", "x"), "bad_image"},
 		{bad(ErrBadVector, "f", "x"), "bad_vector"},
 		{bad(ErrMissingField, "f", "x"), "missing_field"},
+		{fmt.Errorf("v: %w", ErrUnsigned), "unsigned"},
+		{fmt.Errorf("v: %w", ErrBadSignature), "bad_signature"},
 	} {
 		if got := Reason(c.err); got != c.want {
 			t.Errorf("Reason(%v) = %q, want %q", c.err, got, c.want)
 		}
 	}
-	want := []string{"unknown_version", "too_large", "bad_image", "bad_vector", "missing_field", "malformed", "other"}
+	want := []string{"unknown_version", "too_large", "bad_image", "bad_vector", "missing_field", "unsigned", "bad_signature", "malformed", "other"}
 	if got := Reasons(); !slices.Equal(got, want) {
 		t.Fatalf("Reasons() = %v", got)
 	}

@@ -2,6 +2,7 @@ package trainers
 
 import (
 	"cmp"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,6 +87,10 @@ type Config struct {
 
 	// JetStream for the center broadcast.
 	JS jetstream.JetStream
+	// SigningKey, when set, signs every center update and step commit
+	// (ed25519; subscribers verify with its public key), and the trainer's
+	// publisher is not fenced by a step record that key did not sign.
+	SigningKey ed25519.PrivateKey
 
 	// Limits for decoding samples (image size, message size).
 	Limits schemas.Limits

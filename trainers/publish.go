@@ -2,6 +2,7 @@ package trainers
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"time"
@@ -71,7 +72,7 @@ func (p *publishing) watchFreshness(ctx context.Context, h prometheus.Observer) 
 // from the same offsets).
 func (t *Trainer) startPublisher(ctx context.Context, restored int64) error {
 	pub, err := broadcast.NewPublisher(t.cfg.JS, broadcast.PublisherOptions{
-		Model: t.cfg.Model, Codec: broadcast.NewProtoCodec(t.set.Dim), Restored: restored,
+		Model: t.cfg.Model, Codec: t.codec(), Restored: restored,
 		MaxBacklog: max(1<<16, 4*t.set.Pool), Health: t.health, Log: t.cfg.Log,
 	})
 	if err != nil {
@@ -101,6 +102,17 @@ func (t *Trainer) startPublisher(ctx context.Context, restored int64) error {
 	// The pool is the state after step restored-1, the last the
 	// checkpoint covers; training goes on from step restored.
 	return pub.Publish(ctx, restored-1, ups)
+}
+
+// codec is the center codec: signing (and verifying the step records it
+// reads back) with SigningKey when set.
+func (t *Trainer) codec() broadcast.ProtoCodec {
+	c := broadcast.NewProtoCodec(t.set.Dim)
+	if k := t.cfg.SigningKey; k != nil {
+		pub, _ := k.Public().(ed25519.PublicKey)
+		c = c.WithSigner(k).WithVerifier(pub)
+	}
+	return c
 }
 
 // stopPublisher publishes what is queued (bounded by the publisher's

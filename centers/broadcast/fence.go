@@ -104,6 +104,16 @@ func (p *Publisher) record(ctx context.Context, phase Phase, step int64, ids []u
 		return fmt.Errorf("step record %s of step %d: read the last record: %w", phase, step, gerr)
 	}
 	lc, derr := p.opts.Codec.DecodeCommit(last.Data)
+	if errors.Is(derr, schemas.ErrUnsigned) || errors.Is(derr, schemas.ErrBadSignature) {
+		// Not signed by this job's key (the codec verifies): a forged
+		// record fences nothing. Write ours over it.
+		p.opts.Log.Warn("publisher: a step record not signed by this job's key follows ours; writing over it", "seq", last.Sequence, "err", derr)
+		p.mu.Lock()
+		p.lastSeq = last.Sequence
+		p.stats.Forged++
+		p.mu.Unlock()
+		return p.record(ctx, phase, step, ids)
+	}
 	if derr == nil && lc.Run == p.run && lc.Epoch == epoch {
 		// Ours: an earlier attempt landed and its acknowledgement was lost.
 		p.mu.Lock()

@@ -53,6 +53,10 @@ type PublisherStats struct {
 	Committed Version
 	// Staleness is the age of the oldest unpublished change (0: none).
 	Staleness time.Duration
+	// Forged counts step records not signed by this job's key found
+	// after this publisher's own (its codec verifies): written over, never
+	// taken for a later start of the job.
+	Forged int64
 }
 
 // Publisher publishes the center changes of one model as a stage: Run

@@ -65,6 +65,10 @@ type ReplicaStats struct {
 	Evictions int64
 	// Tombstones counts tombstones applied (IDs removed).
 	Tombstones int64
+	// Unsigned and BadSignature count the messages rejected (and in
+	// Rejected) because the codec verifies signatures and they had none,
+	// or one that does not verify: forged or foreign.
+	Unsigned, BadSignature int64
 }
 
 // Replica keeps a copy of every center of a model.
@@ -201,7 +205,7 @@ func (r *Replica) handle(subject string, data []byte, seq uint64) {
 	if strings.HasPrefix(subject, schemas.StepPrefix(r.opts.Model)) {
 		c, err := r.opts.Codec.DecodeCommit(data)
 		if err != nil {
-			r.stats.Rejected++
+			r.rejected(err)
 			r.opts.Log.Warn("replica: rejected step record", "err", err)
 			return
 		}
@@ -216,7 +220,7 @@ func (r *Replica) handle(subject string, data []byte, seq uint64) {
 		err = fmt.Errorf("subject %s is not of model %s", subject, r.opts.Model)
 	}
 	if err != nil {
-		r.stats.Rejected++
+		r.rejected(err)
 		r.opts.Log.Warn("replica: rejected center update", "subject", subject, "err", err)
 		return
 	}
@@ -232,6 +236,17 @@ func (r *Replica) handle(subject string, data []byte, seq uint64) {
 		// Applied when a COMMIT covers it: a step's changes land together,
 		// and the tail a crashed trainer never committed never lands.
 		r.pending[u.Version()] = append(r.pending[u.Version()], u)
+	}
+}
+
+// rejected counts a message rejected for err; r.mu held.
+func (r *Replica) rejected(err error) {
+	r.stats.Rejected++
+	switch {
+	case errors.Is(err, schemas.ErrUnsigned):
+		r.stats.Unsigned++
+	case errors.Is(err, schemas.ErrBadSignature):
+		r.stats.BadSignature++
 	}
 }
 

@@ -20,10 +20,14 @@ type centersFlags struct {
 	model   string
 	dim     int
 	timeout time.Duration
+	// publicKey is the trainer's public key file: updates and commits not
+	// signed by it are rejected (empty: nothing is verified).
+	publicKey string
+	app       *app
 }
 
 func newCentersCmd(a *app) *cobra.Command {
-	f := &centersFlags{}
+	f := &centersFlags{app: a}
 	cmd := &cobra.Command{
 		Use:   "centers",
 		Short: "Follow, read and search the class centers a trainer publishes on NATS",
@@ -39,7 +43,8 @@ then live) and use it.`,
 	pf.StringVar(&f.model, "model", "glyphs", "model name")
 	pf.IntVar(&f.dim, "dim", 128, "center dimension of the model")
 	pf.DurationVar(&f.timeout, "timeout", 30*time.Second, "give up bootstrapping after this long")
-	cmd.AddCommand(
+	pf.StringVar(&f.publicKey, "centers-public-key", "", "the trainer's ed25519 public key (PEM file; ffc centers keygen): every center update and step commit not signed by it is rejected and counted (env FFC_CENTERS_PUBLIC_KEY; empty: nothing is verified, and a warning says so)")
+	cmd.AddCommand(newCentersKeygenCmd(a),
 		&cobra.Command{
 			Use: "watch", Short: "Print every step commit and center count as they arrive, until Ctrl-C",
 			Args: cobra.NoArgs,
@@ -146,7 +151,17 @@ func withReplica(ctx context.Context, f *centersFlags, fn func(context.Context, 
 		return fmt.Errorf("centers: %w", err)
 	}
 	defer nc.Close()
-	r, err := broadcast.NewReplica(js, broadcast.ReplicaOptions{Model: f.model, Codec: broadcast.NewProtoCodec(f.dim), Dim: f.dim})
+	codec := broadcast.NewProtoCodec(f.dim)
+	if f.publicKey == "" {
+		f.app.log.Warn("centers: no --centers-public-key: center updates and step commits are not verified; anyone who can publish on NATS can forge them")
+	} else {
+		key, err := broadcast.LoadPublicKey(f.publicKey)
+		if err != nil {
+			return fmt.Errorf("centers: %w", err)
+		}
+		codec = codec.WithVerifier(key)
+	}
+	r, err := broadcast.NewReplica(js, broadcast.ReplicaOptions{Model: f.model, Codec: codec, Dim: f.dim, Log: f.app.log})
 	if err != nil {
 		return err
 	}
@@ -162,4 +177,29 @@ func withReplica(ctx context.Context, f *centersFlags, fn func(context.Context, 
 		return err
 	}
 	return g.Err()
+}
+
+// newCentersKeygenCmd writes a key pair for signed centers.
+func newCentersKeygenCmd(a *app) *cobra.Command {
+	var priv, pub string
+	cmd := &cobra.Command{
+		Use:   "keygen",
+		Short: "Write a new ed25519 key pair for signed centers (the trainer's private key, the subscribers' public key)",
+		Long: `keygen writes a new ed25519 key pair in the formats OpenSSL writes: the
+private key (PKCS#8 PEM, mode 0600, never overwritten) for the trainer's
+--centers-signing-key, and the public key (PKIX PEM) for the subscribers'
+--centers-public-key. The trainer signs every center update and step
+commit it publishes; a subscriber with the public key rejects whatever is
+not signed by it, even from someone who can publish on NATS.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if err := broadcast.GenerateKeys(priv, pub); err != nil {
+				return fmt.Errorf("centers keygen: %w", err)
+			}
+			return printJSON(a.stdout, map[string]string{"private_key": priv, "public_key": pub})
+		},
+	}
+	cmd.Flags().StringVar(&priv, "private", "centers.key", "file for the private key (the trainer's)")
+	cmd.Flags().StringVar(&pub, "public", "centers.pub", "file for the public key (the subscribers')")
+	return cmd
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -137,7 +139,13 @@ func (r *demoRun) startStages(ctx context.Context, g *stage.Group, a *app, cl *c
 	s := r.o.set
 	r.mc = cl.mc
 	var err error
-	if r.rep, err = broadcast.NewReplica(cl.js, broadcast.ReplicaOptions{Model: r.model, Codec: broadcast.NewProtoCodec(s.Dim), Dim: s.Dim, Log: a.log}); err != nil {
+	// Signed centers: a key pair of the run's own; the subscriber verifies.
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	codec := broadcast.NewProtoCodec(s.Dim).WithVerifier(pub)
+	if r.rep, err = broadcast.NewReplica(cl.js, broadcast.ReplicaOptions{Model: r.model, Codec: codec, Dim: s.Dim, Log: a.log}); err != nil {
 		return err
 	}
 	if r.prod, err = producers.New(producers.Config{Brokers: r.ends.KafkaBrokers, S3: cl.mc, Bucket: r.bucket, MaxLead: s.MaxLead,
@@ -146,7 +154,7 @@ func (r *demoRun) startStages(ctx context.Context, g *stage.Group, a *app, cl *c
 		KafkaTimeout: r.ends.KafkaTimeout, ConnectTimeout: r.ends.ConnectTimeout, Log: a.log, Seed: 1}); err != nil {
 		return err
 	}
-	if r.tr, err = trainers.New(trainers.Config{Brokers: r.ends.KafkaBrokers, Model: r.model, Settings: s, Backend: be, S3: cl.mc, Bucket: r.bucket, JS: cl.js,
+	if r.tr, err = trainers.New(trainers.Config{SigningKey: priv, Brokers: r.ends.KafkaBrokers, Model: r.model, Settings: s, Backend: be, S3: cl.mc, Bucket: r.bucket, JS: cl.js,
 		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, TopicFresh: r.freshT, Group: r.group, MaxSteps: r.o.steps, KafkaTimeout: r.ends.KafkaTimeout, ConnectTimeout: r.ends.ConnectTimeout,
 		Log: a.log.With("component", "trainer"), Registry: prometheus.NewRegistry()}); err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
+	"github.com/ffc-stream/ffc/centers/broadcast"
 	"github.com/ffc-stream/ffc/internal/metricsrv"
 	"github.com/ffc-stream/ffc/internal/stage"
 	"github.com/ffc-stream/ffc/schemas"
@@ -27,6 +29,7 @@ type streamFlags struct {
 	topicInstance string
 	topicDead     string
 	topicFresh    string
+	signingKey    string
 	metricsAddr   string
 	maxSteps      int
 	statsInterval time.Duration
@@ -41,11 +44,12 @@ func (s *streamFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.topicInstance, "topic-instance", schemas.TopicInstance, "streaming: topic of the instances")
 	fs.StringVar(&s.topicDead, "topic-deadletter", schemas.TopicDeadLetter, "streaming: topic for rejected messages")
 	fs.StringVar(&s.topicFresh, "topic-fresh", schemas.TopicFresh, "streaming: topic of the fresh lane (pairs of newly announced IDs, drained first, and removals)")
+	fs.StringVar(&s.signingKey, "centers-signing-key", "", "streaming: the trainer's ed25519 private key (PEM file; ffc centers keygen): every center update and step commit is signed with it (env FFC_CENTERS_SIGNING_KEY; empty: unsigned)")
 	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "streaming: serve Prometheus metrics on http://<addr>/metrics (empty: not served)")
 	fs.IntVar(&s.maxSteps, "max-steps", 0, "streaming: stop after this many steps in this run (0: until Ctrl-C)")
 	fs.DurationVar(&s.statsInterval, "stats-interval", 10*time.Second, "streaming: a progress line this often (0: never)")
 	for _, name := range []string{"kafka-brokers", "nats-url", "s3-endpoint", "s3-access-key", "s3-secret-key", "s3-secure", "kafka-timeout", "connect-timeout",
-		"bucket", "model", "group", "topic-byid", "topic-instance", "topic-deadletter", "topic-fresh", "metrics-addr", "max-steps", "stats-interval"} {
+		"bucket", "model", "group", "topic-byid", "topic-instance", "topic-deadletter", "topic-fresh", "centers-signing-key", "metrics-addr", "max-steps", "stats-interval"} {
 		settings.Annotate(fs, name, settings.Streaming)
 	}
 }
@@ -73,8 +77,16 @@ func runStreamTrain(ctx context.Context, a *app, f *trainFlags) error {
 		return err
 	}
 	defer be.Close()
+	var key ed25519.PrivateKey
+	if s.signingKey != "" {
+		if key, err = broadcast.LoadSigningKey(s.signingKey); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+	} else {
+		a.log.Warn("train: no --centers-signing-key: center updates and step commits are published unsigned; subscribers cannot tell them from forged ones")
+	}
 	reg := prometheus.NewRegistry()
-	tr, err := trainers.New(trainers.Config{
+	tr, err := trainers.New(trainers.Config{SigningKey: key,
 		Brokers: s.ends.KafkaBrokers, Group: s.group, TopicByID: s.topicByID, TopicInstance: s.topicInstance, TopicDeadLetter: s.topicDead, TopicFresh: s.topicFresh,
 		KafkaTimeout: s.ends.KafkaTimeout, ConnectTimeout: s.ends.ConnectTimeout, Model: s.model, Settings: f.set, Backend: be, S3: cl.mc, Bucket: s.bucket, JS: cl.js,
 		MaxSteps: s.maxSteps, Log: a.log, Registry: reg,

@@ -494,7 +494,11 @@ type CenterUpdate struct {
 	// The epoch of the training job that made the change: it grows, fenced,
 	// at every start of the job. A center's version is (epoch, step),
 	// ordered lexicographically; subscribers never apply an older version.
-	Epoch         uint64 `protobuf:"varint,10,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Epoch uint64 `protobuf:"varint,10,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// ed25519 signature by the trainer's key over the message's other
+	// fields as encoded on the wire (the message without this field); see
+	// schemas.Sign. Empty when the trainer signs nothing.
+	Signature     []byte `protobuf:"bytes,11,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -599,6 +603,13 @@ func (x *CenterUpdate) GetEpoch() uint64 {
 	return 0
 }
 
+func (x *CenterUpdate) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // StepCommit is a record of the fence subject centers.<model>.step: every
 // record is published with JetStream's expected last subject sequence set
 // to the publisher's previous record, so a publisher whose epoch has been
@@ -619,8 +630,10 @@ type StepCommit struct {
 	// The publishing run, as in CenterUpdate.
 	Run string `protobuf:"bytes,6,opt,name=run,proto3" json:"run,omitempty"`
 	// The epoch, as in CenterUpdate.
-	Epoch         uint64           `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Phase         StepCommit_Phase `protobuf:"varint,8,opt,name=phase,proto3,enum=ffc.v1.StepCommit_Phase" json:"phase,omitempty"`
+	Epoch uint64           `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Phase StepCommit_Phase `protobuf:"varint,8,opt,name=phase,proto3,enum=ffc.v1.StepCommit_Phase" json:"phase,omitempty"`
+	// ed25519 signature, as CenterUpdate.signature.
+	Signature     []byte `protobuf:"bytes,9,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -709,6 +722,13 @@ func (x *StepCommit) GetPhase() StepCommit_Phase {
 		return x.Phase
 	}
 	return StepCommit_COMMIT
+}
+
+func (x *StepCommit) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
 }
 
 // PartitionOffset is the next offset to consume in one partition (Kafka
@@ -1103,7 +1123,7 @@ const file_ffc_v1_ffc_proto_rawDesc = "" +
 	"\x02Op\x12\b\n" +
 	"\x04PAIR\x10\x00\x12\n" +
 	"\n" +
-	"\x06REMOVE\x10\x01\"\xc8\x02\n" +
+	"\x06REMOVE\x10\x01\"\xe6\x02\n" +
 	"\fCenterUpdate\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x0e\n" +
@@ -1115,14 +1135,15 @@ const file_ffc_v1_ffc_proto_rawDesc = "" +
 	"\x03row\x18\b \x01(\rR\x03row\x12\x10\n" +
 	"\x03run\x18\t \x01(\tR\x03run\x12\x14\n" +
 	"\x05epoch\x18\n" +
-	" \x01(\x04R\x05epoch\"O\n" +
+	" \x01(\x04R\x05epoch\x12\x1c\n" +
+	"\tsignature\x18\v \x01(\fR\tsignature\"O\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06INSERT\x10\x01\x12\v\n" +
 	"\aREFRESH\x10\x02\x12\t\n" +
 	"\x05EVICT\x10\x03\x12\r\n" +
-	"\tTOMBSTONE\x10\x04\"\x9a\x02\n" +
+	"\tTOMBSTONE\x10\x04\"\xb8\x02\n" +
 	"\n" +
 	"StepCommit\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
@@ -1133,7 +1154,8 @@ const file_ffc_v1_ffc_proto_rawDesc = "" +
 	"\x0etime_unix_nano\x18\x05 \x01(\x03R\ftimeUnixNano\x12\x10\n" +
 	"\x03run\x18\x06 \x01(\tR\x03run\x12\x14\n" +
 	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12.\n" +
-	"\x05phase\x18\b \x01(\x0e2\x18.ffc.v1.StepCommit.PhaseR\x05phase\")\n" +
+	"\x05phase\x18\b \x01(\x0e2\x18.ffc.v1.StepCommit.PhaseR\x05phase\x12\x1c\n" +
+	"\tsignature\x18\t \x01(\fR\tsignature\")\n" +
 	"\x05Phase\x12\n" +
 	"\n" +
 	"\x06COMMIT\x10\x00\x12\t\n" +
