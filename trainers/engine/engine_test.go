@@ -126,10 +126,7 @@ func TestFFCStepPoolSemantics(t *testing.T) {
 	}
 	defer e.Close()
 	n, in := 8, 32*32
-	x, y := make([]float32, n*in), make([]float32, n*in)
-	for i := range x {
-		x[i], y[i] = float32(math.Sin(float64(i))), float32(math.Cos(float64(i)))
-	}
+	x, y := sinCos(n * in)
 	xl := []int64{1, 2, 3, 4, 5, 6, 7, 8}
 	yl := []int64{1, 2, 3, 4, 50, 60, 70, 80}
 	st, err := e.StepFFC(x, xl, y, yl)
@@ -150,6 +147,15 @@ func TestFFCStepPoolSemantics(t *testing.T) {
 	if st.L1.Fresh != 4 || st.L2.Fresh != 4 || st.L1.Held != 4 || st.L2.Held != 4 {
 		t.Errorf("L1 held/fresh %d/%d, L2 %d/%d: want 4/4 each", st.L1.Held, st.L1.Fresh, st.L2.Held, st.L2.Fresh)
 	}
+}
+
+// sinCos returns n floats of sines and n of cosines: inputs for a step.
+func sinCos(n int) (x, y []float32) {
+	x, y = make([]float32, n), make([]float32, n)
+	for i := range x {
+		x[i], y[i] = float32(math.Sin(float64(i))), float32(math.Cos(float64(i)))
+	}
+	return x, y
 }
 
 func TestStepRejectsBadInput(t *testing.T) {

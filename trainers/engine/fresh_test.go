@@ -29,10 +29,7 @@ func TestProvisional(t *testing.T) {
 	}
 	defer e.Close()
 	n, in := 8, 32*32
-	x, y := make([]float32, n*in), make([]float32, n*in)
-	for i := range x {
-		x[i], y[i] = float32(math.Sin(float64(i))), float32(math.Cos(float64(i)))
-	}
+	x, y := sinCos(n * in)
 	labels := []int64{1, 2, 3, 4, 5, 6, 7, 8}
 	for range 2 { // the gallery's running statistics move in train mode
 		if _, err := e.StepFFC(x, labels, y, labels); err != nil {
