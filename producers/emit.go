@@ -117,6 +117,24 @@ func (p *Producer) countDeadLetter(reason string) {
 	p.met.deadLetters.WithLabelValues(reason).Inc()
 }
 
+// lane is a topic the producer writes under flow control, with its gate.
+type lane struct {
+	topic string
+	gate  *gate
+}
+
+// lanes are the id stream, the instance stream and the fresh lane.
+func (p *Producer) lanes() []lane {
+	return []lane{{p.cfg.TopicByID, p.gByID}, {p.cfg.TopicInstance, p.gInst}, {p.cfg.TopicFresh, p.gFresh}}
+}
+
+// holdAll stops (on) or resumes admissions on every lane.
+func (p *Producer) holdAll(on bool) {
+	for _, l := range p.lanes() {
+		l.gate.hold(on)
+	}
+}
+
 func (p *Producer) gateOf(topic string) *gate {
 	switch topic {
 	case p.cfg.TopicByID:

@@ -83,9 +83,7 @@ func (p *Producer) refused(msgs []kafka.Message, err error, fromRetry int) {
 		o.lastErr = err
 		if !o.down.Load() {
 			// The gates first: once Stats says Down, nothing is admitted.
-			p.gByID.hold(true)
-			p.gInst.hold(true)
-			p.gFresh.hold(true)
+			p.holdAll(true)
 			o.down.Store(true)
 			o.outages.Add(1)
 			o.since, o.logged = time.Now(), time.Now()
@@ -111,9 +109,7 @@ func (p *Producer) writeOK() {
 		return
 	}
 	o.down.Store(false)
-	p.gByID.hold(false)
-	p.gInst.hold(false)
-	p.gFresh.hold(false)
+	p.holdAll(false)
 	p.setCond(CondKafka, true, "")
 	p.log.Info("Kafka takes writes again; streams resumed", "outage", time.Since(o.since).Round(time.Millisecond),
 		"retried_byid", p.gByID.retried.Load(), "retried_instance", p.gInst.retried.Load(), "retried_fresh", p.gFresh.retried.Load())

@@ -277,8 +277,10 @@ func (p *Producer) stream(ctx context.Context, start time.Time) error {
 		Addr: kafka.TCP(c.Brokers...), Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
 		BatchSize: 256, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 1, Transport: p.transport,
 	}
-	meter := &lagMeter{client: p.client, transport: p.transport, addr: p.client.Addr,
-		group: c.TrainerGroup, topics: []string{c.TopicByID, c.TopicInstance, c.TopicFresh}}
+	meter := &lagMeter{client: p.client, transport: p.transport, addr: p.client.Addr, group: c.TrainerGroup}
+	for _, l := range p.lanes() {
+		meter.topics = append(meter.topics, l.topic)
+	}
 	p.measure(ctx, meter)
 
 	var wg sync.WaitGroup
@@ -337,7 +339,11 @@ func (p *Producer) runFlow(ctx context.Context, meter *lagMeter) {
 
 // measure takes one lag measurement and opens or closes the gates.
 func (p *Producer) measure(ctx context.Context, meter *lagMeter) {
-	a1, a2, a3 := p.gByID.beginMeasure(), p.gInst.beginMeasure(), p.gFresh.beginMeasure()
+	lanes := p.lanes()
+	acked := make([]int64, len(lanes))
+	for i, l := range lanes {
+		acked[i] = l.gate.beginMeasure()
+	}
 	mctx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
 	defer cancel()
 	lag, err := meter.measure(mctx)
@@ -353,11 +359,9 @@ func (p *Producer) measure(ctx context.Context, meter *lagMeter) {
 		p.setCond(CondLag, true, "")
 	}
 	defer p.measurements.Add(1)
-	p.gByID.setMeasured(lag[p.cfg.TopicByID], a1)
-	p.gInst.setMeasured(lag[p.cfg.TopicInstance], a2)
-	p.gFresh.setMeasured(lag[p.cfg.TopicFresh], a3)
-	for _, t := range []string{p.cfg.TopicByID, p.cfg.TopicInstance, p.cfg.TopicFresh} {
-		p.met.lag.WithLabelValues(t).Set(float64(lag[t]))
+	for i, l := range lanes {
+		l.gate.setMeasured(lag[l.topic], acked[i])
+		p.met.lag.WithLabelValues(l.topic).Set(float64(lag[l.topic]))
 	}
 }
 

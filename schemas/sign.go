@@ -96,10 +96,11 @@ func verify(name string, b []byte, num protowire.Number, key ed25519.PublicKey) 
 }
 
 // splitField returns b without its top-level field num, and that field's
-// bytes (nil when absent). A repeated field num, or one that is not
-// length-delimited, is malformed.
+// bytes (nil when absent); both may share b's memory. A repeated field
+// num, or one that is not length-delimited, is malformed. When the field
+// is the last one, as signers write it, nothing is copied.
 func splitField(b []byte, num protowire.Number) (rest, val []byte, err error) {
-	rest = make([]byte, 0, len(b))
+	start, stop := -1, -1
 	for pos := 0; pos < len(b); {
 		n, typ, tl := protowire.ConsumeTag(b[pos:])
 		if tl < 0 {
@@ -109,18 +110,20 @@ func splitField(b []byte, num protowire.Number) (rest, val []byte, err error) {
 		if vl < 0 {
 			return nil, nil, fmt.Errorf("%w: %w", ErrMalformed, protowire.ParseError(vl))
 		}
-		end := pos + tl + vl
-		if n != num {
-			rest = append(rest, b[pos:end]...)
-			pos = end
-			continue
+		if n == num {
+			if typ != protowire.BytesType || start >= 0 {
+				return nil, nil, fmt.Errorf("%w: signature field repeated or not bytes", ErrMalformed)
+			}
+			val, _ = protowire.ConsumeBytes(b[pos+tl:])
+			start, stop = pos, pos+tl+vl
 		}
-		if typ != protowire.BytesType || val != nil {
-			return nil, nil, fmt.Errorf("%w: signature field repeated or not bytes", ErrMalformed)
-		}
-		v, _ := protowire.ConsumeBytes(b[pos+tl:])
-		val = append([]byte{}, v...)
-		pos = end
+		pos += tl + vl
 	}
-	return rest, val, nil
+	switch {
+	case start < 0:
+		return b, nil, nil
+	case stop == len(b):
+		return b[:start], val, nil
+	}
+	return append(append(make([]byte, 0, len(b)), b[:start]...), b[stop:]...), val, nil
 }
