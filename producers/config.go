@@ -2,6 +2,7 @@ package producers
 
 import (
 	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
 
 	"github.com/ffc-stream/ffc/internal/dataset"
 	"github.com/ffc-stream/ffc/schemas"
@@ -40,6 +43,11 @@ const (
 type Config struct {
 	// Brokers are the Kafka bootstrap addresses (host:port). Required.
 	Brokers []string
+	// KafkaTLS, when set, encrypts every Kafka connection; KafkaSASL, when
+	// set, authenticates it (e.g. SCRAM-SHA-512 from
+	// github.com/segmentio/kafka-go/sasl/scram).
+	KafkaTLS  *tls.Config
+	KafkaSASL sasl.Mechanism
 	// S3 is the object-storage client; Bucket the bucket holding
 	// ids/<id>/<name>.png and announce/. Both required; the bucket must
 	// exist when Run starts.
@@ -321,4 +329,10 @@ func (s Shard) Owns(id uint64) bool {
 		return true
 	}
 	return dataset.Mix64(id)%uint64(s.Count) == uint64(s.Index)
+}
+
+// dialer is the Kafka dialer of the readers (kafka-go's Reader takes a
+// Dialer, not a Transport): the defaults plus KafkaTLS and KafkaSASL.
+func (c Config) dialer(clientID string) *kafka.Dialer {
+	return &kafka.Dialer{ClientID: clientID, Timeout: 10 * time.Second, DualStack: true, TLS: c.KafkaTLS, SASLMechanism: c.KafkaSASL}
 }

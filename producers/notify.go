@@ -90,7 +90,7 @@ func (p *Producer) runNotify(ctx context.Context) {
 	var wg sync.WaitGroup
 	for part, off := range ends {
 		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers: p.cfg.Brokers, Topic: p.cfg.NotifyTopic, Partition: part,
+			Brokers: p.cfg.Brokers, Topic: p.cfg.NotifyTopic, Partition: part, Dialer: p.cfg.dialer("ffc-producer"),
 			MinBytes: 1, MaxBytes: 1 << 20, MaxWait: time.Second,
 		})
 		if err := r.SetOffset(off); err != nil {

@@ -207,7 +207,7 @@ func (p *Producer) Run(ctx context.Context) (err error) {
 	c := p.cfg
 	// kafka-go answers Metadata from a cache: a short TTL lets a topic
 	// that another producer created just now show up quickly.
-	p.transport = &kafka.Transport{ClientID: "ffc-producer", MetadataTTL: 2 * time.Second}
+	p.transport = &kafka.Transport{ClientID: "ffc-producer", MetadataTTL: 2 * time.Second, TLS: c.KafkaTLS, SASL: c.KafkaSASL}
 	defer p.transport.CloseIdleConnections()
 	p.client = &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: c.KafkaTimeout, Transport: p.transport}
 	start := time.Now()

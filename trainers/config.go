@@ -3,6 +3,7 @@ package trainers
 import (
 	"cmp"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
 
 	"github.com/ffc-stream/ffc/kernels"
 	"github.com/ffc-stream/ffc/schemas"
@@ -22,8 +25,13 @@ import (
 type Config struct {
 	// Kafka: the bootstrap brokers, the trainers' consumer group and the
 	// topics (defaults: schemas.TrainerGroup, schemas.TopicByID, ...).
-	Brokers         []string
-	Group           string
+	Brokers []string
+	Group   string
+	// KafkaTLS, when set, encrypts every Kafka connection; KafkaSASL, when
+	// set, authenticates it (e.g. SCRAM-SHA-512 from
+	// github.com/segmentio/kafka-go/sasl/scram).
+	KafkaTLS        *tls.Config
+	KafkaSASL       sasl.Mechanism
 	TopicByID       string
 	TopicInstance   string
 	TopicDeadLetter string
@@ -177,4 +185,11 @@ func (c Config) validate() error {
 		return fmt.Errorf("trainer: config: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// dialer is the Kafka dialer of the consumer group and the partition
+// readers (kafka-go takes a Dialer there, not a Transport): the defaults
+// plus KafkaTLS and KafkaSASL.
+func (c Config) dialer() *kafka.Dialer {
+	return &kafka.Dialer{ClientID: "ffc-trainer", Timeout: 10 * time.Second, DualStack: true, TLS: c.KafkaTLS, SASLMechanism: c.KafkaSASL}
 }

@@ -131,7 +131,7 @@ func missingTopics(res *kafka.MetadataResponse, want []string) []string {
 // partition counts change.
 func (t *Trainer) newGroup() (*kafka.ConsumerGroup, error) {
 	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID: t.cfg.Group, Brokers: t.cfg.Brokers, Topics: t.topics(),
+		ID: t.cfg.Group, Brokers: t.cfg.Brokers, Topics: t.topics(), Dialer: t.cfg.dialer(),
 		StartOffset: kafka.FirstOffset, HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second,
 		RebalanceTimeout: 10 * time.Second, JoinGroupBackoff: time.Second, Timeout: t.cfg.KafkaTimeout,
 		WatchPartitionChanges: true, PartitionWatchInterval: t.cfg.PartitionWatchInterval,

@@ -179,7 +179,7 @@ func (t *Trainer) trainOne(ctx context.Context, g *generation) (bool, error) {
 // counted and the reader's state changes are logged and set in Health
 // (CondFetch).
 func (t *Trainer) read(ctx context.Context, topic string, partition int, start int64, out chan<- message) {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: t.cfg.Brokers, Topic: topic, Partition: partition, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: time.Second})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: t.cfg.Brokers, Dialer: t.cfg.dialer(), Topic: topic, Partition: partition, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: time.Second})
 	defer r.Close()
 	if err := r.SetOffset(start); err != nil { // a new reader accepts any offset
 		t.cfg.Log.Error("trainer: seek", "topic", topic, "partition", partition, "offset", start, "err", err)

@@ -106,7 +106,7 @@ func New(cfg Config) (*Trainer, error) {
 	}
 	// Metadata of the four topics only, refreshed often enough that the
 	// wait for missing topics ends soon after they are created.
-	tr := &kafka.Transport{ClientID: "ffc-trainer", MetadataTTL: 2 * time.Second,
+	tr := &kafka.Transport{ClientID: "ffc-trainer", MetadataTTL: 2 * time.Second, TLS: cfg.KafkaTLS, SASL: cfg.KafkaSASL,
 		MetadataTopics: []string{cfg.TopicByID, cfg.TopicInstance, cfg.TopicDeadLetter, cfg.TopicFresh}}
 	t := &Trainer{
 		cfg: cfg, metrics: m, transport: tr,

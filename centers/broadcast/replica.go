@@ -10,7 +10,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ffc-stream/ffc/internal/stage"
@@ -135,7 +137,7 @@ func (r *Replica) Run(ctx context.Context) error {
 		return fmt.Errorf("replica: %w", err)
 	}
 	defer end()
-	stream, err := EnsureStream(ctx, r.js, r.opts.Model, 0)
+	stream, err := r.openStream(ctx)
 	if err != nil {
 		return err
 	}
@@ -440,4 +442,39 @@ func (r *Replica) IDs() []uint64 {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// openStream returns the model's stream. It only reads the stream's info
+// when the stream exists, so a subscriber whose NATS user may not manage
+// streams (least privilege) follows it; when it does not exist yet, it
+// creates it, and while that is refused (such a subscriber started before
+// any trainer) or fails, it tries again with backoff until ctx ends.
+func (r *Replica) openStream(ctx context.Context) (jetstream.Stream, error) {
+	wait := backoff.NewExponentialBackOff()
+	wait.MaxInterval = 5 * time.Second
+	warned := false
+	for {
+		s, err := r.js.Stream(ctx, StreamName(r.opts.Model))
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			// A request the server refuses gets no answer: bound the wait.
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			s, err = EnsureStream(cctx, r.js, r.opts.Model, 0)
+			cancel()
+		}
+		if err == nil {
+			return s, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("replica: %w", ctx.Err())
+		}
+		if !warned {
+			warned = true
+			r.opts.Log.Warn("replica: the centers stream cannot be read or created yet; trying again", "stream", StreamName(r.opts.Model), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("replica: %w", ctx.Err())
+		case <-time.After(wait.NextBackOff()):
+		}
+	}
 }

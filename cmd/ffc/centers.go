@@ -17,6 +17,7 @@ import (
 
 type centersFlags struct {
 	natsURL string
+	nats    natsAuth
 	model   string
 	dim     int
 	timeout time.Duration
@@ -40,6 +41,7 @@ then live) and use it.`,
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:14222", "NATS server URL (env FFC_NATS_URL)")
+	f.nats.addFlags(pf)
 	pf.StringVar(&f.model, "model", "glyphs", "model name")
 	pf.IntVar(&f.dim, "dim", 128, "center dimension of the model")
 	pf.DurationVar(&f.timeout, "timeout", 30*time.Second, "give up bootstrapping after this long")
@@ -146,7 +148,10 @@ func newCentersSearchCmd(a *app, f *centersFlags) *cobra.Command {
 // fn while the replica follows the stream; the replica is stopped and
 // joined before it returns.
 func withReplica(ctx context.Context, f *centersFlags, fn func(context.Context, *broadcast.Replica) error) (err error) {
-	nc, js, err := natsConn(f.natsURL, "ffc-centers")
+	if err := resolveSecret(&f.nats.sec.Password, f.nats.passwordFile, "nats password"); err != nil {
+		return fmt.Errorf("centers: %w", err)
+	}
+	nc, js, err := natsConn(f.natsURL, "ffc-centers", f.nats.sec, f.app.log)
 	if err != nil {
 		return fmt.Errorf("centers: %w", err)
 	}

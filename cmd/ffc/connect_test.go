@@ -41,10 +41,10 @@ func execute(ctx context.Context, args ...string) error {
 
 // trainArgs are the flags of a small streaming trainer on st's NATS and
 // S3 and the Kafka at kafka.
-func trainArgs(st *embedded.Stack, kafka string) []string {
+func trainArgs(t testing.TB, st *embedded.Stack, kafka string) []string {
 	ak, sk := st.S3.Credentials()
 	return []string{"train", "--kafka-brokers", kafka, "--nats-url", st.NATS.URL(),
-		"--s3-endpoint", st.S3.Endpoint(), "--s3-access-key", ak, "--s3-secret-key", sk,
+		"--s3-endpoint", st.S3.Endpoint(), "--s3-access-key", ak, "--s3-secret-key-file", secretFile(t, sk),
 		"--bucket", "ffc-connect", "--model", "connect", "--backbone", "mlp", "--dim", "16", "--batch", "4", "--pool", "16",
 		"--threads", "1", "--stats-interval", "0", "--log-level", "warn"}
 }
@@ -88,7 +88,7 @@ func TestConnectTimeoutExits(t *testing.T) {
 		want error
 	}{
 		{"produce", []string{"produce", "--allow-embedded", "--kafka-brokers", testutil.ClosedAddr(t), "--stats-interval", "0", "--log-level", "warn"}, producers.ErrKafkaUnreachable},
-		{"train", trainArgs(st, testutil.ClosedAddr(t)), trainers.ErrKafkaUnreachable},
+		{"train", trainArgs(t, st, testutil.ClosedAddr(t)), trainers.ErrKafkaUnreachable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testutil.Context(t)
@@ -135,7 +135,7 @@ func TestInterruptedBeforeReady(t *testing.T) {
 		cond string
 	}{
 		{"produce", []string{"produce", "--allow-embedded", "--kafka-brokers", testutil.ClosedAddr(t), "--stats-interval", "0", "--log-level", "warn"}, producers.CondKafka},
-		{"train", trainArgs(st, testutil.ClosedAddr(t)), trainers.CondKafka},
+		{"train", trainArgs(t, st, testutil.ClosedAddr(t)), trainers.CondKafka},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			metrics := testutil.ClosedAddr(t)

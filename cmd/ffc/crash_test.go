@@ -185,7 +185,7 @@ func TestCrashRecovery(t *testing.T) {
 
 	args := []string{"train", "--log-level", "info", "--log-format", "json", "--stats-interval", "1s",
 		"--kafka-brokers", strings.Join(st.Kafka.Brokers(), ","), "--nats-url", st.NATS.URL(),
-		"--s3-endpoint", st.S3.Endpoint(), "--s3-access-key", ak, "--s3-secret-key", sk,
+		"--s3-endpoint", st.S3.Endpoint(), "--s3-access-key", ak, "--s3-secret-key-file", secretFile(t, sk),
 		"--bucket", bucket, "--model", model, "--group", group,
 		"--backbone", "mlp", "--dim", strconv.Itoa(dim), "--batch", strconv.Itoa(batch), "--pool", "64",
 		"--checkpoint-every", strconv.Itoa(ckptEvery), "--checkpoint-interval", "5s", "--threads", "1", "--lr", "0.05"}

@@ -195,7 +195,7 @@ file set.`,
 }
 
 func newDataUploadCmd() *cobra.Command {
-	var dir string
+	var dir, secretFile string
 	o := objstore.S3Options{Bucket: "ffc-data", Parallel: 8}
 	cmd := &cobra.Command{
 		Use:   "upload",
@@ -210,6 +210,9 @@ Objects the file set does not have are left alone.`,
 			defer cancel()
 			if o.Endpoint == "" {
 				return errors.New("--s3-endpoint is required")
+			}
+			if err := resolveSecret(&o.SecretKey, secretFile, "s3 secret key"); err != nil {
+				return err
 			}
 			o.Logger = dataLogger(cmd, cmd.ErrOrStderr())
 			o.Progress = dataProgress(cmd.ErrOrStderr())
@@ -226,7 +229,9 @@ Objects the file set does not have are left alone.`,
 	f.StringVar(&dir, "dir", filepath.Join(dataSetsDir, "glyphs-ci"), "file set to upload")
 	f.StringVar(&o.Endpoint, "s3-endpoint", "", "S3 endpoint as host:port, without a scheme (env FFC_S3_ENDPOINT; required)")
 	f.StringVar(&o.AccessKey, "s3-access-key", "", "S3 access key (env FFC_S3_ACCESS_KEY)")
-	f.StringVar(&o.SecretKey, "s3-secret-key", "", "S3 secret key (env FFC_S3_SECRET_KEY; prefer it to the command line)")
+	f.StringVar(&secretFile, "s3-secret-key-file", "", "file holding the S3 secret key (or env FFC_S3_SECRET_KEY)")
+	secretFlag(f, &o.SecretKey, "s3-secret-key", "s3-secret-key-file")
+	f.StringVar(&o.CAFile, "s3-ca-file", "", "PEM file of the CA that signs the S3 server's certificate (HTTPS)")
 	f.StringVar(&o.Bucket, "bucket", o.Bucket, "bucket, created when missing")
 	f.BoolVar(&o.Secure, "s3-secure", false, "use HTTPS (env FFC_S3_SECURE; also accepted as --secure)")
 	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {

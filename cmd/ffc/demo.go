@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ffc-stream/ffc/internal/security"
 	"github.com/ffc-stream/ffc/internal/smoke"
 	"github.com/ffc-stream/ffc/internal/stage"
 	"github.com/ffc-stream/ffc/trainers/settings"
@@ -18,10 +19,14 @@ import (
 type demoFlags struct {
 	ends      endpoints
 	stackDir  string
+	secure    bool
+	secureDir string
 	checkOnly bool
 	timeout   time.Duration
 	json      bool
 	pipe      pipelineOptions
+	// removeMaterial removes a temporary --secure material folder.
+	removeMaterial func()
 }
 
 const demoLong = `demo is the main job, on one machine with nothing to install. It starts the
@@ -68,6 +73,8 @@ func newDemoCmd(a *app) *cobra.Command {
 	settings.AddFlags(fs, settings.Demo, &f.pipe.set)
 	fs.StringVar(&f.pipe.dataDir, "data-dir", ".ffc-demo", "folder for the demo's data set (and font cache), reused by the next run")
 	fs.StringVar(&f.stackDir, "stack-dir", "", "folder for the embedded servers' data (default: in memory, fresh each run)")
+	fs.BoolVar(&f.secure, "secure", false, "run the embedded stack in secure mode: TLS everywhere, SASL/SCRAM and ACLs on Kafka, nkey users with subject permissions on NATS, and each part of the pipeline with its own role's credentials (see README, Security)")
+	fs.StringVar(&f.secureDir, "secure-dir", "", "with --secure: folder for the CA, certificates and secrets (kept; default: a temporary folder removed at exit)")
 	fs.BoolVar(&f.checkOnly, "check-only", false, "only start (or reach) the services and check them")
 	fs.BoolVar(&f.json, "json", false, "write the summary (or, with --check-only, the checks) as JSON on stdout; progress goes to stderr")
 	fs.BoolVar(&f.pipe.follow, "follow", false, "keep the pipeline running until Ctrl-C instead of stopping after --duration")
@@ -109,11 +116,22 @@ func runDemo(ctx context.Context, a *app, f *demoFlags) (err error) {
 	}
 	g := stage.NewGroup(ctx, a.log)
 	defer func() { err = errors.Join(err, g.Close()) }()
-	ends, err := demoEndpoints(ctx, g, f, out, a)
+	if err := f.ends.resolve(); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	roles, err := demoEndpoints(ctx, g, f, out, a)
 	if err != nil {
 		return err
 	}
-	checks, err := checkServices(ctx, ends, f.timeout, out)
+	if roles.material != nil {
+		defer f.removeMaterial()
+	}
+	var checks []checkResult
+	if roles.material == nil {
+		checks, err = checkServices(ctx, roles.trainer, f.timeout, out)
+	} else {
+		fmt.Fprintln(out, "demo: --secure: service checks skipped (they need admin rights); every part checks its own connections")
+	}
 	if f.checkOnly || err != nil {
 		if f.json {
 			err = errors.Join(err, writeJSONTo(a.stdout, map[string]any{"checks": checks}))
@@ -126,7 +144,7 @@ func runDemo(ctx context.Context, a *app, f *demoFlags) (err error) {
 	if f.pipe.follow {
 		fmt.Fprintln(out, "demo: --follow: running until Ctrl-C")
 	}
-	sum, err := runPipeline(ctx, g, a, out, ends, f.pipe)
+	sum, err := runPipeline(ctx, g, a, out, roles, f.pipe)
 	if err != nil {
 		return err
 	}
@@ -143,19 +161,36 @@ func runDemo(ctx context.Context, a *app, f *demoFlags) (err error) {
 
 // demoEndpoints starts the embedded stage for the services without an
 // address and prints where each service is.
-func demoEndpoints(ctx context.Context, g *stage.Group, f *demoFlags, out io.Writer, a *app) (endpoints, error) {
+func demoEndpoints(ctx context.Context, g *stage.Group, f *demoFlags, out io.Writer, a *app) (demoRoles, error) {
 	ends, mode := f.ends, "no embedded servers: all addresses given"
+	var material *security.Material
+	if f.secure {
+		if len(ends.KafkaBrokers) > 0 || ends.NATSURL != "" || ends.S3Endpoint != "" {
+			return demoRoles{}, errSecureAddrs
+		}
+		m, done, err := secureMaterial(f.secureDir)
+		if err != nil {
+			return demoRoles{}, err
+		}
+		material, f.removeMaterial = &m, done
+	}
 	if ends.missing(true) {
-		st := ends.embeddedStack(f.stackDir, true, a.log)
+		st := ends.embeddedStack(f.stackDir, true, a.log, secureStack(material))
 		g.Go("embedded", st)
 		if err := g.WaitReady(ctx, "embedded"); err != nil {
-			return ends, fmt.Errorf("demo: %w", err)
+			return demoRoles{}, fmt.Errorf("demo: %w", err)
 		}
 		ends, mode = ends.with(st), "embedded: "+strings.Join(st.Embedded(), ", ")
 	}
+	if material != nil {
+		mode += "; secure: TLS, SASL/SCRAM + ACLs, NATS nkeys + permissions, one role per part"
+	}
 	fmt.Fprintf(out, "ffc demo (%s)\n", mode)
 	fmt.Fprintf(out, "  kafka  %s\n  nats   %s\n  s3     %s\n", strings.Join(ends.KafkaBrokers, ","), ends.NATSURL, ends.S3Endpoint)
-	return ends, nil
+	if material == nil {
+		return plainRoles(ends), nil
+	}
+	return secureRoles(ends, *material)
 }
 
 // checkServices checks each service with the clients the pipeline uses.
@@ -170,7 +205,7 @@ func checkServices(ctx context.Context, ends endpoints, timeout time.Duration, o
 		{"kafka", func() (fmt.Stringer, error) { return smoke.Kafka(cctx, ends.KafkaBrokers, smoke.KafkaOptions{}) }},
 		{"nats", func() (fmt.Stringer, error) { return smoke.NATS(cctx, ends.NATSURL, smoke.NATSOptions{}) }},
 		{"s3", func() (fmt.Stringer, error) {
-			return smoke.S3(cctx, smoke.S3Target{Endpoint: ends.S3Endpoint, AccessKey: ends.S3AccessKey, SecretKey: ends.S3SecretKey, Secure: ends.S3Secure}, smoke.S3Options{})
+			return smoke.S3(cctx, smoke.S3Target{Endpoint: ends.S3Endpoint, AccessKey: ends.S3.accessKey, SecretKey: ends.S3.secretKey, Secure: ends.S3.tls.On()}, smoke.S3Options{})
 		}},
 	}
 	var res []checkResult

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -61,10 +62,9 @@ func newIDsCmd(a *app) *cobra.Command {
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.ends.S3Endpoint, "s3-endpoint", "", "S3 endpoint host:port, e.g. MinIO (env FFC_S3_ENDPOINT; required)")
-	pf.StringVar(&f.ends.S3AccessKey, "s3-access-key", "", "S3 access key (env FFC_S3_ACCESS_KEY)")
-	pf.StringVar(&f.ends.S3SecretKey, "s3-secret-key", "", "S3 secret key (env FFC_S3_SECRET_KEY)")
-	pf.BoolVar(&f.ends.S3Secure, "s3-secure", false, "use HTTPS for S3 (env FFC_S3_SECURE)")
+	f.ends.S3.addFlags(pf)
 	pf.StringVar(&f.ends.NATSURL, "nats-url", "", "NATS server URL with JetStream (env FFC_NATS_URL; required with --wait)")
+	f.ends.NATS.addFlags(pf)
 	pf.StringVar(&f.bucket, "bucket", "ffc-data", "bucket holding ids/<id>/<name>.png and announce/ (must exist)")
 	pf.StringVar(&f.model, "model", "glyphs", "model whose centers --wait follows (NATS stream CENTERS_<model>)")
 	pf.BoolVar(&f.json, "json", false, "print the result as one JSON object")
@@ -199,7 +199,7 @@ func runIDsAdd(ctx context.Context, a *app, f *idsFlags, id uint64, paths []stri
 		return fmt.Errorf("ids add: %w", err)
 	}
 	defer done()
-	w, err := f.follow(ctx, id)
+	w, err := f.follow(ctx, id, a.log)
 	if err != nil {
 		return fmt.Errorf("ids add: %w", err)
 	}
@@ -245,7 +245,7 @@ func runIDsRemove(ctx context.Context, a *app, f *idsFlags, id uint64) error {
 		return fmt.Errorf("ids remove: %w", err)
 	}
 	defer done()
-	w, err := f.follow(ctx, id)
+	w, err := f.follow(ctx, id, a.log)
 	if err != nil {
 		return fmt.Errorf("ids remove: %w", err)
 	}
@@ -295,7 +295,7 @@ func (f *idsFlags) check() error {
 	if f.wait && f.waitTimeout <= 0 {
 		return fmt.Errorf("--wait-timeout %v: want > 0", f.waitTimeout)
 	}
-	return nil
+	return f.ends.resolve()
 }
 
 // s3 returns the S3 client, once the bucket is known to exist.
@@ -453,11 +453,11 @@ type centerFollower struct {
 // follow subscribes to the center subject of id with an ordered consumer
 // that delivers only messages published from now on, when --wait is
 // given (nil otherwise).
-func (f *idsFlags) follow(ctx context.Context, id uint64) (*centerFollower, error) {
+func (f *idsFlags) follow(ctx context.Context, id uint64, log *slog.Logger) (*centerFollower, error) {
 	if !f.wait {
 		return nil, nil
 	}
-	nc, js, err := natsConn(f.ends.NATSURL, "ffc-ids")
+	nc, js, err := natsConn(f.ends.NATSURL, "ffc-ids", f.ends.NATS.sec, log)
 	if err != nil {
 		return nil, err
 	}

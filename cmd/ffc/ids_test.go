@@ -81,9 +81,10 @@ func TestParseID(t *testing.T) {
 // idsStack is an embedded NATS and S3 with the bucket and the centers
 // stream of model idsModel.
 type idsStack struct {
-	st *embedded.Stack
-	mc *minio.Client
-	js jetstream.JetStream
+	secret string // the S3 secret key's file
+	st     *embedded.Stack
+	mc     *minio.Client
+	js     jetstream.JetStream
 }
 
 const (
@@ -100,7 +101,7 @@ func newIDsStack(t *testing.T) *idsStack {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	ak, sk := st.S3.Credentials()
-	mc, done, err := s3Client(endpoints{S3Endpoint: st.S3.Endpoint(), S3AccessKey: ak, S3SecretKey: sk})
+	mc, done, err := s3Client(endpoints{S3Endpoint: st.S3.Endpoint(), S3: s3Auth{accessKey: ak, secretKey: sk}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,13 +122,13 @@ func newIDsStack(t *testing.T) *idsStack {
 	if _, err := broadcast.EnsureStream(ctx, js, idsModel, 1); err != nil {
 		t.Fatal(err)
 	}
-	return &idsStack{st: st, mc: mc, js: js}
+	return &idsStack{st: st, mc: mc, js: js, secret: secretFile(t, sk)}
 }
 
 // args are the flags of an ids command on the stack, then more.
 func (s *idsStack) args(cmd string, more ...string) []string {
-	ak, sk := s.st.S3.Credentials()
-	return append([]string{"ids", cmd, "--s3-endpoint", s.st.S3.Endpoint(), "--s3-access-key", ak, "--s3-secret-key", sk,
+	ak, _ := s.st.S3.Credentials()
+	return append([]string{"ids", cmd, "--s3-endpoint", s.st.S3.Endpoint(), "--s3-access-key", ak, "--s3-secret-key-file", s.secret,
 		"--nats-url", s.st.NATS.URL(), "--bucket", idsBucket, "--model", idsModel, "--json", "--log-level", "warn"}, more...)
 }
 

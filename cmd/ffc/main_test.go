@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ffc-stream/ffc/internal/testutil"
@@ -19,13 +20,29 @@ var realEnv = []string{"FFC_KAFKA_BROKERS", "FFC_NATS_URL", "FFC_S3_ENDPOINT", "
 
 // realArgs returns the flags for the real servers named in the
 // environment, or nil when they are not all set.
-func realArgs() []string {
+func realArgs(t testing.TB) []string {
 	b, n, s := os.Getenv("FFC_KAFKA_BROKERS"), os.Getenv("FFC_NATS_URL"), os.Getenv("FFC_S3_ENDPOINT")
 	if b == "" || n == "" || s == "" {
 		return nil
 	}
 	return []string{"--kafka-brokers", b, "--nats-url", n, "--s3-endpoint", s,
-		"--s3-access-key", os.Getenv("FFC_S3_ACCESS_KEY"), "--s3-secret-key", os.Getenv("FFC_S3_SECRET_KEY")}
+		"--s3-access-key", os.Getenv("FFC_S3_ACCESS_KEY"), "--s3-secret-key-file", secretFile(t, os.Getenv("FFC_S3_SECRET_KEY"))}
+}
+
+// secretFile writes secret to a file (mode 0600) of the test binary's
+// own temporary folder and returns its path: secrets are never given on
+// the command line.
+func secretFile(t testing.TB, secret string) string {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "secret-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(secret); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
 }
 
 func run(t *testing.T, env map[string]string, args ...string) (string, string, error) {
@@ -37,11 +54,31 @@ func run(t *testing.T, env map[string]string, args ...string) (string, string, e
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	var out, errb bytes.Buffer
+	var out, errb lockedBuffer
 	root := newRootCmd(&out, &errb)
 	root.SetArgs(args)
 	err := root.ExecuteContext(testutil.Context(t))
 	return out.String(), errb.String(), err
+}
+
+// lockedBuffer is a bytes.Buffer that the command's stages may write
+// concurrently, as they write os.Stdout and os.Stderr (the demo's
+// progress and the log share stderr with --json).
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestVersion(t *testing.T) {
@@ -191,7 +228,7 @@ func logged(t *testing.T, log, level, msg string) bool {
 // storage, including those streamed in mid-run, gets a center on NATS.
 func TestDemoPipeline(t *testing.T) {
 	stacks := map[string][]string{"embedded": nil}
-	if ra := realArgs(); ra != nil {
+	if ra := realArgs(t); ra != nil {
 		stacks["real"] = ra
 	} else if os.Getenv("FFC_REQUIRE_REAL") == "1" {
 		t.Fatal("FFC_REQUIRE_REAL=1 but FFC_KAFKA_BROKERS, FFC_NATS_URL or FFC_S3_ENDPOINT is unset")

@@ -55,6 +55,7 @@ type demoRun struct {
 	log                     *slog.Logger
 	mc                      *minio.Client
 	ends                    endpoints
+	roles                   demoRoles
 	data                    *demoSet
 	prod                    *producers.Producer
 	rep                     *broadcast.Replica
@@ -64,17 +65,17 @@ type demoRun struct {
 	start                   time.Time
 }
 
-func newDemoRun(o pipelineOptions, out io.Writer, log *slog.Logger, ends endpoints, data *demoSet) *demoRun {
+func newDemoRun(o pipelineOptions, out io.Writer, log *slog.Logger, roles demoRoles, data *demoSet) *demoRun {
 	id := time.Now().UTC().Format("20060102-150405")
 	return &demoRun{id: id, bucket: "ffc-demo-" + id, model: "demo-" + id,
 		byID: "demo-" + id + ".byid", inst: "demo-" + id + ".instance", dead: "demo-" + id + ".deadletter", freshT: "demo-" + id + ".fresh", group: "demo-trainer-" + id,
-		o: o, out: out, log: log, ends: ends, data: data, fresh: newFreshness(), removed: newRemovals()}
+		o: o, out: out, log: log, ends: roles.trainer, roles: roles, data: data, fresh: newFreshness(), removed: newRemovals()}
 }
 
 // runPipeline runs producer → Kafka → trainer → NATS → replica as stages
 // of g on the given endpoints, prints what happens and returns the
 // summary.
-func runPipeline(ctx context.Context, g *stage.Group, a *app, out io.Writer, ends endpoints, o pipelineOptions) (sum *demoSummary, err error) {
+func runPipeline(ctx context.Context, g *stage.Group, a *app, out io.Writer, roles demoRoles, o pipelineOptions) (sum *demoSummary, err error) {
 	data, err := openDemoSet(ctx, out, a.log, o)
 	if err != nil {
 		return nil, err
@@ -83,12 +84,15 @@ func runPipeline(ctx context.Context, g *stage.Group, a *app, out io.Writer, end
 	if o.set, err = o.set.Derive(settings.Demo, len(engine.TrainIndex(data).Labels)); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	r := newDemoRun(o, out, a.log, ends, data)
+	r := newDemoRun(o, out, a.log, roles, data)
 	fmt.Fprintf(out, "demo: data: %s — %d classes, %d images; %d classes held back to stream in later\n", data.what, len(data.ids), data.Len(), len(data.back))
+	if err := r.provision(ctx); err != nil {
+		return nil, err
+	}
 	if err := r.upload(ctx, false); err != nil {
 		return nil, err
 	}
-	cl, err := connect(ends)
+	cl, err := r.connect()
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
@@ -120,7 +124,8 @@ func runPipeline(ctx context.Context, g *stage.Group, a *app, out io.Writer, end
 // of the others into the run's bucket; held-out fonts and open-set classes
 // stay local for evaluation.
 func (r *demoRun) upload(ctx context.Context, back bool) error {
-	s3o := objstore.S3Options{Endpoint: r.ends.S3Endpoint, AccessKey: r.ends.S3AccessKey, SecretKey: r.ends.S3SecretKey, Secure: r.ends.S3Secure, Bucket: r.bucket, Logger: r.log}
+	u := r.roles.uploader
+	s3o := objstore.S3Options{Endpoint: u.S3Endpoint, AccessKey: u.S3.accessKey, SecretKey: u.S3.secretKey, Secure: u.S3.tls.On(), CAFile: u.S3.tls.CAFile, Bucket: r.bucket, Logger: r.log}
 	s3o.Select = func(m dataset.Meta) bool { return m.Split == dataset.SplitTrain && r.data.back[m.Class] == back }
 	up, err := objstore.Upload(ctx, r.data.Dir(), s3o)
 	if err != nil {
@@ -135,26 +140,33 @@ func (r *demoRun) upload(ctx context.Context, back bool) error {
 
 // startStages starts the replica, the producer (its topics must exist
 // before the trainer joins the group) and the trainer.
-func (r *demoRun) startStages(ctx context.Context, g *stage.Group, a *app, cl *clients, be kernels.Backend) error {
+func (r *demoRun) startStages(ctx context.Context, g *stage.Group, a *app, cl *demoClients, be kernels.Backend) error {
 	s := r.o.set
-	r.mc = cl.mc
-	var err error
+	r.mc = cl.uploader
+	ktls, ksasl, err := r.roles.producer.Kafka.sec.Client()
+	if err != nil {
+		return err
+	}
+	ttls, tsasl, err := r.roles.trainer.Kafka.sec.Client()
+	if err != nil {
+		return err
+	}
 	// Signed centers: a key pair of the run's own; the subscriber verifies.
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return err
 	}
 	codec := broadcast.NewProtoCodec(s.Dim).WithVerifier(pub)
-	if r.rep, err = broadcast.NewReplica(cl.js, broadcast.ReplicaOptions{Model: r.model, Codec: codec, Dim: s.Dim, Log: a.log}); err != nil {
+	if r.rep, err = broadcast.NewReplica(cl.subscriber, broadcast.ReplicaOptions{Model: r.model, Codec: codec, Dim: s.Dim, Log: a.log}); err != nil {
 		return err
 	}
-	if r.prod, err = producers.New(producers.Config{Brokers: r.ends.KafkaBrokers, S3: cl.mc, Bucket: r.bucket, MaxLead: s.MaxLead,
+	if r.prod, err = producers.New(producers.Config{Brokers: r.ends.KafkaBrokers, KafkaTLS: ktls, KafkaSASL: ksasl, S3: cl.producer, Bucket: r.bucket, MaxLead: s.MaxLead,
 		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, TopicFresh: r.freshT, TrainerGroup: r.group,
 		NotifyTopic: r.o.notifyTopic, NotifyARN: r.o.notifyARN,
 		KafkaTimeout: r.ends.KafkaTimeout, ConnectTimeout: r.ends.ConnectTimeout, Log: a.log, Seed: 1}); err != nil {
 		return err
 	}
-	if r.tr, err = trainers.New(trainers.Config{SigningKey: priv, Brokers: r.ends.KafkaBrokers, Model: r.model, Settings: s, Backend: be, S3: cl.mc, Bucket: r.bucket, JS: cl.js,
+	if r.tr, err = trainers.New(trainers.Config{SigningKey: priv, Brokers: r.ends.KafkaBrokers, KafkaTLS: ttls, KafkaSASL: tsasl, Model: r.model, Settings: s, Backend: be, S3: cl.trainer.mc, Bucket: r.bucket, JS: cl.trainer.js,
 		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, TopicFresh: r.freshT, Group: r.group, MaxSteps: r.o.steps, KafkaTimeout: r.ends.KafkaTimeout, ConnectTimeout: r.ends.ConnectTimeout,
 		Log: a.log.With("component", "trainer"), Registry: prometheus.NewRegistry()}); err != nil {
 		return err

@@ -184,6 +184,9 @@ func (f *produceFlags) check() error {
 	if err := f.ends.checkTimeouts(); err != nil {
 		return err
 	}
+	if err := f.ends.resolve(); err != nil {
+		return err
+	}
 	var missing []string
 	if len(f.ends.KafkaBrokers) == 0 {
 		missing = append(missing, "--kafka-brokers")
@@ -204,7 +207,7 @@ func (f *produceFlags) endpoints(ctx context.Context, g *stage.Group, a *app) (e
 	if !f.ends.missing(false) {
 		return f.ends, false, nil
 	}
-	st := f.ends.embeddedStack("", false, a.log)
+	st := f.ends.embeddedStack("", false, a.log, nil)
 	g.Go("embedded", st)
 	if err := g.WaitReady(ctx, "embedded"); err != nil {
 		return f.ends, false, err
@@ -222,9 +225,13 @@ func (f *produceFlags) producer(mc *minio.Client, ends endpoints, shard producer
 	if rescan <= 0 {
 		rescan = -1 // Config: negative disables, zero means the default
 	}
+	ktls, ksasl, err := ends.Kafka.sec.Client()
+	if err != nil {
+		return nil, nil, err
+	}
 	reg := prometheus.NewRegistry()
 	p, err := producers.New(producers.Config{
-		Brokers: ends.KafkaBrokers, S3: mc, Bucket: f.bucket,
+		Brokers: ends.KafkaBrokers, KafkaTLS: ktls, KafkaSASL: ksasl, S3: mc, Bucket: f.bucket,
 		TopicByID: f.topicByID, TopicInstance: f.topicInstance, TopicDeadLetter: f.topicDead,
 		TopicFresh: f.topicFresh, FreshMaxLead: f.freshMaxLead, FreshPairs: f.freshPairs, NotifyTopic: f.notifyTopic, NotifyARN: f.notifyARN,
 		Partitions: f.partitions, TrainerGroup: f.trainerGroup, MaxLead: maxLead, Shard: shard,

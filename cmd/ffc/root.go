@@ -84,6 +84,9 @@ func (a *app) setup(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	if err := refuseSecretFlags(cmd, applied); err != nil {
+		return err
+	}
 	a.sources = applied
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
@@ -100,7 +103,12 @@ func (a *app) setup(cmd *cobra.Command) error {
 	}
 	for name, src := range applied {
 		if src == config.FromEnv || src == config.FromFile {
-			a.log.Debug("setting", "flag", name, "from", string(src), "value", cmd.Flags().Lookup(name).Value.String())
+			f := cmd.Flags().Lookup(name)
+			value := f.Value.String()
+			if isSecret(f) {
+				value = "(secret, not shown)"
+			}
+			a.log.Debug("setting", "flag", name, "from", string(src), "value", value)
 		}
 	}
 	return nil

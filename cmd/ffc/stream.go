@@ -36,7 +36,14 @@ type streamFlags struct {
 }
 
 func (s *streamFlags) addFlags(fs *pflag.FlagSet) {
+	before := map[string]bool{}
+	fs.VisitAll(func(f *pflag.Flag) { before[f.Name] = true })
 	s.ends.addFlags(fs)
+	fs.VisitAll(func(f *pflag.Flag) {
+		if !before[f.Name] {
+			settings.Annotate(fs, f.Name, settings.Streaming)
+		}
+	})
 	fs.StringVar(&s.bucket, "bucket", "ffc-data", "streaming: bucket for checkpoints (checkpoints/<model>/...)")
 	fs.StringVar(&s.model, "model", "glyphs", "streaming: model name (NATS stream CENTERS_<model>, checkpoint prefix)")
 	fs.StringVar(&s.group, "group", schemas.TrainerGroup, "streaming: Kafka consumer group of the trainers")
@@ -48,8 +55,7 @@ func (s *streamFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "streaming: serve Prometheus metrics on http://<addr>/metrics (empty: not served)")
 	fs.IntVar(&s.maxSteps, "max-steps", 0, "streaming: stop after this many steps in this run (0: until Ctrl-C)")
 	fs.DurationVar(&s.statsInterval, "stats-interval", 10*time.Second, "streaming: a progress line this often (0: never)")
-	for _, name := range []string{"kafka-brokers", "nats-url", "s3-endpoint", "s3-access-key", "s3-secret-key", "s3-secure", "kafka-timeout", "connect-timeout",
-		"bucket", "model", "group", "topic-byid", "topic-instance", "topic-deadletter", "topic-fresh", "centers-signing-key", "metrics-addr", "max-steps", "stats-interval"} {
+	for _, name := range []string{"bucket", "model", "group", "topic-byid", "topic-instance", "topic-deadletter", "topic-fresh", "centers-signing-key", "metrics-addr", "max-steps", "stats-interval"} {
 		settings.Annotate(fs, name, settings.Streaming)
 	}
 }
@@ -67,7 +73,14 @@ func runStreamTrain(ctx context.Context, a *app, f *trainFlags) error {
 	if err := s.ends.checkTimeouts(); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	cl, err := connect(s.ends)
+	if err := s.ends.resolve(); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	ktls, ksasl, err := s.ends.Kafka.sec.Client()
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	cl, err := connect(s.ends, a.log)
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
@@ -87,7 +100,7 @@ func runStreamTrain(ctx context.Context, a *app, f *trainFlags) error {
 	}
 	reg := prometheus.NewRegistry()
 	tr, err := trainers.New(trainers.Config{SigningKey: key,
-		Brokers: s.ends.KafkaBrokers, Group: s.group, TopicByID: s.topicByID, TopicInstance: s.topicInstance, TopicDeadLetter: s.topicDead, TopicFresh: s.topicFresh,
+		Brokers: s.ends.KafkaBrokers, KafkaTLS: ktls, KafkaSASL: ksasl, Group: s.group, TopicByID: s.topicByID, TopicInstance: s.topicInstance, TopicDeadLetter: s.topicDead, TopicFresh: s.topicFresh,
 		KafkaTimeout: s.ends.KafkaTimeout, ConnectTimeout: s.ends.ConnectTimeout, Model: s.model, Settings: f.set, Backend: be, S3: cl.mc, Bucket: s.bucket, JS: cl.js,
 		MaxSteps: s.maxSteps, Log: a.log, Registry: reg,
 	})

@@ -4,9 +4,12 @@
 #
 #   deploy/local/services.sh install|up|down|status|env [kafka|nats|minio ...]
 #   deploy/local/services.sh down --purge [names...]
+#   deploy/local/services.sh env --role producer|trainer|subscriber|uploader   (secure mode)
 #
 # No names means all three. Every service runs as a separate background
 # process (MinIO is AGPL: it is only ever run, never imported).
+# FFC_SECURE=1 selects the secure mode: TLS and authentication everywhere,
+# least privilege per role (internal/security; see deploy/local/README.md).
 set -euo pipefail
 
 # ---------------------------------------------------------------- settings --
@@ -45,6 +48,9 @@ MINIO_NOTIFY=${FFC_MINIO_NOTIFY:-1}
 MINIO_NOTIFY_TARGET=FFC # also the suffix of the MINIO_NOTIFY_KAFKA_*_FFC names
 S3_NOTIFY_ARN="arn:minio:sqs::$MINIO_NOTIFY_TARGET:kafka"
 
+# MinIO's client, used in secure mode to create the roles' users and policies.
+MC_VERSION=${FFC_MC_VERSION:-v0.0.0-20250313080218-cf909e1063a9}
+
 STOP_TIMEOUT=${FFC_SERVICES_STOP_TIMEOUT:-20}
 PURGE=${FFC_SERVICES_PURGE:-0}
 
@@ -52,6 +58,21 @@ ALL_SERVICES=(kafka nats minio)
 BIN_DIR=$CACHE_DIR/bin
 RUN_DIR=$SERVICES_DIR/run
 LOG_DIR=$SERVICES_DIR/logs
+
+# Secure mode (FFC_SECURE=1). MODE_FILE records the mode (and mutual TLS)
+# of the storage in SERVICES_DIR for later commands; SECURE_DIR holds the
+# material (CA, certificates, passwords, nkeys, S3 keys) that SECURE_BIN,
+# built from deploy/local/secure, makes. resolve_mode sets the rest.
+MODE_FILE=$SERVICES_DIR/mode
+SECURE_DIR=$SERVICES_DIR/secure
+SECURE_BIN=$SERVICES_DIR/bin/ffc-secure
+SECURE=0         # 1: secure mode
+MTLS=0           # 1: clients also present their role's certificate
+RECORDED_MODE="" # the mode in MODE_FILE ("" when there is none: plaintext)
+RECORDED_MTLS=0
+ROLE=""          # env --role
+NATS_SCHEME=nats
+MINIO_SCHEME=http
 
 # Java options for the short-lived Kafka tools: small heap, fast start.
 KAFKA_TOOL_OPTS=(-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1
@@ -71,6 +92,7 @@ usage() {
   cat <<EOF
 usage: ${0##*/} install|up|down|status|env [kafka|nats|minio ...]
        ${0##*/} down --purge [names...]   (also deletes data and logs)
+       ${0##*/} env --role producer|trainer|subscriber|uploader [names...]
 
   install  fetch/build Kafka $KAFKA_VERSION, nats-server $NATS_VERSION and MinIO
            into $CACHE_DIR (skipped when already there)
@@ -78,10 +100,16 @@ usage: ${0##*/} install|up|down|status|env [kafka|nats|minio ...]
   down     stop what 'up' started (by pid file); data is kept unless --purge
   status   one line per service; exit status 3 if any is not running
   env      print 'export FFC_...' lines for: eval "\$(${0##*/} env)"
+           (secure mode: --role R adds the settings of role R, files only)
 
 Services start in the order kafka, nats, minio whatever the order given:
 MinIO sends bucket notifications to the Kafka topic $S3_NOTIFY_TOPIC
-(target ARN $S3_NOTIFY_ARN; FFC_MINIO_NOTIFY=0: none).
+(target ARN $S3_NOTIFY_ARN; FFC_MINIO_NOTIFY=0: none; none in secure mode).
+
+FFC_SECURE=1 up: secure mode (Kafka SASL_SSL/SCRAM with ACLs, NATS TLS
+with nkeys, MinIO HTTPS with one user per role; FFC_SECURE_MTLS=1 adds
+client certificates). Later commands read the mode from $SERVICES_DIR;
+material in $SERVICES_DIR/secure.
 EOF
 }
 
@@ -185,8 +213,8 @@ live_pid() {
 addr_of() {
   case $1 in
   kafka) printf '127.0.0.1:%s' "$KAFKA_PORT" ;;
-  nats) printf 'nats://127.0.0.1:%s' "$NATS_PORT" ;;
-  minio) printf 'http://127.0.0.1:%s' "$MINIO_PORT" ;;
+  nats) printf '%s://127.0.0.1:%s' "$NATS_SCHEME" "$NATS_PORT" ;;
+  minio) printf '%s://127.0.0.1:%s' "$MINIO_SCHEME" "$MINIO_PORT" ;;
   esac
 }
 
@@ -285,6 +313,7 @@ go_binary() {
 
 install_nats() { go_binary nats-server "github.com/nats-io/nats-server/v2@$NATS_VERSION"; }
 install_minio() { go_binary minio "github.com/minio/minio@$MINIO_VERSION"; }
+install_mc() { go_binary mc "github.com/minio/mc@$MC_VERSION"; }
 
 cmd_install() {
   local t0 svc
@@ -293,6 +322,10 @@ cmd_install() {
   take_lock "$CACHE_DIR/.install.lock"
   for svc in "$@"; do
     "install_$svc"
+    # Secure mode: mc creates MinIO's users and policies.
+    if [[ $svc == minio && $SECURE == 1 ]]; then
+      install_mc
+    fi
   done
   log "install: finished in $(($(now) - t0))s (cache: $CACHE_DIR)"
   exec 9>&- || true
@@ -358,6 +391,12 @@ check_ports_free() {
   done
 }
 
+# ------------------------------------------------------------------ secure --
+
+# The secure mode's functions (FFC_SECURE=1).
+# shellcheck source=deploy/local/services-secure.sh
+source "$SCRIPT_DIR/services-secure.sh"
+
 # -------------------------------------------------------------------- kafka --
 
 kafka_libs() { printf '%s/libs' "$(kafka_home "$KAFKA_VERSION")"; }
@@ -369,10 +408,67 @@ kafka_tool() {
 }
 
 health_kafka() {
-  # Cheap TCP probe first; then a real Kafka protocol round trip.
+  # Cheap TCP probe first; then a real Kafka protocol round trip (secure
+  # mode: over SASL_SSL as admin).
   port_open "$KAFKA_PORT" || return 1
+  local sec=()
+  if [[ $SECURE == 1 ]]; then
+    [[ -f $(kafka_admin_props) ]] || write_kafka_admin_props
+    sec=(--command-config "$(kafka_admin_props)")
+  fi
   kafka_tool org.apache.kafka.tools.BrokerApiVersionsCommand \
-    --bootstrap-server "127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1
+    --bootstrap-server "127.0.0.1:$KAFKA_PORT" "${sec[@]}" >/dev/null 2>&1
+}
+
+# render_kafka_config CFG DATA: server.properties from its template; in
+# secure mode 0600, with the inter-broker login of admin appended.
+render_kafka_config() {
+  local cfg=$1 data=$2 pw auth=none
+  if [[ $SECURE != 1 ]]; then
+    sed -e "s|@PORT@|$KAFKA_PORT|g" \
+      -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+      -e "s|@DATA_DIR@|$data|g" \
+      "$SCRIPT_DIR/kafka/server.properties.in" >"$cfg"
+    return 0
+  fi
+  [[ $MTLS == 1 ]] && auth=required
+  read_secret pw "$SECURE_DIR/kafka-admin.password"
+  new_private "$cfg"
+  sed -e "s|@PORT@|$KAFKA_PORT|g" \
+    -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+    -e "s|@DATA_DIR@|$data|g" \
+    -e "s|@KEYSTORE@|$SECURE_DIR/server-bundle.pem|g" \
+    -e "s|@TRUSTSTORE@|$SECURE_DIR/ca.pem|g" \
+    -e "s|@CLIENT_AUTH@|$auth|g" \
+    "$SCRIPT_DIR/kafka/server-secure.properties.in" >>"$cfg"
+  printf '\n# Inter-broker login (SASL_SSL) of the super user admin, added by services.sh.\n' >>"$cfg"
+  printf 'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=%s required username="admin" password="%s";\n' \
+    "$SCRAM_LOGIN" "$pw" >>"$cfg"
+}
+
+# format_kafka CLUSTER_ID CFG: StorageTool format; in secure mode with
+# admin's SCRAM credential, its arguments in a java @argfile (0600, deleted
+# right after) so that the password is on no command line.
+format_kafka() {
+  local cluster_id=$1 cfg=$2 args pw rc=0
+  mkdir -p "$LOG_DIR"
+  if [[ $SECURE != 1 ]]; then
+    kafka_tool kafka.tools.StorageTool format --standalone \
+      -t "$cluster_id" -c "$cfg" >"$LOG_DIR/kafka-format.log" 2>&1
+    return
+  fi
+  [[ $cfg != *[\"\\]* ]] || die "kafka: $cfg: a path with a quote or backslash cannot go into a java @argfile"
+  args=$SERVICES_DIR/kafka/format.args
+  read_secret pw "$SECURE_DIR/kafka-admin.password"
+  new_private "$args"
+  printf '"%s"\n' kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$cfg" \
+    --add-scram "SCRAM-SHA-512=[name=admin,password=$pw]" >>"$args"
+  # The tool prints the bootstrap records: admin's SCRAM salt and keys
+  # (what verifies its password) are left out of the log.
+  timeout 60 java "${KAFKA_TOOL_OPTS[@]}" -XX:-UsePerfData -cp "$(kafka_libs)/*" "@$args" 2>&1 |
+    sed -E 's/(salt|storedKey|serverKey)=\[[^]]*\]/\1=[redacted]/g' >"$LOG_DIR/kafka-format.log" || rc=$?
+  rm -f "$args"
+  return "$rc"
 }
 
 kafka_running_version() {
@@ -390,10 +486,10 @@ start_kafka() {
   stamp=$kdir/formatted.env
   libs=$(kafka_libs)
   mkdir -p "$data"
-  sed -e "s|@PORT@|$KAFKA_PORT|g" \
-    -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
-    -e "s|@DATA_DIR@|$data|g" \
-    "$SCRIPT_DIR/kafka/server.properties.in" >"$cfg"
+  render_kafka_config "$cfg" "$data"
+  if [[ $SECURE == 1 ]]; then
+    write_kafka_admin_props
+  fi
 
   if [[ -f $data/meta.properties ]]; then
     # The standalone KRaft quorum records the controller endpoint at format
@@ -409,9 +505,7 @@ start_kafka() {
     cluster_id=$(kafka_tool kafka.tools.StorageTool random-uuid) ||
       die "kafka: StorageTool random-uuid failed"
     log "kafka: formatting storage in $data (cluster id $cluster_id)"
-    mkdir -p "$LOG_DIR"
-    if ! kafka_tool kafka.tools.StorageTool format --standalone \
-      -t "$cluster_id" -c "$cfg" >"$LOG_DIR/kafka-format.log" 2>&1; then
+    if ! format_kafka "$cluster_id" "$cfg"; then
       warn "error: kafka: storage format failed:"
       cat "$LOG_DIR/kafka-format.log" >&2
       exit 1
@@ -436,48 +530,28 @@ health_nats() {
 }
 
 start_nats() {
-  local bin=$BIN_DIR/nats-server
+  local bin=$BIN_DIR/nats-server conf=$SERVICES_DIR/nats/nats.conf
   [[ -x $bin ]] || install_nats
   mkdir -p "$SERVICES_DIR/nats/data"
-  spawn nats "$bin" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT" \
-    -js -sd "$SERVICES_DIR/nats/data"
+  if [[ $SECURE == 1 ]]; then
+    write_nats_conf "$conf" "$SERVICES_DIR/nats/data"
+    spawn nats "$bin" -c "$conf"
+  else
+    spawn nats "$bin" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT" \
+      -js -sd "$SERVICES_DIR/nats/data"
+  fi
   wait_healthy nats "$NATS_START_TIMEOUT"
 }
 
 # -------------------------------------------------------------------- minio --
 
 health_minio() {
+  if [[ $SECURE == 1 ]]; then
+    curl -fsS -m 3 -o /dev/null --cacert "$SECURE_DIR/ca.pem" \
+      "https://127.0.0.1:$MINIO_PORT/minio/health/live" 2>/dev/null
+    return
+  fi
   curl -fsS -m 3 -o /dev/null "http://127.0.0.1:$MINIO_PORT/minio/health/live" 2>/dev/null
-}
-
-start_minio() {
-  local bin=$BIN_DIR/minio
-  if ((${#S3_ACCESS_KEY} < 3 || ${#S3_SECRET_KEY} < 8)); then
-    die "minio: FFC_S3_ACCESS_KEY needs >= 3 and FFC_S3_SECRET_KEY >= 8 characters"
-  fi
-  [[ -x $bin ]] || install_minio
-  mkdir -p "$SERVICES_DIR/minio/data"
-  # Bucket notifications to Kafka (target $MINIO_NOTIFY_TARGET): MinIO adds the
-  # target even while Kafka is down and keeps the events in queue_dir (outside
-  # the data dir, which holds only buckets) until Kafka takes them.
-  local notify=off queue=$SERVICES_DIR/minio/notify-queue
-  if [[ $MINIO_NOTIFY == 1 ]]; then
-    notify=on
-    mkdir -p "$queue"
-    if ! port_open "$KAFKA_PORT"; then
-      warn "minio: kafka is not answering on 127.0.0.1:$KAFKA_PORT: bucket events are queued in $queue until it is"
-    fi
-  fi
-  MINIO_ROOT_USER=$S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$S3_SECRET_KEY \
-    MINIO_UPDATE=off MINIO_BROWSER=on \
-    MINIO_NOTIFY_KAFKA_ENABLE_FFC=$notify \
-    MINIO_NOTIFY_KAFKA_BROKERS_FFC=127.0.0.1:$KAFKA_PORT \
-    MINIO_NOTIFY_KAFKA_TOPIC_FFC=$S3_NOTIFY_TOPIC \
-    MINIO_NOTIFY_KAFKA_QUEUE_DIR_FFC=$queue \
-    spawn minio "$bin" server "$SERVICES_DIR/minio/data" \
-    --address "127.0.0.1:$MINIO_PORT" \
-    --console-address "127.0.0.1:$MINIO_CONSOLE_PORT"
-  wait_healthy minio "$MINIO_START_TIMEOUT"
 }
 
 # ----------------------------------------------------------------- commands --
@@ -486,11 +560,17 @@ cmd_up() {
   local svc pid t0
   require curl
   take_lock "$SERVICES_DIR/.lock"
+  prepare_secure
   for svc in "$@"; do
     t0=$(now)
     if pid=$(live_pid "$svc"); then
       if "health_$svc"; then
         log "$svc: already running at $(addr_of "$svc") (pid $pid)"
+        # Secure mode: users and privileges again (idempotent), in case
+        # the up that started it did not get that far.
+        if [[ $SECURE == 1 ]]; then
+          "provision_$svc"
+        fi
         continue
       fi
       log "$svc: pid $pid is running but not answering yet; waiting"
@@ -500,19 +580,29 @@ cmd_up() {
       check_ports_free "$svc"
       "start_$svc"
     fi
+    if [[ $SECURE == 1 ]]; then
+      "provision_$svc"
+    fi
     pid=$(live_pid "$svc" || echo '?')
-    case $svc in
-    kafka)
-      log "kafka: up at 127.0.0.1:$KAFKA_PORT (Apache Kafka $(kafka_running_version), KRaft) pid $pid, ready in $(($(now) - t0))s"
-      ;;
-    nats)
-      log "nats: up at nats://127.0.0.1:$NATS_PORT (JetStream, monitor http://127.0.0.1:$NATS_MONITOR_PORT) pid $pid, ready in $(($(now) - t0))s"
-      ;;
-    minio)
-      log "minio: up at http://127.0.0.1:$MINIO_PORT (console http://127.0.0.1:$MINIO_CONSOLE_PORT) pid $pid, ready in $(($(now) - t0))s"
-      ;;
-    esac
+    log_up "$svc" "$pid" "$t0"
   done
+}
+
+log_up() {
+  local svc=$1 pid=$2 t0=$3 sec=
+  [[ $SECURE != 1 ]] || sec=", secure"
+  case $svc in
+  kafka)
+    [[ $SECURE != 1 ]] || sec=", SASL_SSL"
+    log "kafka: up at 127.0.0.1:$KAFKA_PORT (Apache Kafka $(kafka_running_version), KRaft$sec) pid $pid, ready in $(($(now) - t0))s"
+    ;;
+  nats)
+    log "nats: up at $(addr_of nats) (JetStream$sec, monitor http://127.0.0.1:$NATS_MONITOR_PORT) pid $pid, ready in $(($(now) - t0))s"
+    ;;
+  minio)
+    log "minio: up at $(addr_of minio) (console $MINIO_SCHEME://127.0.0.1:$MINIO_CONSOLE_PORT) pid $pid, ready in $(($(now) - t0))s"
+    ;;
+  esac
 }
 
 timeout_of() {
@@ -564,6 +654,10 @@ cmd_down() {
       purge_one "$svc"
     fi
   done
+  # The secure material goes with the last service's data.
+  if [[ $PURGE == 1 ]] && ! any_storage; then
+    purge_secure
+  fi
 }
 
 cmd_status() {
@@ -581,11 +675,20 @@ cmd_status() {
       rc=3
     fi
   done
+  if [[ $SECURE == 1 ]]; then
+    printf '%-6s secure   Kafka SASL_SSL, NATS TLS+nkeys, MinIO HTTPS+users; mutual TLS %s; material %s\n' \
+      "mode:" "$(on_off "$MTLS")" "$SECURE_DIR"
+  fi
   return "$rc"
 }
 
 cmd_env() {
   local svc
+  if [[ $SECURE == 1 ]]; then
+    env_secure "$@"
+    return
+  fi
+  [[ -z $ROLE ]] || die "env --role: only in secure mode (FFC_SECURE=1)"
   for svc in "$@"; do
     case $svc in
     kafka) printf 'export FFC_KAFKA_BROKERS=%q\n' "127.0.0.1:$KAFKA_PORT" ;;
@@ -622,14 +725,28 @@ main() {
     ;;
   esac
 
-  local given=" " names=() a svc
+  local given=" " names=() a svc want_role=0
   for a in "$@"; do
+    if ((want_role)); then
+      ROLE=$a want_role=0
+      continue
+    fi
     case $a in
     --purge) PURGE=1 ;;
+    --role) want_role=1 ;;
+    --role=*) ROLE=${a#--role=} ;;
     kafka | nats | minio) given+="$a " ;;
-    *) die "unknown argument '$a' (want: kafka, nats, minio, --purge)" ;;
+    *) die "unknown argument '$a' (want: kafka, nats, minio, --purge, env --role R)" ;;
     esac
   done
+  if ((want_role)) || [[ -n $ROLE && " ${CLIENT_ROLES[*]} " != *" $ROLE "* ]]; then
+    die "--role '$ROLE': want one of ${CLIENT_ROLES[*]}"
+  fi
+  [[ -z $ROLE || $cmd == env ]] || die "--role is an option of env only"
+  resolve_mode
+  case $cmd in
+  up | status | env) check_mode ;;
+  esac
   # Always in the order of ALL_SERVICES: Kafka before MinIO, which sends
   # its bucket notifications there.
   for svc in "${ALL_SERVICES[@]}"; do

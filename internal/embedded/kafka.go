@@ -17,6 +17,8 @@ type KafkaOptions struct {
 	// DefaultPartitions is the partition count of auto-created topics;
 	// default 8.
 	DefaultPartitions int
+	// Secure, when set, makes the broker TLS-only with SASL and ACLs.
+	Secure *Secure
 }
 
 // Kafka is a running embedded Kafka-protocol broker (franz-go kfake). It
@@ -43,6 +45,13 @@ func StartKafka(opts KafkaOptions) (*Kafka, error) {
 			return nil, fmt.Errorf("embedded kafka: create data dir: %w", err)
 		}
 		kopts = append(kopts, kfake.DataDir(opts.DataDir))
+	}
+	if opts.Secure != nil {
+		sopts, err := opts.Secure.kafkaOpts()
+		if err != nil {
+			return nil, err
+		}
+		kopts = append(kopts, sopts...)
 	}
 	c, err := kfake.NewCluster(kopts...)
 	if err != nil {

@@ -23,6 +23,8 @@ type NATSOptions struct {
 	// ReadyTimeout bounds how long Start waits; default 60 s (a busy host
 	// starts slowly).
 	ReadyTimeout time.Duration
+	// Secure, when set, requires TLS and the nkey users of the roles.
+	Secure *Secure
 }
 
 // NATS is a running embedded NATS server with JetStream enabled.
@@ -56,7 +58,7 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 	} else if err := os.MkdirAll(opts.StoreDir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded nats: create store dir: %w", err)
 	}
-	srv, err := server.NewServer(&server.Options{
+	sopts := &server.Options{
 		ServerName:         "ffc-embedded",
 		Host:               opts.Host,
 		Port:               opts.Port,
@@ -67,7 +69,14 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 		NoSigs:             true,
 		NoLog:              true,
 		HTTPPort:           0,
-	})
+	}
+	if opts.Secure != nil {
+		if err := opts.Secure.natsOpts(sopts); err != nil {
+			n.removeTemp()
+			return nil, err
+		}
+	}
+	srv, err := server.NewServer(sopts)
 	if err != nil {
 		n.removeTemp()
 		return nil, fmt.Errorf("embedded nats: %w", err)

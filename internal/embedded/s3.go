@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ffc-stream/ffc/internal/security"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3bolt"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
@@ -29,6 +31,9 @@ type S3Options struct {
 	// check signatures, but the values are reported so that clients are
 	// configured exactly as for a real server.
 	AccessKey, SecretKey string
+	// Secure, when set, serves HTTPS only with the material's server
+	// certificate. gofakes3 still checks no signature.
+	Secure *Secure
 
 	// hooks are for tests; the zero value, as in production, does nothing.
 	hooks s3Hooks
@@ -109,6 +114,15 @@ func StartS3(opts S3Options) (*S3, error) {
 	if err != nil {
 		_ = closeBackend()
 		return nil, fmt.Errorf("embedded s3: listen %s: %w", opts.Addr, err)
+	}
+	if opts.Secure != nil {
+		m := opts.Secure.Material
+		cfg, err := security.ServerConfig(m.ServerCert(), m.ServerKey(), opts.Secure.caForClients())
+		if err != nil {
+			_ = errors.Join(ln.Close(), closeBackend())
+			return nil, fmt.Errorf("embedded s3: %w", err)
+		}
+		ln = tls.NewListener(ln, cfg)
 	}
 	s := &S3{
 		ln:        ln,

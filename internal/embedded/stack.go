@@ -22,6 +22,9 @@ type StackOptions struct {
 	// address uses the real one).
 	NoKafka, NoNATS, NoS3 bool
 	Log                   *slog.Logger
+	// Secure, when set, makes every server TLS-only and, where it can,
+	// authenticating with least privilege (see Secure).
+	Secure *Secure
 }
 
 // Stack is the embedded default: NATS with JetStream, a Kafka-protocol
@@ -105,19 +108,19 @@ func (s *Stack) start() (err error) {
 		}
 	}()
 	if !s.opts.NoNATS {
-		if s.NATS, err = StartNATS(NATSOptions{StoreDir: sub("nats")}); err != nil {
+		if s.NATS, err = StartNATS(NATSOptions{StoreDir: sub("nats"), Secure: s.opts.Secure}); err != nil {
 			return err
 		}
 		s.opts.Log.Info("embedded NATS server with JetStream started", "url", s.NATS.URL())
 	}
 	if !s.opts.NoKafka {
-		if s.Kafka, err = StartKafka(KafkaOptions{DataDir: sub("kafka")}); err != nil {
+		if s.Kafka, err = StartKafka(KafkaOptions{DataDir: sub("kafka"), Secure: s.opts.Secure}); err != nil {
 			return err
 		}
 		s.opts.Log.Info("embedded Kafka-protocol broker (kfake) started", "brokers", s.Kafka.Brokers())
 	}
 	if !s.opts.NoS3 {
-		if s.S3, err = StartS3(S3Options{DataDir: sub("s3")}); err != nil {
+		if s.S3, err = StartS3(S3Options{DataDir: sub("s3"), Secure: s.opts.Secure}); err != nil {
 			return err
 		}
 		s.opts.Log.Info("embedded S3 server (gofakes3) started", "endpoint", s.S3.Endpoint())

@@ -37,6 +37,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ffc-stream/ffc/internal/dataset"
+	"github.com/ffc-stream/ffc/internal/security"
 	"github.com/ffc-stream/ffc/schemas"
 )
 
@@ -46,8 +47,10 @@ type S3Options struct {
 	Endpoint             string
 	AccessKey, SecretKey string
 	Bucket               string
-	// Secure selects HTTPS.
+	// Secure selects HTTPS; CAFile, when set, is the PEM file of the CA
+	// that signs the server's certificate (and implies Secure).
 	Secure bool
+	CAFile string
 	// Parallel uploads; default 8.
 	Parallel int
 	Logger   *slog.Logger
@@ -124,11 +127,12 @@ func newClient(o S3Options) (*minio.Client, *http.Transport, error) {
 	if strings.Contains(o.Endpoint, "://") {
 		return nil, nil, fmt.Errorf("objstore: endpoint %q: give host:port without a scheme (use Secure for HTTPS)", o.Endpoint)
 	}
-	tr, err := minio.DefaultTransport(o.Secure)
+	sec := security.S3{TLS: security.TLS{Enabled: o.Secure, CAFile: o.CAFile}}
+	tr, err := sec.Transport()
 	if err != nil {
 		return nil, nil, fmt.Errorf("objstore: %w", err)
 	}
-	c, err := minio.New(o.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(o.AccessKey, o.SecretKey, ""), Secure: o.Secure, Transport: tr})
+	c, err := minio.New(o.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(o.AccessKey, o.SecretKey, ""), Secure: sec.TLS.On(), Transport: tr})
 	if err != nil {
 		return nil, nil, fmt.Errorf("objstore: %w", err)
 	}
