@@ -87,10 +87,10 @@ func (b *bench) png(i, k int) ([]byte, error) {
 // fill writes n id pairs and n instances of the bucket's images (encoded
 // with the schemas encoders, the wire format the trainer decodes) to the
 // phase's topics, which it creates (the fresh lane too, left empty: the
-// trainer waits for its three topics). It returns the messages written
-// and the time the writes took.
+// trainer waits for its three topics), as admin on the secure stack. It
+// returns the messages written and the time the writes took.
 func (b *bench) fill(ctx context.Context, t phaseNames, n int) (int, time.Duration, error) {
-	cl := &kafka.Client{Addr: kafka.TCP(b.ep.brokers...), Timeout: 30 * time.Second}
+	cl := &kafka.Client{Addr: kafka.TCP(b.ep.brokers...), Timeout: 30 * time.Second, Transport: b.roles.admin}
 	var topics []kafka.TopicConfig
 	for _, name := range []string{t.byID, t.instance, t.fresh} {
 		topics = append(topics, kafka.TopicConfig{Topic: name, NumPartitions: b.o.partitions, ReplicationFactor: 1})
@@ -113,7 +113,7 @@ func (b *bench) fill(ctx context.Context, t phaseNames, n int) (int, time.Durati
 		go func() {
 			defer wg.Done()
 			w := &kafka.Writer{Addr: kafka.TCP(b.ep.brokers...), Topic: job.topic, Balancer: &kafka.Murmur2Balancer{},
-				RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchTimeout: 5 * time.Millisecond}
+				RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchTimeout: 5 * time.Millisecond, Transport: b.roles.admin}
 			for i := 0; i < len(job.msgs) && errs[k] == nil; i += 5000 {
 				errs[k] = compact(w.WriteMessages(ctx, job.msgs[i:min(i+5000, len(job.msgs))]...))
 			}

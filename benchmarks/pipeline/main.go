@@ -9,11 +9,19 @@
 // gofakes3, run as a stage) and, when FFC_KAFKA_BROKERS, FFC_NATS_URL and
 // FFC_S3_ENDPOINT (with FFC_S3_ACCESS_KEY, FFC_S3_SECRET_KEY) are set, on
 // those real services too (deploy/local/services.sh up; eval
-// "$(deploy/local/services.sh env)"). --stacks picks them. Every name it
-// creates (bucket, topics, groups, NATS stream) carries a random suffix and
-// reaches the pipeline only through the producers.Config and
-// trainers.Config fields; on real services they are deleted at the end
-// unless --keep.
+// "$(deploy/local/services.sh env)"). --stacks picks them, and may add
+// embedded-secure: the embedded servers in secure mode (embedded.Secure,
+// with internal/security material generated in a temporary folder for the
+// run), TLS on every connection, Kafka SASL/SCRAM-SHA-512 with the ACLs of
+// each phase's names provisioned as admin, NATS nkey users with subject
+// permissions; the producer, the trainer and the fresh phase's replica
+// connect as their roles (producer, trainer, subscriber), the benchmark's
+// own clients as admin. With embedded in the same run (--stacks
+// embedded,embedded-secure) the report gives each phase's secure/plaintext
+// ratio of its rate. Every name it creates (bucket, topics, groups, NATS
+// stream) carries a random suffix and reaches the pipeline only through
+// the producers.Config and trainers.Config fields; on real services they
+// are deleted at the end unless --keep.
 //
 // It drives the real stages and nothing of its own: producers.Producer,
 // trainers.Trainer and broadcast.Replica, each run by an internal/stage
@@ -60,11 +68,13 @@
 // second from the producer's Stats.
 //
 // One concern per file: main.go (flags, entry), stack.go (a stack's
-// services, names, cleanup), data.go (the bucket's images, the consume
+// services, names, cleanup), secure.go (the secure stack: material, each
+// role's connections, ACLs), data.go (the bucket's images, the consume
 // phase's topics), stages.go (building the producer and trainer, the
 // phase's stage group), sample.go (the per-second series, the measured
-// window), report.go (tables, summary, bottleneck), machine.go (host
-// description) and one phases_*.go per kind of phase.
+// window), report.go (tables, summary, bottleneck), ratio.go (secure
+// against plaintext), machine.go (host description) and one phases_*.go
+// per kind of phase.
 package main
 
 import (
@@ -166,7 +176,7 @@ func defineFlags(o *options, raw *rawFlags) {
 	flag.DurationVar(&o.pollInterval, "poll-interval", 200*time.Millisecond, "producer polling of announce/ for new IDs")
 	flag.DurationVar(&o.freshTimeout, "fresh-timeout", 30*time.Second, "fresh phase: give up on a new ID's center this long after its announcement")
 	flag.IntVar(&o.threads, "threads", 0, "compute threads of the trainer (0: all cores)")
-	flag.StringVar(&raw.stacks, "stacks", "auto", "embedded, real, or both (auto: embedded, and real when FFC_KAFKA_BROKERS, FFC_NATS_URL and FFC_S3_ENDPOINT are set)")
+	flag.StringVar(&raw.stacks, "stacks", "auto", "stacks, comma-separated: embedded, embedded-secure (the embedded servers with TLS, authentication and each part's role; the report compares it with embedded), real; both: embedded,real; auto: embedded, and real when FFC_KAFKA_BROKERS, FFC_NATS_URL and FFC_S3_ENDPOINT are set")
 	flag.IntVar(&o.consumeMsgs, "consume-msgs", 20000, "id pairs (and as many instances) written for the consume phase")
 	flag.StringVar(&raw.phases, "phases", "s3get,disabled,consume,enabled,fresh", "phases to run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the bucket, topics and NATS streams created on real services")
@@ -231,7 +241,7 @@ func pickStacks(stacks string) ([]string, error) {
 		if s == "real" && !real {
 			return nil, errors.New("--stacks real: FFC_KAFKA_BROKERS, FFC_NATS_URL and FFC_S3_ENDPOINT must be set")
 		}
-		if s != "real" && s != "embedded" {
+		if s != "real" && s != "embedded" && s != secureStack {
 			return nil, fmt.Errorf("--stacks: unknown stack %q", s)
 		}
 	}

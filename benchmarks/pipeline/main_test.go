@@ -76,16 +76,21 @@ func TestOptions(t *testing.T) {
 	}
 }
 
+// smokeOptions are the tiny sizes of the smoke tests, with phases.
+func smokeOptions(phases ...string) options {
+	return options{duration: 2 * time.Second, warmup: time.Second, ids: 30, newIDs: 3, batch: 8, dim: 16, pool: 24, hidden: []int{32},
+		lead: 512, ckptEvery: 8, freshLeads: []int{64}, freshBackbone: "mlp", freshBatch: 8, freshPool: 24, freshCkptEvery: 4,
+		freshBacklog: 5 * time.Second, partitions: 2, concurrency: 4,
+		pollInterval: 100 * time.Millisecond, freshTimeout: 20 * time.Second, threads: 1, consumeMsgs: 2000,
+		phases: phases, logLevel: slog.LevelError}
+}
+
 // TestSmoke runs every phase at a tiny size on the embedded stack.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the pipeline for about 20 s")
 	}
-	o := options{duration: 2 * time.Second, warmup: time.Second, ids: 30, newIDs: 3, batch: 8, dim: 16, pool: 24, hidden: []int{32},
-		lead: 512, ckptEvery: 8, freshLeads: []int{64}, freshBackbone: "mlp", freshBatch: 8, freshPool: 24, freshCkptEvery: 4,
-		freshBacklog: 5 * time.Second, partitions: 2, concurrency: 4,
-		pollInterval: 100 * time.Millisecond, freshTimeout: 20 * time.Second, threads: 1, consumeMsgs: 2000,
-		phases: []string{"s3get", "disabled", "consume", "enabled", "fresh"}, logLevel: slog.LevelError}
+	o := smokeOptions("s3get", "disabled", "consume", "enabled", "fresh")
 	rep := &report{w: io.Discard}
 	res, err := runStack(context.Background(), o, "embedded", rep)
 	if err != nil {
@@ -106,6 +111,29 @@ func TestSmoke(t *testing.T) {
 		if !strings.Contains(rep.buf.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+}
+
+// TestSmokeSecure runs the consume and fresh phases on the secure stack:
+// the topic fill as admin, the producer, the trainer (Kafka and NATS) and
+// the replica as their roles, on ACLs provisioned for the phases' names.
+func TestSmokeSecure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the pipeline for about 10 s")
+	}
+	rep := &report{w: io.Discard}
+	res, err := runStack(context.Background(), smokeOptions("consume", "fresh"), secureStack, rep)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, rep.buf.String())
+	}
+	if len(res) != 2 {
+		t.Fatalf("%d results", len(res))
+	}
+	if c := res[0]; c.stack != secureStack || c.phase != "consume" || !(c.samplesPerSec > 0) || !(c.fillPerSec > 0) {
+		t.Errorf("consume: %+v", c)
+	}
+	if f := res[1]; f.phase != "fresh" || f.timeouts != 0 || f.got != 3 || f.p50 <= 0 {
+		t.Errorf("fresh: %+v", f)
 	}
 }
 
@@ -135,5 +163,72 @@ func TestHistogramQuantile(t *testing.T) {
 	}
 	if got, n := histogramQuantile(reg, "x_seconds", 0.99), histogramCount(reg, "x_seconds"); got != 4*time.Second || n != 8 {
 		t.Errorf("past the last bucket: %v over %d, want 4s over 8", got, n)
+	}
+}
+
+// TestPickStacks checks --stacks: embedded-secure is accepted, alone or
+// beside embedded, auto stays embedded without the real services, and
+// unknown stacks (or real without its environment) are refused.
+func TestPickStacks(t *testing.T) {
+	for _, k := range []string{"FFC_KAFKA_BROKERS", "FFC_NATS_URL", "FFC_S3_ENDPOINT"} {
+		t.Setenv(k, "")
+	}
+	for _, c := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"auto", "embedded", true},
+		{"embedded", "embedded", true},
+		{"embedded-secure", "embedded-secure", true},
+		{"embedded, embedded-secure", "embedded,embedded-secure", true},
+		{"secure", "", false},
+		{"embedded,real", "", false},
+		{"both", "", false},
+	} {
+		got, err := pickStacks(c.in)
+		if (err == nil) != c.ok || strings.Join(got, ",") != c.want {
+			t.Errorf("pickStacks(%q) = %q, %v; want %q (ok %v)", c.in, got, err, c.want, c.ok)
+		}
+	}
+}
+
+// TestRatios checks the pairing of the secure stack's results with the
+// embedded stack's: by phase and lead, each phase's own measures, those
+// zero on either side left out, the real stack ignored.
+func TestRatios(t *testing.T) {
+	all := []result{
+		{stack: "embedded", phase: "s3get", getsPerSec: 4000},
+		{stack: "embedded", phase: "consume", samplesPerSec: 1000, fillPerSec: 2000},
+		{stack: "embedded", phase: "enabled", samplesPerSec: 800},
+		{stack: "embedded", phase: "fresh", lead: 256, got: 3, p50: 100 * time.Millisecond, p99: 200 * time.Millisecond},
+		{stack: "embedded", phase: "fresh", lead: 4096, got: 3, p50: time.Second, p99: time.Second},
+		{stack: "real", phase: "enabled", samplesPerSec: 100},
+		{stack: secureStack, phase: "s3get", getsPerSec: 2000},
+		{stack: secureStack, phase: "consume", samplesPerSec: 500},
+		{stack: secureStack, phase: "enabled", samplesPerSec: 400},
+		{stack: secureStack, phase: "disabled", samplesPerSec: 400},
+		{stack: secureStack, phase: "fresh", lead: 4096, got: 3, p50: 2 * time.Second, p99: 3 * time.Second},
+	}
+	want := []ratio{
+		{phase: "S3 GET", measure: "GETs/s", plain: 4000, secure: 2000},
+		{phase: "consume", measure: "samples/s", plain: 1000, secure: 500},
+		{phase: "enabled", measure: "samples/s", plain: 800, secure: 400},
+		{phase: "fresh, lead 4096", measure: "announcement → center p50", plain: 1, secure: 2, latency: true},
+		{phase: "fresh, lead 4096", measure: "announcement → center p99", plain: 1, secure: 3, latency: true},
+	}
+	got := ratios(all)
+	if len(got) != len(want) {
+		t.Fatalf("ratios = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("ratio %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if r := got[0].of(); r != 0.5 {
+		t.Errorf("S3 GET ratio %v, want 0.5", r)
+	}
+	if ratios(all[:6]) != nil {
+		t.Error("ratios without the secure stack")
 	}
 }

@@ -47,6 +47,9 @@ func (b *bench) phaseDisabled(ctx context.Context) (_ result, err error) {
 // directly.
 func (b *bench) phaseConsume(ctx context.Context) (_ result, err error) {
 	t := b.names("consume")
+	if err := b.provision(ctx, t); err != nil {
+		return result{}, err
+	}
 	wrote, wel, err := b.fill(ctx, t, b.o.consumeMsgs)
 	if err != nil {
 		return result{}, err
@@ -78,7 +81,7 @@ func (b *bench) phaseConsume(ctx context.Context) (_ result, err error) {
 	b.rep.printf("### Consume only: Kafka → trainers.Trainer with ConsumeOnly, no producer\n\n")
 	b.rep.printf("Filled the topics with %d id pairs + %d instances in %s (one kafka-go writer per topic: %.0f messages/s). Consumed %d of them (whole batches) in %s after joining the group (%s): %.0f samples/s (%.0f images/s) from the first batch to the last; %d dead letters.\n\n",
 		wrote/2, wrote/2, wel.Round(time.Millisecond), fillRate, w.lastN, w.last.Sub(t0).Round(time.Millisecond), w.first.Sub(t0).Round(time.Millisecond), sps, 1.5*sps, tr.Stats().DeadLetters)
-	return result{samplesPerSec: sps, imagesPerSec: 1.5 * sps, note: fmt.Sprintf("consumption alone (id pairs = instances); topic fill %.0f messages/s", fillRate)}, nil
+	return result{samplesPerSec: sps, imagesPerSec: 1.5 * sps, fillPerSec: fillRate, note: fmt.Sprintf("consumption alone (id pairs = instances); topic fill %.0f messages/s", fillRate)}, nil
 }
 
 // window is when consumption was first and last seen to advance, with the

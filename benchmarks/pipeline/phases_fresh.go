@@ -81,7 +81,7 @@ func (b *bench) freshLead(ctx context.Context, k, lead int) (_ result, err error
 		return result{}, err
 	}
 	fr.p, fr.tr = p, tr
-	if fr.rp, err = broadcast.NewReplica(b.js, broadcast.ReplicaOptions{Model: t.model, Codec: broadcast.NewProtoCodec(b.o.dim), Dim: b.o.dim,
+	if fr.rp, err = broadcast.NewReplica(b.roles.subscriber, broadcast.ReplicaOptions{Model: t.model, Codec: broadcast.NewProtoCodec(b.o.dim), Dim: b.o.dim,
 		Log: b.log.With("component", "replica")}); err != nil {
 		return result{}, fmt.Errorf("replica: %w", err)
 	}

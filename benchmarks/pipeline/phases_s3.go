@@ -57,7 +57,7 @@ func (b *bench) phaseS3Get(ctx context.Context) (result, error) {
 	b.rep.printf("### Object storage: GETs of the images (%d workers)\n\n", workers)
 	b.rep.printf("%.0f GETs/s (%d in %s, %.0f bytes each on average). The producer GETs every image of every message: at this rate it could emit at most %.0f samples/s (id pairs and instances in equal numbers: 3 GETs per 2 samples).\n\n",
 		rate, n.Load(), el.Round(time.Millisecond), float64(bytesRead.Load())/float64(max(n.Load(), 1)), rate/1.5)
-	return result{note: fmt.Sprintf("%.0f GETs/s with %d workers → at most %.0f samples/s from the producer", rate, workers, rate/1.5)}, nil
+	return result{getsPerSec: rate, note: fmt.Sprintf("%.0f GETs/s with %d workers → at most %.0f samples/s from the producer", rate, workers, rate/1.5)}, nil
 }
 
 // get reads the object key whole and returns its size.

@@ -30,7 +30,10 @@ type result struct {
 	stack, phase  string
 	samplesPerSec float64
 	imagesPerSec  float64
-	note          string
+	// getsPerSec is the s3get phase's rate; fillPerSec the consume
+	// phase's topic fill (messages/s).
+	getsPerSec, fillPerSec float64
+	note                   string
 	// The fresh phase: the lead, whether the backlog was reached, the
 	// announcement → center quantiles of the got of the of new IDs that
 	// got a center, and the timeouts.
@@ -60,12 +63,7 @@ func (r *report) summary(all []result, began time.Time) {
 	r.printf("| stack | phase | samples/s | images/s | notes |\n|---|---|---:|---:|---|\n")
 	for _, x := range all {
 		sps, ips := "—", "—"
-		switch {
-		case x.phase == "s3get":
-			x.phase = "S3 GET"
-		case x.phase == "fresh":
-			x.phase = fmt.Sprintf("fresh, lead %d", x.lead)
-		}
+		x.phase = phaseLabel(x)
 		if x.samplesPerSec > 0 {
 			sps, ips = fmt.Sprintf("%.0f", x.samplesPerSec), fmt.Sprintf("%.0f", x.imagesPerSec)
 		}
@@ -81,6 +79,7 @@ func (r *report) summary(all []result, began time.Time) {
 			r.printf("- %s, fresh lane, lead %d: %s.\n", x.stack, x.lead, freshTarget(x))
 		}
 	}
+	r.printRatios(ratios(all))
 	r.printf("\nLoad average %s at the end; the whole run took %s.\n", benchutil.LoadAvg(), time.Since(began).Round(time.Second))
 }
 

@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ffc-stream/ffc/internal/dataset/synth"
 	"github.com/ffc-stream/ffc/internal/embedded"
+	"github.com/ffc-stream/ffc/internal/security"
 	"github.com/ffc-stream/ffc/kernels"
 	"github.com/ffc-stream/ffc/kernels/cpu"
 	"github.com/ffc-stream/ffc/schemas"
@@ -43,12 +43,16 @@ type bench struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	be     kernels.Backend
-	gen    *synth.Generator
-	log    *slog.Logger
-	rep    *report
-	topics []string
-	groups []string
-	models []string
+	// material is the secure stack's (nil on the others); roles are the
+	// connections of each part of a phase.
+	material *security.Material
+	roles    roles
+	gen      *synth.Generator
+	log      *slog.Logger
+	rep      *report
+	topics   []string
+	groups   []string
+	models   []string
 }
 
 const idBase = 1_000_000 // storage IDs idBase + i
@@ -78,7 +82,8 @@ func one(f func(*bench, context.Context) (result, error)) phaseFunc {
 }
 
 // runStack runs every phase of o on the stack name ("embedded": started
-// here as a stage; "real": the FFC_* services).
+// here as a stage; "embedded-secure": the same in secure mode, with
+// material generated for the run; "real": the FFC_* services).
 func runStack(ctx context.Context, o options, name string, rep *report) (res []result, err error) {
 	b := &bench{o: o, name: name, rep: rep,
 		log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))}
@@ -86,7 +91,16 @@ func runStack(ctx context.Context, o options, name string, rep *report) (res []r
 	_, _ = rand.Read(sfx[:])
 	b.sfx = hex.EncodeToString(sfx[:])
 	b.bucket = "ffc-bench-" + b.sfx
-	// Deferred first, so run last: the stack outlives every client.
+	if name == secureStack {
+		m, removeMaterial, err := newMaterial()
+		if err != nil {
+			return nil, err
+		}
+		defer removeMaterial()
+		b.material = m
+	}
+	// Deferred first (after the material), so run last: the stack
+	// outlives every client.
 	b.stack = b.stages(ctx)
 	defer b.stack.close(&err, b.log)
 	closeClients, err := b.open(ctx)
@@ -101,6 +115,9 @@ func runStack(ctx context.Context, o options, name string, rep *report) (res []r
 		defer b.cleanup()
 	}
 	rep.printf("## %s stack\n\n", name)
+	if b.material != nil {
+		rep.printf("%s\n\n", secureMeaning)
+	}
 	rep.printf("Kafka %s, NATS %s, S3 %s; backend %s\n\n", strings.Join(b.ep.brokers, ","), b.ep.natsURL, b.ep.s3, b.be.Name())
 	t0 := time.Now()
 	n, err := b.upload(ctx, 0, o.ids)
@@ -127,7 +144,7 @@ func runStack(ctx context.Context, o options, name string, rep *report) (res []r
 }
 
 // open reaches the stack's services (starting the embedded stack as a
-// stage of b.stack), connects the clients, opens the backend and the
+// stage of b.stack), connects the clients (b.connect), opens the backend and the
 // generator and creates the bucket. The returned function closes what was
 // opened, also after an error.
 func (b *bench) open(ctx context.Context) (closeAll func(), err error) {
@@ -140,15 +157,8 @@ func (b *bench) open(ctx context.Context) (closeAll func(), err error) {
 	if b.ep, err = b.endpoints(ctx); err != nil {
 		return closeAll, err
 	}
-	if b.mc, err = minio.New(b.ep.s3, &minio.Options{Creds: credentials.NewStaticV4(b.ep.accessKey, b.ep.skey, "")}); err != nil {
-		return closeAll, fmt.Errorf("s3 client %s: %w", b.ep.s3, err)
-	}
-	if b.nc, err = nats.Connect(b.ep.natsURL); err != nil {
-		return closeAll, fmt.Errorf("connect to NATS %s: %w", b.ep.natsURL, err)
-	}
-	closers = append(closers, b.nc.Close)
-	if b.js, err = jetstream.New(b.nc); err != nil {
-		return closeAll, fmt.Errorf("jetstream: %w", err)
+	if err := b.connect(&closers); err != nil {
+		return closeAll, err
 	}
 	if b.be, err = cpu.New(cpu.Options{Threads: b.o.threads}); err != nil {
 		return closeAll, fmt.Errorf("cpu backend: %w", err)
@@ -167,14 +177,19 @@ func (b *bench) open(ctx context.Context) (closeAll func(), err error) {
 	return closeAll, nil
 }
 
-// endpoints starts the embedded stack as a stage, or reads the real
+// endpoints starts the embedded stack (secure with b.material) as a
+// stage, or reads the real
 // services' addresses from the environment.
 func (b *bench) endpoints(ctx context.Context) (endpoints, error) {
 	if b.name == "real" {
 		return endpoints{brokers: splitList(os.Getenv("FFC_KAFKA_BROKERS")), natsURL: os.Getenv("FFC_NATS_URL"),
 			s3: os.Getenv("FFC_S3_ENDPOINT"), accessKey: os.Getenv("FFC_S3_ACCESS_KEY"), skey: os.Getenv("FFC_S3_SECRET_KEY")}, nil
 	}
-	st := embedded.NewStack(embedded.StackOptions{Log: b.log.With("component", "embedded")})
+	opts := embedded.StackOptions{Log: b.log.With("component", "embedded")}
+	if b.material != nil {
+		opts.Secure = &embedded.Secure{Material: *b.material}
+	}
+	st := embedded.NewStack(opts)
 	if err := b.stack.start(ctx, "embedded", st, true); err != nil {
 		return endpoints{}, fmt.Errorf("embedded stack: %w", err)
 	}
@@ -186,6 +201,7 @@ func (b *bench) endpoints(ctx context.Context) (endpoints, error) {
 // reach the stages only through producers.Config and trainers.Config.
 type phaseNames struct {
 	byID, instance, dead, fresh, group, model string
+	prefix                                    string // starts every topic of the phase
 }
 
 // names returns the phase's names, each with the run's suffix, and
@@ -193,7 +209,7 @@ type phaseNames struct {
 func (b *bench) names(phase string) phaseNames {
 	p := "bench." + b.sfx + "." + phase
 	t := phaseNames{byID: p + ".byid", instance: p + ".instance", dead: p + ".deadletter", fresh: p + ".fresh",
-		group: "bench-" + b.sfx + "-" + phase, model: "bench-" + b.sfx + "-" + phase}
+		group: "bench-" + b.sfx + "-" + phase, model: "bench-" + b.sfx + "-" + phase, prefix: p + "."}
 	b.topics = append(b.topics, t.byID, t.instance, t.dead, t.fresh)
 	b.groups = append(b.groups, t.group)
 	return t

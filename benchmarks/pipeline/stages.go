@@ -64,10 +64,11 @@ type pipeSpec struct {
 }
 
 // producer returns the real producer on the phase's topics, with flow
-// control against the phase's trainer group at lead.
+// control against the phase's trainer group at lead, connected as the
+// producer role (b.roles).
 func (b *bench) producer(t phaseNames, lead int, notify bool) (*producers.Producer, error) {
 	cfg := producers.Config{
-		Brokers: b.ep.brokers, S3: b.mc, Bucket: b.bucket,
+		Brokers: b.ep.brokers, KafkaTLS: b.roles.producer.tls, KafkaSASL: b.roles.producer.sasl, S3: b.roles.producerS3, Bucket: b.bucket,
 		TopicByID: t.byID, TopicInstance: t.instance, TopicDeadLetter: t.dead, TopicFresh: t.fresh, Partitions: b.o.partitions,
 		TrainerGroup: t.group, MaxLead: lead, Concurrency: b.o.concurrency, PollInterval: b.o.pollInterval,
 		Seed: 1, Log: b.log.With("component", "producer"),
@@ -83,17 +84,18 @@ func (b *bench) producer(t phaseNames, lead int, notify bool) (*producers.Produc
 }
 
 // trainer returns the real trainer on the phase's topics and group, with
-// settings set. consumeOnly runs it without the engine (no backend,
+// settings set, connected as the trainer role (b.roles; its NATS
+// connection is b.js). consumeOnly runs it without the engine (no backend,
 // object storage or JetStream: it only commits offsets); otherwise it
 // trains, publishes centers and checkpoints. Its metrics go to reg.
 func (b *bench) trainer(t phaseNames, set settings.Settings, consumeOnly bool, reg prometheus.Registerer) (*trainers.Trainer, error) {
 	cfg := trainers.Config{
-		Brokers: b.ep.brokers, Group: t.group, TopicByID: t.byID, TopicInstance: t.instance, TopicDeadLetter: t.dead,
+		Brokers: b.ep.brokers, KafkaTLS: b.roles.trainer.tls, KafkaSASL: b.roles.trainer.sasl, Group: t.group, TopicByID: t.byID, TopicInstance: t.instance, TopicDeadLetter: t.dead,
 		TopicFresh: t.fresh, Model: t.model, Settings: set, ConsumeOnly: consumeOnly,
 		Log: b.log.With("component", "trainer"), Registry: reg,
 	}
 	if !consumeOnly {
-		cfg.Backend, cfg.S3, cfg.Bucket, cfg.JS = b.be, b.mc, b.bucket, b.js
+		cfg.Backend, cfg.S3, cfg.Bucket, cfg.JS = b.be, b.roles.trainerS3, b.bucket, b.js
 		b.models = append(b.models, t.model)
 	}
 	tr, err := trainers.New(cfg)
@@ -213,9 +215,13 @@ func (s *stages) close(err *error, log *slog.Logger) {
 
 // startPipeline starts a phase's producer (the topics, the fresh lane's
 // included, exist once it is ready) and then its trainer, as stages of a
-// new group that the caller closes.
+// new group that the caller closes. On the secure stack their ACLs are
+// provisioned first.
 func (b *bench) startPipeline(ctx context.Context, t phaseNames, spec pipeSpec) (*stages, *producers.Producer, *trainers.Trainer, error) {
 	s := b.stages(ctx)
+	if err := b.provision(ctx, t); err != nil {
+		return s, nil, nil, err
+	}
 	p, err := b.producer(t, spec.lead, spec.notify)
 	if err != nil {
 		return s, nil, nil, err

@@ -119,6 +119,9 @@ func runDemo(ctx context.Context, a *app, f *demoFlags) (err error) {
 	if err := f.ends.resolve(); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
+	if n := f.ends.NATS.sec; f.ends.Kafka.sec.SASL != "" || n.NKeyFile != "" || n.CredsFile != "" || n.User != "" {
+		return errSecureAddrs // one role's credentials cannot run every part
+	}
 	roles, err := demoEndpoints(ctx, g, f, out, a)
 	if err != nil {
 		return err
