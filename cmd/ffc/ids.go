@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/ffc-stream/ffc/centers/broadcast"
 	"github.com/ffc-stream/ffc/producers"
 	"github.com/ffc-stream/ffc/schemas"
 	"github.com/ffc-stream/ffc/schemas/ffcpb"
@@ -32,6 +34,9 @@ type idsFlags struct {
 	json        bool
 	wait        bool
 	waitTimeout time.Duration
+	// publicKey is the trainer's public key file: with --wait, updates
+	// it did not sign are skipped (empty: nothing is verified).
+	publicKey string
 }
 
 var (
@@ -70,6 +75,7 @@ func newIDsCmd(a *app) *cobra.Command {
 	pf.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	pf.BoolVar(&f.wait, "wait", false, "wait for the pipeline's answer on NATS (add: the ID's center; remove: its tombstone) and print how long it took")
 	pf.DurationVar(&f.waitTimeout, "wait-timeout", time.Minute, "with --wait: fail (exit status 1) when no answer came this long after the announcement")
+	pf.StringVar(&f.publicKey, "centers-public-key", "", "with --wait: the trainer's ed25519 public key (PEM file): a center update it did not sign is skipped, not taken for the answer (env FFC_CENTERS_PUBLIC_KEY; empty: nothing is verified)")
 	cmd.AddCommand(newIDsAddCmd(a, f), newIDsRemoveCmd(a, f))
 	return cmd
 }
@@ -448,6 +454,7 @@ type centerFollower struct {
 	subject string
 	nc      *nats.Conn
 	msgs    jetstream.MessagesContext
+	key     ed25519.PublicKey // verifies the updates (nil: not verified)
 }
 
 // follow subscribes to the center subject of id with an ordered consumer
@@ -456,6 +463,15 @@ type centerFollower struct {
 func (f *idsFlags) follow(ctx context.Context, id uint64, log *slog.Logger) (*centerFollower, error) {
 	if !f.wait {
 		return nil, nil
+	}
+	var key ed25519.PublicKey
+	if f.publicKey != "" {
+		var err error
+		if key, err = broadcast.LoadPublicKey(f.publicKey); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Warn("ids: no --centers-public-key: the center update --wait reports is not verified")
 	}
 	nc, js, err := natsConn(f.ends.NATSURL, "ffc-ids", f.ends.NATS.sec, log)
 	if err != nil {
@@ -485,7 +501,7 @@ func (f *idsFlags) follow(ctx context.Context, id uint64, log *slog.Logger) (*ce
 		nc.Close()
 		return nil, fmt.Errorf("nats %s: follow %s: %w", f.ends.NATSURL, subject, err)
 	}
-	return &centerFollower{model: f.model, id: id, subject: subject, nc: nc, msgs: msgs}, nil
+	return &centerFollower{model: f.model, id: id, subject: subject, nc: nc, msgs: msgs, key: key}, nil
 }
 
 // close stops the consumer and closes the connection; nil does nothing.
@@ -514,7 +530,14 @@ func (w *centerFollower) wait(ctx context.Context, a *app, since time.Time, time
 			}
 			return nil, 0, fmt.Errorf("follow %s: %w", w.subject, err)
 		}
-		m, err := schemas.DecodeCenterUpdate(msg.Data(), schemas.Limits{Dim: -1})
+		var m *ffcpb.CenterUpdate
+		err = nil
+		if w.key != nil {
+			err = schemas.VerifyCenterUpdate(msg.Data(), w.key)
+		}
+		if err == nil {
+			m, err = schemas.DecodeCenterUpdate(msg.Data(), schemas.Limits{Dim: -1})
+		}
 		if err == nil && (m.GetId() != w.id || m.GetModel() != w.model) {
 			err = fmt.Errorf("update of model %s, ID %d on the subject of ID %d", m.GetModel(), m.GetId(), w.id)
 		}

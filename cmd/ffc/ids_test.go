@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -480,5 +482,59 @@ func TestCentersGetIDForms(t *testing.T) {
 	}
 	if _, _, err := run(t, nil, "centers", "get", "--nats-url", s.st.NATS.URL(), "--model", idsModel, "--dim", "4", "一二"); err == nil || !strings.Contains(err.Error(), "want a decimal number") {
 		t.Errorf("centers get 一二: %v, want the ID refused", err)
+	}
+}
+
+// TestIDsWaitVerifies: with --centers-public-key, --wait skips a center
+// update the trainer's key did not sign (one of another key, one
+// unsigned) and reports the signed one.
+func TestIDsWaitVerifies(t *testing.T) {
+	s := newIDsStack(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.png"), pngBytes(t, 32, 32, 1))
+	keys := t.TempDir()
+	privPath, pubPath := filepath.Join(keys, "c.key"), filepath.Join(keys, "c.pub")
+	if err := broadcast.GenerateKeys(privPath, pubPath); err != nil {
+		t.Fatal(err)
+	}
+	priv, err := broadcast.LoadSigningKey(privPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	signed := func(m *ffcpb.CenterUpdate, key ed25519.PrivateKey) {
+		t.Helper()
+		m.Model = idsModel
+		b, err := schemas.EncodeSignedCenterUpdate(m, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.js.Publish(testutil.Context(t), schemas.CenterSubject(idsModel, m.GetId()), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vec := []float32{1, 0, 0, 0}
+	ctx := testutil.Context(t)
+	type outcome struct {
+		out string
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		out, err := execJSON(ctx, s.args("add", "--id", "7", "--wait", "--wait-timeout", "1h", "--centers-public-key", pubPath, dir)...)
+		done <- outcome{out, err}
+	}()
+	s.waitForMarker(t, 7, false)
+	signed(&ffcpb.CenterUpdate{Id: 7, Kind: ffcpb.CenterUpdate_INSERT, Vector: vec, Step: 90, Epoch: 9}, other)
+	s.publish(t, &ffcpb.CenterUpdate{Id: 7, Kind: ffcpb.CenterUpdate_INSERT, Vector: vec, Step: 91, Epoch: 9})
+	signed(&ffcpb.CenterUpdate{Id: 7, Kind: ffcpb.CenterUpdate_INSERT, Vector: vec, Step: 5, Epoch: 2}, priv)
+	o := <-done
+	if o.err != nil {
+		t.Fatalf("ids add --wait: %v", o.err)
+	}
+	var res idsAddResult
+	decodeJSON(t, o.out, &res)
+	if res.Step == nil || *res.Step != 5 || res.Epoch == nil || *res.Epoch != 2 {
+		t.Errorf("ids add --wait --centers-public-key: %s, want the signed center of step 5, epoch 2", o.out)
 	}
 }

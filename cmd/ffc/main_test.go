@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ffc-stream/ffc/internal/testutil"
@@ -16,7 +14,11 @@ import (
 
 // realEnv are the variables that point commands at real servers; run
 // clears them so a test meant for the embedded stack stays on it.
-var realEnv = []string{"FFC_KAFKA_BROKERS", "FFC_NATS_URL", "FFC_S3_ENDPOINT", "FFC_S3_ACCESS_KEY", "FFC_S3_SECRET_KEY", "FFC_S3_SECURE", "FFC_CONFIG", "FFC_S3_NOTIFY_TOPIC", "FFC_S3_NOTIFY_ARN"}
+var realEnv = []string{"FFC_KAFKA_BROKERS", "FFC_NATS_URL", "FFC_S3_ENDPOINT", "FFC_S3_ACCESS_KEY", "FFC_S3_SECRET_KEY", "FFC_S3_SECURE", "FFC_CONFIG", "FFC_S3_NOTIFY_TOPIC", "FFC_S3_NOTIFY_ARN",
+	// the security settings (services.sh env in secure mode)
+	"FFC_KAFKA_TLS", "FFC_KAFKA_CA_FILE", "FFC_KAFKA_CERT_FILE", "FFC_KAFKA_KEY_FILE", "FFC_KAFKA_SASL", "FFC_KAFKA_USER", "FFC_KAFKA_PASSWORD", "FFC_KAFKA_PASSWORD_FILE",
+	"FFC_NATS_CA_FILE", "FFC_NATS_CERT_FILE", "FFC_NATS_KEY_FILE", "FFC_NATS_NKEY_FILE", "FFC_NATS_CREDS_FILE", "FFC_NATS_USER", "FFC_NATS_PASSWORD", "FFC_NATS_PASSWORD_FILE",
+	"FFC_S3_CA_FILE", "FFC_S3_SECRET_KEY_FILE"}
 
 // realArgs returns the flags for the real servers named in the
 // environment, or nil when they are not all set.
@@ -54,31 +56,13 @@ func run(t *testing.T, env map[string]string, args ...string) (string, string, e
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	var out, errb lockedBuffer
+	// The stages write stdout and stderr concurrently (the demo's progress
+	// and the log share stderr with --json).
+	var out, errb syncBuffer
 	root := newRootCmd(&out, &errb)
 	root.SetArgs(args)
 	err := root.ExecuteContext(testutil.Context(t))
 	return out.String(), errb.String(), err
-}
-
-// lockedBuffer is a bytes.Buffer that the command's stages may write
-// concurrently, as they write os.Stdout and os.Stderr (the demo's
-// progress and the log share stderr with --json).
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestVersion(t *testing.T) {
