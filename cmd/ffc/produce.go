@@ -229,6 +229,7 @@ func (f *produceFlags) producer(mc *minio.Client, ends endpoints, shard producer
 	if err != nil {
 		return nil, nil, err
 	}
+	ends.logSecurity(a.log, false)
 	reg := prometheus.NewRegistry()
 	p, err := producers.New(producers.Config{
 		Brokers: ends.KafkaBrokers, KafkaTLS: ktls, KafkaSASL: ksasl, S3: mc, Bucket: f.bucket,

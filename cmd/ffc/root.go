@@ -44,8 +44,15 @@ Flags not set any of these ways keep their defaults.
 
 Services. Commands that need Kafka, NATS or S3 take their addresses from
 --kafka-brokers, --nats-url and --s3-endpoint (with --s3-access-key,
---s3-secret-key, --s3-secure). Any that is not given is started in-process
-on a random loopback port (the embedded default).`
+--s3-secret-key-file, --s3-secure). Any that is not given is started
+in-process on a random loopback port (the embedded default).
+
+Security. TLS, SASL and credentials: --kafka-tls, --kafka-ca-file,
+--kafka-sasl, --kafka-user, --kafka-password-file; --nats-ca-file,
+--nats-nkey-file, --nats-creds-file; --s3-ca-file (see each command's
+--help). A secret comes from a file or the environment (FFC_S3_SECRET_KEY,
+FFC_KAFKA_PASSWORD, FFC_NATS_PASSWORD), never from the command line, and
+is never logged.`
 
 // newRootCmd builds the ffc command tree.
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {

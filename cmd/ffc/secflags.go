@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -130,4 +131,21 @@ func (e *endpoints) resolve() error {
 // s3 are the S3 client settings.
 func (e endpoints) s3() security.S3 {
 	return security.S3{AccessKey: e.S3.accessKey, SecretKey: e.S3.secretKey, TLS: e.S3.tls}
+}
+
+// logSecurity says how the command's connections are secured, with no
+// secret in it, and warns about those that authenticate nobody.
+func (e endpoints) logSecurity(log *slog.Logger, nats bool) {
+	s3 := "HTTP"
+	if e.S3.tls.On() {
+		s3 = "HTTPS"
+	}
+	args := []any{"kafka", e.Kafka.sec.Describe(), "s3", s3}
+	if nats {
+		args = append(args, "nats", e.NATS.sec.Describe())
+	}
+	log.Info("connections", args...)
+	if e.Kafka.sec.SASL == "" || (nats && e.NATS.sec.Describe() == "no TLS, no credentials") {
+		log.Warn("connections without authentication: anyone who can reach the services can read and write; see README, Security (--kafka-sasl, --nats-nkey-file, ...)")
+	}
 }

@@ -80,6 +80,7 @@ func runStreamTrain(ctx context.Context, a *app, f *trainFlags) error {
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
+	s.ends.logSecurity(a.log, true)
 	cl, err := connect(s.ends, a.log)
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
