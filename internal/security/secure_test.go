@@ -33,6 +33,7 @@ func TestSecure(t *testing.T) {
 				t.Run("s3-privileges", func(t *testing.T) { testS3Privileges(t, tg) })
 			}
 			t.Run("forged-centers", func(t *testing.T) { testForgedCenters(t, tg) })
+			t.Run("pipeline", func(t *testing.T) { testPipeline(t, tg) })
 		})
 	}
 }
