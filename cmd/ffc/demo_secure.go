@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/ffc-stream/ffc/internal/embedded"
 	"github.com/ffc-stream/ffc/internal/security"
@@ -104,16 +102,11 @@ func (r *demoRun) provision(ctx context.Context) error {
 	if m == nil {
 		return nil
 	}
-	admin, err := m.KafkaClient(security.RoleAdmin, false)
+	cl, done, err := m.AdminClient(r.roles.producer.KafkaBrokers, false)
 	if err != nil {
 		return err
 	}
-	tr, err := admin.Transport("ffc-demo-admin")
-	if err != nil {
-		return err
-	}
-	defer tr.CloseIdleConnections()
-	cl := &kafka.Client{Addr: kafka.TCP(r.roles.producer.KafkaBrokers...), Timeout: 30 * time.Second, Transport: tr}
+	defer done()
 	names := security.Names{TopicPrefix: "demo-" + r.id + ".", DeadLetter: r.dead, GroupPrefix: r.group, CentersPrefix: "centers."}
 	if err := security.ProvisionKafkaACLs(ctx, cl, names); err != nil {
 		return fmt.Errorf("demo: --secure: %w", err)

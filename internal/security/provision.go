@@ -7,6 +7,7 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -95,4 +96,19 @@ func scramUpsertion(user, password string) (kafka.UserScramCredentialsUpsertion,
 	}
 	return kafka.UserScramCredentialsUpsertion{Name: user, Mechanism: kafka.ScramMechanismSha512,
 		Iterations: scramIterations, Salt: salt, SaltedPassword: salted}, nil
+}
+
+// AdminClient is a Kafka client of brokers authenticated as admin with
+// m's credentials (and, with mtls, admin's certificate); done releases
+// its connections.
+func (m Material) AdminClient(brokers []string, mtls bool) (cl *kafka.Client, done func(), err error) {
+	sec, err := m.KafkaClient(RoleAdmin, mtls)
+	if err != nil {
+		return nil, nil, err
+	}
+	tr, err := sec.Transport("ffc-admin")
+	if err != nil {
+		return nil, nil, err
+	}
+	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second, Transport: tr}, tr.CloseIdleConnections, nil
 }

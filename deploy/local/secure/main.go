@@ -20,8 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/ffc-stream/ffc/internal/security"
 )
 
@@ -84,18 +82,13 @@ func provisionKafka(m security.Material, brokers string, mtls bool) error {
 	if brokers == "" {
 		return fmt.Errorf("kafka: --brokers is required")
 	}
-	sec, err := m.KafkaClient(security.RoleAdmin, mtls)
+	cl, done, err := m.AdminClient(strings.Split(brokers, ","), mtls)
 	if err != nil {
 		return err
 	}
-	tr, err := sec.Transport("ffc-secure-provision")
-	if err != nil {
-		return err
-	}
-	defer tr.CloseIdleConnections()
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cl := &kafka.Client{Addr: kafka.TCP(strings.Split(brokers, ",")...), Timeout: 30 * time.Second, Transport: tr}
 	return security.ProvisionKafka(ctx, cl, m, security.DefaultNames())
 }
 
