@@ -440,11 +440,12 @@ func (t *Trainer) checkpoint(ctx context.Context, g *generation) error {
 		}
 		t.ckptFailing = false
 		t.health.Set(CondStorage, true, "")
-		t.metrics.ckptAge.SetToCurrentTime()
+		t.metrics.ckptTime.SetToCurrentTime()
 		t.mu.Lock()
 		t.stats.Checkpoints++
 		t.mu.Unlock()
 	}
+	t.lastDurable.Store(time.Now().UnixNano())
 	g.lastCkpt, g.sinceCkpt = time.Now(), 0
 	t.durable, t.durableStep = t.offsets.clone(), step
 	t.commitDurable(g)

@@ -15,6 +15,8 @@ type message struct {
 	partition int
 	offset    int64
 	value     []byte
+	// hwm is the partition's high watermark when it was fetched.
+	hwm int64
 	// id is the sample's ID once decoded; skip marks a message consumed
 	// without a row (rejected, a control record, a removed ID's sample).
 	id   uint64
@@ -114,6 +116,7 @@ func (t *Trainer) startGeneration(ctx context.Context, kgen *kafka.Generation) *
 		case <-g.finished:
 		}
 	})
+	parts := map[partKey]int64{}
 	for topic, assigned := range kgen.Assignments {
 		out := g.byID
 		switch topic {
@@ -127,6 +130,7 @@ func (t *Trainer) startGeneration(ctx context.Context, kgen *kafka.Generation) *
 			if o, ok := t.offsets[topic][a.ID]; ok {
 				start = o // the checkpoint (or this run) is ahead of the group's commit
 			}
+			parts[partKey{topic, a.ID}] = start
 			g.wg.Add(1)
 			go func(topic string, partition int, start int64) {
 				defer g.wg.Done()
@@ -134,6 +138,8 @@ func (t *Trainer) startGeneration(ctx context.Context, kgen *kafka.Generation) *
 			}(topic, a.ID, start)
 		}
 	}
+	t.lag.assign(parts)
+	t.startLag(g)
 	return g
 }
 
@@ -217,7 +223,7 @@ func (t *Trainer) read(ctx context.Context, topic string, partition int, start i
 			t.fetchState(topic, partition, nil)
 		}
 		select {
-		case out <- message{topic: topic, partition: partition, offset: m.Offset, value: m.Value}:
+		case out <- message{topic: topic, partition: partition, offset: m.Offset, value: m.Value, hwm: m.HighWaterMark}:
 		case <-ctx.Done():
 			return
 		}

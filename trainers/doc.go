@@ -40,6 +40,7 @@
 //	checkpoint.go  CheckpointStore (object storage) and the checkpoint that
 //	               precedes every offset commit
 //	metrics.go     the Prometheus series (ffc_trainer_*)
+//	lag.go         the consumer lag per assigned partition
 //
 // It computes only through kernels and keeps class centers only through
 // centers; it must not import producers.

@@ -1,6 +1,11 @@
 package trainers
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	steps       prometheus.Counter
@@ -11,8 +16,11 @@ type metrics struct {
 	evictions   prometheus.Counter
 	published   prometheus.Counter
 	deadLetters *prometheus.CounterVec
-	ckptAge     prometheus.Gauge
+	ckptTime    prometheus.Gauge
+	ckptAge     prometheus.GaugeFunc
 	skipped     prometheus.Counter
+	// consumerLag: per assigned partition (lagTracker).
+	consumerLag *prometheus.GaugeVec
 
 	// Faults survived.
 	deadLetterFailures  prometheus.Counter
@@ -30,7 +38,11 @@ type metrics struct {
 	freshness prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics registers the trainer's series on reg. lastDurable is when
+// the last durable checkpoint was written or restored (Unix nanoseconds;
+// the start of the run before there is one): ffc_trainer_checkpoint_age_seconds
+// is read from it at each scrape.
+func newMetrics(reg prometheus.Registerer, lastDurable *atomic.Int64) (*metrics, error) {
 	m := &metrics{
 		steps:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_steps_total", Help: "Training steps taken."}),
 		samples:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ffc_trainer_samples_total", Help: "Messages consumed into steps, by topic."}, []string{"topic"}),
@@ -40,8 +52,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		evictions:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_pool_evictions_total", Help: "Labels evicted from the pool."}),
 		published:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_centers_published_total", Help: "Center updates published on NATS."}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ffc_trainer_dead_letters_total", Help: "Messages rejected and dead-lettered, by reason."}, []string{"reason"}),
-		ckptAge:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "ffc_trainer_checkpoint_unix_seconds", Help: "Time of the last durable checkpoint."}),
-		skipped:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_steps_skipped_total", Help: "Steps abandoned for a non-finite loss or gradient."}),
+		ckptTime:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "ffc_trainer_checkpoint_unix_seconds", Help: "Time of the last durable checkpoint."}),
+		ckptAge: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ffc_trainer_checkpoint_age_seconds",
+			Help: "Seconds since the last durable checkpoint was written or restored (since the run started when there is none yet; with consume-only, since its offsets were last checkpointed)."},
+			func() float64 { return time.Since(time.Unix(0, lastDurable.Load())).Seconds() }),
+		consumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ffc_trainer_consumer_lag",
+			Help: "Messages of an assigned partition not yet trained on: its high watermark minus the trainer's next offset to consume " +
+				"(the first message not in a completed step; it runs ahead of the group's committed offset, which waits for a checkpoint). " +
+				"High watermarks come with each step's messages and are listed every 5 s; partitions are dropped when a rebalance takes them away."},
+			[]string{"topic", "partition"}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_steps_skipped_total", Help: "Steps abandoned for a non-finite loss or gradient."}),
 
 		deadLetterFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_trainer_dead_letter_failures_total",
 			Help: "Rejected messages whose dead-letter write failed after its retries: skipped, logged with their offset."}),
@@ -67,7 +87,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "New ID announced (its marker's time) → its center committed on NATS.",
 			Buckets: []float64{0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300}}),
 	}
-	for _, c := range []prometheus.Collector{m.steps, m.samples, m.stepSeconds, m.loss, m.poolLen, m.evictions, m.published, m.deadLetters, m.ckptAge, m.skipped,
+	for _, c := range []prometheus.Collector{m.steps, m.samples, m.stepSeconds, m.loss, m.poolLen, m.evictions, m.published, m.deadLetters, m.ckptTime, m.ckptAge, m.skipped, m.consumerLag,
 		m.deadLetterFailures, m.deadLetterTruncated, m.ckptFailures, m.pruneFailures, m.fetchErrors, m.health, m.partitions,
 		m.fresh, m.removed, m.forgotten, m.freshness} {
 		if err := reg.Register(c); err != nil {

@@ -85,8 +85,10 @@ func (t *Trainer) publish(ctx context.Context, st engine.StepStats, took time.Du
 	return nil
 }
 
-// advance marks the messages of a completed step consumed.
+// advance marks the messages of a completed step consumed and updates
+// the lag of their partitions.
 func (t *Trainer) advance(msgs []message) {
+	hwm := map[partKey]int64{}
 	for _, m := range msgs {
 		if t.offsets[m.topic] == nil {
 			t.offsets[m.topic] = map[int]int64{}
@@ -94,5 +96,10 @@ func (t *Trainer) advance(msgs []message) {
 		if m.offset+1 > t.offsets[m.topic][m.partition] {
 			t.offsets[m.topic][m.partition] = m.offset + 1
 		}
+		k := partKey{m.topic, m.partition}
+		hwm[k] = max(hwm[k], m.hwm)
+	}
+	for k, h := range hwm {
+		t.lag.consumed(k, t.offsets[k.topic][k.partition], h)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -92,6 +93,11 @@ type Trainer struct {
 	health *stage.Health
 	// fetchFailing counts the partition readers whose fetches fail (mu).
 	fetchFailing int
+	// lag feeds ffc_trainer_consumer_lag; lastDurable is when the last
+	// durable checkpoint was written or restored (Unix nanoseconds; the
+	// start of the run before there is one).
+	lag         *lagTracker
+	lastDurable *atomic.Int64
 }
 
 // New validates cfg; it connects to nothing until Run.
@@ -100,7 +106,9 @@ func New(cfg Config) (*Trainer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Registry)
+	lastDurable := new(atomic.Int64)
+	lastDurable.Store(time.Now().UnixNano())
+	m, err := newMetrics(cfg.Registry, lastDurable)
 	if err != nil {
 		return nil, fmt.Errorf("trainer: metrics: %w", err)
 	}
@@ -114,6 +122,7 @@ func New(cfg Config) (*Trainer, error) {
 			BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireAll, WriteTimeout: cfg.KafkaTimeout, ReadTimeout: cfg.KafkaTimeout,
 			MaxAttempts: 1, BatchBytes: int64(max(cfg.DeadLetterMaxBytes, 1<<20))}, // deadLetter retries
 		offsets: Offsets{}, removed: map[uint64]int64{}, provisioned: map[uint64]bool{},
+		lag: newLagTracker(m.consumerLag), lastDurable: lastDurable,
 		health: &stage.Health{Log: cfg.Log, OnChange: func(name string, ok bool) {
 			v := 0.0
 			if ok {
@@ -216,6 +225,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 // restored checkpoint.
 func (t *Trainer) start(ctx context.Context) error {
 	var man *checkpointManifest
+	t.lastDurable.Store(time.Now().UnixNano())
 	t.health.Set(CondStarted, false, "restoring the checkpoint and joining the group")
 	if !t.cfg.ConsumeOnly {
 		if err := t.ensureBucket(ctx); err != nil {
@@ -287,6 +297,9 @@ func (t *Trainer) restore(ctx context.Context, man *checkpointManifest) error {
 		return fmt.Errorf("trainer: restore checkpoint at step %d: %w", man.GetStep(), err)
 	}
 	t.offsets = off
+	if at := man.GetCreatedUnixNano(); at > 0 {
+		t.lastDurable.Store(at)
+	}
 	// The group may lag the checkpoint (a commit lost before a crash):
 	// commit its offsets once the input stalls, or with the next one.
 	t.durable, t.durableStep, t.commitPending = off.clone(), int(man.GetStep()), true
