@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ffc-stream/ffc/centers/broadcast"
+	"github.com/ffc-stream/ffc/internal/dashboard"
 	"github.com/ffc-stream/ffc/internal/metricsrv"
 	"github.com/ffc-stream/ffc/internal/stage"
 	"github.com/ffc-stream/ffc/schemas"
@@ -52,7 +53,7 @@ func (s *streamFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.topicDead, "topic-deadletter", schemas.TopicDeadLetter, "streaming: topic for rejected messages")
 	fs.StringVar(&s.topicFresh, "topic-fresh", schemas.TopicFresh, "streaming: topic of the fresh lane (pairs of newly announced IDs, drained first, and removals)")
 	fs.StringVar(&s.signingKey, "centers-signing-key", "", "streaming: the trainer's ed25519 private key (PEM file; ffc centers keygen): every center update and step commit is signed with it (env FFC_CENTERS_SIGNING_KEY; empty: unsigned)")
-	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "streaming: serve Prometheus metrics on http://<addr>/metrics (empty: not served)")
+	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "streaming: serve Prometheus metrics on http://<addr>/metrics and the live dashboard on http://<addr>/ (empty: not served)")
 	fs.IntVar(&s.maxSteps, "max-steps", 0, "streaming: stop after this many steps in this run (0: until Ctrl-C)")
 	fs.DurationVar(&s.statsInterval, "stats-interval", 10*time.Second, "streaming: a progress line this often (0: never)")
 	for _, name := range []string{"bucket", "model", "group", "topic-byid", "topic-instance", "topic-deadletter", "topic-fresh", "centers-signing-key", "metrics-addr", "max-steps", "stats-interval"} {
@@ -140,17 +141,34 @@ func isReady(s stage.Stage) bool {
 }
 
 // startMetrics adds the metrics server stage when addr is set: /metrics
-// serves reg, /readyz the health conditions.
+// serves reg, /readyz the health conditions, / the live dashboard.
 func startMetrics(ctx context.Context, g *stage.Group, addr string, reg *prometheus.Registry, a *app, health ...*stage.Health) error {
 	if addr == "" {
 		return nil
 	}
-	srv, err := metricsrv.New(metricsrv.Options{Addr: addr, Gatherer: reg, Health: health, Log: a.log})
+	_, err := serveMetrics(ctx, g, addr, reg, a, health...)
+	return err
+}
+
+// serveMetrics adds the dashboard's sampler and the metrics server as
+// stages of g, waits until both are ready and returns the dashboard's URL.
+func serveMetrics(ctx context.Context, g *stage.Group, addr string, reg *prometheus.Registry, a *app, health ...*stage.Health) (string, error) {
+	d, err := dashboard.New(dashboard.Options{Gatherer: reg, Log: a.log})
 	if err != nil {
-		return err
+		return "", err
 	}
+	srv, err := metricsrv.New(metricsrv.Options{Addr: addr, Gatherer: reg, Health: health, Handler: d, Log: a.log})
+	if err != nil {
+		return "", err
+	}
+	g.Go("dashboard", d)
 	g.Go("metrics", srv)
-	return g.WaitReady(ctx, "metrics")
+	if err := g.WaitReady(ctx, "dashboard", "metrics"); err != nil {
+		return "", err
+	}
+	url := "http://" + srv.Addr() + "/"
+	a.log.Info("serving the dashboard", "url", url)
+	return url, nil
 }
 
 // followStage calls report every interval (0: never) until ctx ends, the

@@ -1,7 +1,8 @@
 // Package metricsrv owns the Prometheus endpoint of the commands: one HTTP
-// server with /metrics, as a stage (internal/stage). The producer, the
-// trainer and the demo register their series on a registry; this serves
-// it.
+// server with /metrics and /readyz (and, when given, one more handler for
+// every other path: the dashboard), as a stage (internal/stage). The
+// producer, the trainer and the demo register their series on a registry;
+// this serves it.
 //
 // It imports nothing of the pipeline.
 package metricsrv
@@ -35,7 +36,10 @@ type Options struct {
 	// Health, when set, is served on /readyz as JSON: status 200 while
 	// every condition holds, 503 otherwise.
 	Health []*stage.Health
-	Log    *slog.Logger
+	// Handler, when set, serves every other path (the live dashboard,
+	// internal/dashboard, on /).
+	Handler http.Handler
+	Log     *slog.Logger
 }
 
 // Server serves /metrics while Run runs.
@@ -86,6 +90,9 @@ func (s *Server) Run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/readyz", s.readyz)
+	if s.opts.Handler != nil {
+		mux.Handle("/", s.opts.Handler)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

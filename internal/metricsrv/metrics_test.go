@@ -108,3 +108,35 @@ func TestReadyz(t *testing.T) {
 		t.Errorf("recovered: %d %v", code, ready)
 	}
 }
+
+// TestExtraHandler: Options.Handler serves the other paths; /metrics and
+// /readyz stay the server's own.
+func TestExtraHandler(t *testing.T) {
+	extra := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "extra "+r.URL.Path)
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "ffc_test_total", Help: "A test counter."}))
+	s, err := New(Options{Addr: "127.0.0.1:0", Gatherer: reg, Handler: extra})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	defer func() { s.Close(); <-done }()
+	if err := stage.WaitReady(context.Background(), "metrics", s, done); err != nil {
+		t.Fatal(err)
+	}
+	cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for path, want := range map[string]string{"/": "extra /", "/dashboard/x": "extra /dashboard/x", "/readyz": `"ready":true`, "/metrics": "ffc_test_total 0"} {
+		res, err := cl.Get("http://" + s.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s: %q, want %q", path, b, want)
+		}
+	}
+}
