@@ -9,6 +9,10 @@ BIN := bin/ffc
 # it can), and says what it chose.
 TAGS_CMD := deploy/local/blas.sh --install
 TEST_TIMEOUT ?= 45m
+# `ffc version` reports these (cmd/ffc/version.go).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 ARGS ?=
 # CUDA backend (kernels/cuda, build tag cuda): the kernels are compiled to
 # PTX for each architecture and committed, so a GPU machine without nvcc
@@ -25,8 +29,8 @@ CUDA_BIN := bin/ffc-cuda
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-build: ## build bin/ffc
-	@tags=$$($(TAGS_CMD)); $(GO) build $${tags:+-tags $$tags} -o $(BIN) ./cmd/ffc
+build: ## build bin/ffc (version and commit from git, through -ldflags)
+	@tags=$$($(TAGS_CMD)); $(GO) build $${tags:+-tags $$tags} -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ffc
 
 demo: build ## run the main job on the embedded default (pass flags with ARGS="...")
 	$(BIN) demo $(ARGS)
@@ -77,7 +81,7 @@ emu-hash: ## record kernels.cu's hash for the CPU emulator (so Go rebuilds it wh
 cuda: ## build bin/ffc-cuda with the CUDA backend (-tags cuda; runs only where there is a GPU)
 	@if command -v $(NVCC) >/dev/null 2>&1; then $(MAKE) --no-print-directory ptx; \
 	  else echo "cuda: no $(NVCC): building with the committed PTX in kernels/cuda/ptx"; fi
-	@tags=$$($(TAGS_CMD)); $(GO) build -tags "cuda$${tags:+ $$tags}" -o $(CUDA_BIN) ./cmd/ffc
+	@tags=$$($(TAGS_CMD)); $(GO) build -tags "cuda$${tags:+ $$tags}" -ldflags "$(LDFLAGS)" -o $(CUDA_BIN) ./cmd/ffc
 	@echo "cuda: built $(CUDA_BIN) (it exits at start on a machine without a GPU)"
 
 cuda-check: ## CUDA build without a GPU: committed PTX current, vet, build, test binaries compile (nothing runs)

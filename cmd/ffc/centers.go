@@ -13,6 +13,7 @@ import (
 
 	"github.com/ffc-stream/ffc/centers/broadcast"
 	"github.com/ffc-stream/ffc/internal/stage"
+	"github.com/ffc-stream/ffc/trainers/settings"
 )
 
 type centersFlags struct {
@@ -43,7 +44,7 @@ then live) and use it.`,
 	pf.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:14222", "NATS server URL (env FFC_NATS_URL)")
 	f.nats.addFlags(pf)
 	pf.StringVar(&f.model, "model", "glyphs", "model name")
-	pf.IntVar(&f.dim, "dim", 128, "center dimension of the model")
+	pf.IntVar(&f.dim, "dim", settings.DefaultDim, "center dimension of the model (the trainer's --dim)")
 	pf.DurationVar(&f.timeout, "timeout", 30*time.Second, "give up bootstrapping after this long")
 	pf.StringVar(&f.publicKey, "centers-public-key", "", "the trainer's ed25519 public key (PEM file; ffc centers keygen): every center update and step commit not signed by it is rejected and counted (env FFC_CENTERS_PUBLIC_KEY; empty: nothing is verified, and a warning says so)")
 	cmd.AddCommand(newCentersKeygenCmd(a),

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/ffc-stream/ffc/internal/security"
@@ -24,7 +25,9 @@ type demoFlags struct {
 	checkOnly bool
 	timeout   time.Duration
 	json      bool
-	pipe      pipelineOptions
+	// metricsAddr serves /metrics and the live dashboard (empty: off).
+	metricsAddr string
+	pipe        pipelineOptions
 	// removeMaterial removes a temporary --secure material folder.
 	removeMaterial func()
 }
@@ -51,8 +54,8 @@ service with the clients the pipeline uses, and then runs the pipeline:
      and the freshness of the new IDs; with --json, as one JSON document on
      stdout (progress goes to stderr).
 
---duration bounds the training (default 4 minutes, about five in all on a
-2-core machine), or --steps does in trainer steps (the same work on a busy
+--duration bounds the training (default 2 minutes, under three in all on an
+idle 2-core machine), or --steps does in trainer steps (the same work on a busy
 machine as on an idle one); --follow keeps it running until Ctrl-C, which shuts down
 cleanly (the producer first, then the trainer's final checkpoint and offset
 commit, then the subscriber). --check-only stops after the service checks.
@@ -71,14 +74,16 @@ func newDemoCmd(a *app) *cobra.Command {
 	fs := cmd.Flags()
 	f.ends.addFlags(fs)
 	settings.AddFlags(fs, settings.Demo, &f.pipe.set)
-	fs.StringVar(&f.pipe.dataDir, "data-dir", ".ffc-demo", "folder for the demo's data set (and font cache), reused by the next run")
+	fs.StringVar(&f.pipe.dataDir, "data-dir", dataSetsDir, "folder for the demo's data set (and font cache), reused by the next run")
 	fs.StringVar(&f.stackDir, "stack-dir", "", "folder for the embedded servers' data (default: in memory, fresh each run)")
 	fs.BoolVar(&f.secure, "secure", false, "run the embedded stack in secure mode: TLS everywhere, SASL/SCRAM and ACLs on Kafka, nkey users with subject permissions on NATS, and each part of the pipeline with its own role's credentials (see README, Security)")
 	fs.StringVar(&f.secureDir, "secure-dir", "", "with --secure: folder for the CA, certificates and secrets (kept; default: a temporary folder removed at exit)")
 	fs.BoolVar(&f.checkOnly, "check-only", false, "only start (or reach) the services and check them")
 	fs.BoolVar(&f.json, "json", false, "write the summary (or, with --check-only, the checks) as JSON on stdout; progress goes to stderr")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:0", "serve the live dashboard on http://<addr>/ and Prometheus metrics on /metrics while the pipeline runs (port 0: a free one, printed at start; empty: not served)")
+	fs.BoolVar(&f.pipe.keep, "keep", false, "keep the run's bucket, topics, trainer group and centers stream (deleted at the end by default)")
 	fs.BoolVar(&f.pipe.follow, "follow", false, "keep the pipeline running until Ctrl-C instead of stopping after --duration")
-	fs.DurationVar(&f.pipe.duration, "duration", 4*time.Minute, "how long to train before the summary")
+	fs.DurationVar(&f.pipe.duration, "duration", 2*time.Minute, "how long to train before the summary")
 	fs.IntVar(&f.pipe.steps, "steps", 0, "train this many steps before the summary instead of --duration (--new-at is then a fraction of them)")
 	fs.IntVar(&f.pipe.newIDs, "new-ids", 20, "classes held back and streamed in part-way")
 	fs.IntVar(&f.pipe.removeIDs, "remove-ids", 2, "once every new ID has its center, remove this many of them as 'ffc ids remove' does (objects, pool, tombstone on NATS)")
@@ -103,18 +108,18 @@ type checkResult struct {
 }
 
 func runDemo(ctx context.Context, a *app, f *demoFlags) (err error) {
-	if err := f.pipe.dev.check(); err != nil {
+	if err := f.validate(); err != nil {
 		return err
-	}
-	// Validated now; derived again once the data set's classes are known.
-	if _, err = f.pipe.set.Derive(settings.Demo, 0); err != nil {
-		return fmt.Errorf("demo: %w", err)
 	}
 	out := a.stdout
 	if f.json {
 		out = a.stderr
 	}
-	g := stage.NewGroup(ctx, a.log)
+	f.intro(out)
+	// Ctrl-C (the end of ctx) stops the stages in order, the embedded
+	// servers last, so the trainer's final checkpoint still reaches them:
+	// the stages do not run under ctx.
+	g := stage.NewGroup(context.WithoutCancel(ctx), a.log)
 	defer func() { err = errors.Join(err, g.Close()) }()
 	if err := f.ends.resolve(); err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -129,6 +134,9 @@ func runDemo(ctx context.Context, a *app, f *demoFlags) (err error) {
 	if roles.material != nil {
 		defer f.removeMaterial()
 	}
+	if err := startDashboard(ctx, g, a, f, out); err != nil {
+		return err
+	}
 	var checks []checkResult
 	if roles.material == nil {
 		checks, err = checkServices(ctx, roles.trainer, f.timeout, out)
@@ -140,9 +148,6 @@ func runDemo(ctx context.Context, a *app, f *demoFlags) (err error) {
 			err = errors.Join(err, writeJSONTo(a.stdout, map[string]any{"checks": checks}))
 		}
 		return err
-	}
-	if f.pipe.follow && f.pipe.steps > 0 {
-		return errors.New("demo: --follow runs until Ctrl-C, --steps stops after that many steps: give one of them")
 	}
 	if f.pipe.follow {
 		fmt.Fprintln(out, "demo: --follow: running until Ctrl-C")
@@ -228,4 +233,19 @@ func checkServices(ctx context.Context, ends endpoints, timeout time.Duration, o
 	}
 	fmt.Fprintf(out, "demo: all checks passed in %s\n", time.Since(start).Round(time.Millisecond))
 	return res, nil
+}
+
+// startDashboard serves the pipeline's metrics and the live dashboard on
+// --metrics-addr (not with --check-only) and prints the page's address.
+func startDashboard(ctx context.Context, g *stage.Group, a *app, f *demoFlags, out io.Writer) error {
+	if f.metricsAddr == "" || f.checkOnly {
+		return nil
+	}
+	f.pipe.reg = prometheus.NewRegistry()
+	url, err := serveMetrics(ctx, g, f.metricsAddr, f.pipe.reg, a)
+	if err != nil {
+		return fmt.Errorf("demo: --metrics-addr: %w", err)
+	}
+	fmt.Fprintf(out, "demo: live dashboard on %s (Prometheus metrics on %smetrics)\n", url, url)
+	return nil
 }

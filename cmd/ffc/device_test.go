@@ -163,10 +163,15 @@ func TestOfflineTrainThenEval(t *testing.T) {
 	if s := readSummary(t, dir); s.Settings.Pool != set.Pool || s.Train.Steps != 3 {
 		t.Errorf("summary.json %+v", s)
 	}
-	out := t.TempDir()
-	if _, _, err := run(t, nil, "eval", "--data", data, "--checkpoint", dir, "--out", out, "--impostor-pairs", "1000", "--log-level", "warn"); err != nil {
+	out := filepath.Join(t.TempDir(), "new", "eval") // eval creates it
+	_, _, err = run(t, nil, "eval", "--data", data, "--checkpoint", dir, "--out", out, "--impostor-pairs", "1000", "--log-level", "warn")
+	if err != nil {
 		t.Fatalf("eval: %v", err)
 	}
+	if _, err := os.Stat(filepath.Join(out, "roc.png")); err != nil {
+		t.Errorf("roc.png: %v", err)
+	}
+
 	var ev engine.EvalResult
 	b, err := os.ReadFile(filepath.Join(out, "eval.json"))
 	if err == nil {
@@ -184,4 +189,24 @@ func writeConfig(t *testing.T, body string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestUntrainedBaseline: --steps 0 writes the untrained network's
+// checkpoint, which eval reads: the baseline of a training run.
+func TestUntrainedBaseline(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "synth")
+	if _, _, err := run(t, nil, "data", "synth", "--ids", "40", "--sample", "40", "--min", "3", "--max", "6", "--out", data); err != nil {
+		t.Fatalf("data synth: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	if _, _, err := run(t, nil, "train", "--offline", "--data", data, "--backbone", "mlp", "--hidden", "32", "--dim", "16", "--batch", "4",
+		"--steps", "0", "--impostor-pairs", "1000", "--out", dir, "--log-level", "warn"); err != nil {
+		t.Fatalf("train --steps 0: %v", err)
+	}
+	if s := readSummary(t, dir); s.Train.Steps != 0 || s.Eval == nil || s.Eval.Top1Queries == 0 {
+		t.Errorf("summary.json %+v: want 0 steps and an evaluation", s)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "probe.params")); err != nil {
+		t.Errorf("untrained checkpoint: %v", err)
+	}
 }

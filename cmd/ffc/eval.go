@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -79,6 +80,9 @@ func runEval(cmd *cobra.Command, a *app, f *evalFlags) error {
 	if out == "" {
 		out = f.checkpoint
 	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("eval: --out: %w", err)
+	}
 	ev, err := evaluate(cmd, a, e, ds, f.impostors, f.seed, out)
 	if err != nil {
 		return err
@@ -88,7 +92,7 @@ func runEval(cmd *cobra.Command, a *app, f *evalFlags) error {
 
 // evaluate runs the evaluation, prints it and draws roc.png into dir.
 func evaluate(cmd *cobra.Command, a *app, e *engine.Engine, ds *dataset.Reader, impostors int, seed uint64, dir string) (engine.EvalResult, error) {
-	ev, err := engine.Evaluate(cmd.Context(), e, ds, engine.EvalOptions{ImpostorPairs: impostors, Seed: seed})
+	ev, err := engine.Evaluate(cmd.Context(), e, ds, engine.EvalOptions{ImpostorPairs: impostors, Seed: seed, Progress: dataProgress(a.stderr)})
 	if err != nil {
 		return ev, err
 	}

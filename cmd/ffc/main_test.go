@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ffc-stream/ffc/internal/testutil"
+	"github.com/ffc-stream/ffc/kernels/cpu"
 	"github.com/ffc-stream/ffc/trainers/settings"
 )
 
@@ -65,13 +67,39 @@ func run(t *testing.T, env map[string]string, args ...string) (string, string, e
 	return out.String(), errb.String(), err
 }
 
+// TestVersion: the version and commit stamped with -ldflags as 'make
+// build' does, in a binary built here; in-process (nothing stamped) it
+// says so instead of "(devel)".
 func TestVersion(t *testing.T) {
-	out, _, err := run(t, nil, "version")
+	out, _, err := run(t, nil, "version", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(out, "ffc ") || !strings.Contains(out, "go1.") {
-		t.Errorf("version printed %q", out)
+	var v buildVersion
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("version --json: %v: %q", err, out)
+	}
+	if !strings.HasPrefix(v.Version, "devel (") || !strings.HasPrefix(v.Go, "go1.") {
+		t.Errorf("in-process version %+v", v)
+	}
+	bin := filepath.Join(t.TempDir(), "ffc")
+	args := []string{"build", "-ldflags", "-X main.version=v9.8.7-3-gabc -X main.revision=0123abc", "-o", bin}
+	if be, err := cpu.New(cpu.Options{}); err == nil && be.Name() == "cpu-go" {
+		args = append(args, "-tags", "noopenblas") // as this test binary was built
+	}
+	build := exec.Command("go", append(args, ".")...)
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	b, err := exec.Command(bin, "version", "--json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("version --json: %v: %q", err, b)
+	}
+	if v.Version != "v9.8.7-3-gabc" || v.Revision != "0123abc" {
+		t.Errorf("stamped binary reports %+v", v)
 	}
 }
 
@@ -251,7 +279,43 @@ func testDemoPipeline(t *testing.T, data string, extra []string) {
 	if s.Top1 <= 0.01 {
 		t.Errorf("top-1 %.1f%%: the pipeline did not learn", 100*s.Top1)
 	}
+	if b := s.Baselines; b.IDs == 0 || b.Pixels <= 1/float64(b.IDs) || b.Trained < 0 || b.Trained > 1 || b.Untrained < 0 || b.Untrained > 1 {
+		t.Errorf("baselines %+v: want the IDs counted, fractions, raw pixels above chance", b)
+	}
+	if extra != nil {
+		assertDemoCleaned(t, s, extra)
+	}
 	if s.Settings.Pool < 3*s.Settings.Batch || s.Settings.MaxLead != settings.DefaultMaxLead(s.Settings.Batch, s.Settings.CheckpointEvery) || s.Steps != 40 {
 		t.Errorf("summary %+v: want the derived pool and lead, and 40 steps", s)
+	}
+}
+
+// TestErrorsPrefixedOnce: a command's error names the command once, not
+// once per layer ("train: train: ...").
+func TestErrorsPrefixedOnce(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "none")
+	for _, args := range [][]string{
+		{"train", "--offline", "--data", missing},
+		{"train", "--offline", "--data", missing, "--steps", "-1"},
+		{"eval", "--data", missing},
+		{"demo", "--backbone", "resnet"},
+		{"demo", "--new-at", "2"},
+		{"data", "upload", "--dir", missing},
+		{"ids", "add", "--id", "7", missing},
+		{"centers", "get", "not-an-id"},
+		{"export", "--format", "onnx", "--checkpoint", missing, "--out", filepath.Join(missing, "m.onnx")},
+		{"embed", "--checkpoint", missing, missing},
+	} {
+		_, _, err := run(t, nil, args...)
+		if err == nil {
+			t.Errorf("%v: no error", args)
+			continue
+		}
+		parts := strings.Split(err.Error(), ": ")
+		for i := 1; i < len(parts); i++ {
+			if parts[i] == parts[i-1] {
+				t.Errorf("%v: %q says %q twice", args, err, parts[i])
+			}
+		}
 	}
 }

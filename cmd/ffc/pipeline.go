@@ -41,6 +41,11 @@ type pipelineOptions struct {
 	notifyTopic, notifyARN string
 	// removeIDs: new IDs removed once every new ID has its center.
 	removeIDs int
+	// keep: leave the run's bucket, topics, group and stream in place.
+	keep bool
+	// reg receives the producer's and the trainer's metrics (served on
+	// --metrics-addr with the dashboard); nil: a registry of the run's own.
+	reg *prometheus.Registry
 }
 
 // demoRun names what one demo run owns: every run has its own bucket,
@@ -60,8 +65,9 @@ type demoRun struct {
 	prod                    *producers.Producer
 	rep                     *broadcast.Replica
 	tr                      *trainers.Trainer
-	fresh                   *idTimer // new IDs: announcement → center
-	removed                 *idTimer // removed IDs: removal → gone
+	be                      kernels.Backend // the trainer's; the summary's baselines use it too
+	fresh                   *idTimer        // new IDs: announcement → center
+	removed                 *idTimer        // removed IDs: removal → gone
 	start                   time.Time
 }
 
@@ -111,13 +117,19 @@ func runPipeline(ctx context.Context, g *stage.Group, a *app, out io.Writer, rol
 	// The producer first, then the trainer (final checkpoint and commit),
 	// then the subscriber, once it has applied the trainer's last step.
 	serr := g.StopStages("producer", "trainer")
+	// After Ctrl-C too: the summary of what ran.
+	sctx := context.WithoutCancel(ctx)
 	if err == nil && serr == nil {
-		r.settle(ctx)
+		r.settle(sctx)
 	}
 	if serr := errors.Join(serr, g.StopStages("replica")); serr != nil || err != nil {
 		return nil, errors.Join(err, serr)
 	}
-	return r.summary(ctx)
+	sum, err = r.summary(sctx)
+	if err == nil {
+		r.cleanup(sctx, cl)
+	}
+	return sum, err
 }
 
 // upload puts the train-split images of the classes held back (back) or
@@ -142,7 +154,11 @@ func (r *demoRun) upload(ctx context.Context, back bool) error {
 // before the trainer joins the group) and the trainer.
 func (r *demoRun) startStages(ctx context.Context, g *stage.Group, a *app, cl *demoClients, be kernels.Backend) error {
 	s := r.o.set
-	r.mc = cl.uploader
+	r.mc, r.be = cl.uploader, be
+	reg := r.o.reg
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	ktls, ksasl, err := r.roles.producer.Kafka.sec.Client()
 	if err != nil {
 		return err
@@ -163,12 +179,12 @@ func (r *demoRun) startStages(ctx context.Context, g *stage.Group, a *app, cl *d
 	if r.prod, err = producers.New(producers.Config{Brokers: r.ends.KafkaBrokers, KafkaTLS: ktls, KafkaSASL: ksasl, S3: cl.producer, Bucket: r.bucket, MaxLead: s.MaxLead,
 		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, TopicFresh: r.freshT, TrainerGroup: r.group,
 		NotifyTopic: r.o.notifyTopic, NotifyARN: r.o.notifyARN,
-		KafkaTimeout: r.ends.KafkaTimeout, ConnectTimeout: r.ends.ConnectTimeout, Log: a.log, Seed: 1}); err != nil {
+		KafkaTimeout: r.ends.KafkaTimeout, ConnectTimeout: r.ends.ConnectTimeout, Log: a.log, Seed: 1, Registry: reg}); err != nil {
 		return err
 	}
 	if r.tr, err = trainers.New(trainers.Config{SigningKey: priv, Brokers: r.ends.KafkaBrokers, KafkaTLS: ttls, KafkaSASL: tsasl, Model: r.model, Settings: s, Backend: be, S3: cl.trainer.mc, Bucket: r.bucket, JS: cl.trainer.js,
 		TopicByID: r.byID, TopicInstance: r.inst, TopicDeadLetter: r.dead, TopicFresh: r.freshT, Group: r.group, MaxSteps: r.o.steps, KafkaTimeout: r.ends.KafkaTimeout, ConnectTimeout: r.ends.ConnectTimeout,
-		Log: a.log.With("component", "trainer"), Registry: prometheus.NewRegistry()}); err != nil {
+		Log: a.log.With("component", "trainer"), Registry: reg}); err != nil {
 		return err
 	}
 	g.Go("replica", r.rep)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ffc-stream/ffc/centers/broadcast"
-	"github.com/ffc-stream/ffc/internal/dataset"
 	"github.com/ffc-stream/ffc/trainers/engine"
 	"github.com/ffc-stream/ffc/trainers/settings"
 )
@@ -24,26 +23,32 @@ type demoSummary struct {
 	Settings settings.Settings `json:"settings"`
 	Checks   []checkResult     `json:"checks"`
 
-	TrainingSeconds  float64          `json:"training_seconds"`
-	Steps            int              `json:"steps"`
-	Skipped          int              `json:"skipped_steps"`
-	Checkpoints      int              `json:"checkpoints"`
-	SamplesPerSecond float64          `json:"samples_per_second"`
-	ProducedPairs    int64            `json:"produced_pairs"`
-	ProducedInst     int64            `json:"produced_instances"`
-	DeadLetters      map[string]int64 `json:"dead_letters"`
-	PoolLen          int              `json:"pool_len"`
-	Pool             int              `json:"pool"`
-	Published        int              `json:"centers_published"`
-	ReplicaIDs       int              `json:"replica_ids"`
-	ReplicaLastStep  int64            `json:"replica_last_step"`
-	CatalogIDs       int              `json:"catalog_ids"`
+	TrainingSeconds    float64          `json:"training_seconds"`
+	Steps              int              `json:"steps"`
+	Skipped            int              `json:"skipped_steps"`
+	Checkpoints        int              `json:"checkpoints"`
+	SamplesPerSecond   float64          `json:"samples_per_second"`
+	ProducedPairs      int64            `json:"produced_pairs"`
+	ProducedInst       int64            `json:"produced_instances"`
+	DeadLetters        map[string]int64 `json:"dead_letters"`         // the producer's, by reason
+	TrainerDeadLetters int              `json:"trainer_dead_letters"` // messages the trainer rejected
+	PoolLen            int              `json:"pool_len"`
+	Pool               int              `json:"pool"`
+	Published          int              `json:"centers_published"`
+	ReplicaIDs         int              `json:"replica_ids"`
+	ReplicaLastStep    int64            `json:"replica_last_step"`
+	CatalogIDs         int              `json:"catalog_ids"`
 
 	Top1       float64 `json:"top1"`        // held-out images against the replica's centers
 	Top1Images int     `json:"top1_images"` // held-out images of IDs with a center
 	Chance     float64 `json:"chance_top1"`
 	NewTop1    float64 `json:"new_ids_top1"`
 	NewImages  int     `json:"new_ids_images"`
+	// The same held-out images against the same IDs, without training:
+	// the network of the same seed untrained (a center is its embedding
+	// of one train image, as the pool's first gallery feature would be),
+	// and raw pixels (a center is the mean of the ID's train images).
+	Baselines baselines `json:"baselines"`
 
 	Freshness freshnessSummary `json:"freshness"`
 	Removal   removalSummary   `json:"removal"`
@@ -68,7 +73,7 @@ func (r *demoRun) summary(ctx context.Context) (*demoSummary, error) {
 	s := &demoSummary{Run: r.id, Model: r.model, Data: r.data.what, Settings: r.o.set,
 		TrainingSeconds: el.Seconds(), Steps: st.Steps, Skipped: st.Skipped, Checkpoints: st.Checkpoints,
 		SamplesPerSecond: float64(st.Pairs+st.Instances) / el.Seconds(),
-		ProducedPairs:    ps.ByID.Produced, ProducedInst: ps.Instance.Produced, DeadLetters: ps.DeadLetters,
+		ProducedPairs:    ps.ByID.Produced, ProducedInst: ps.Instance.Produced, DeadLetters: ps.DeadLetters, TrainerDeadLetters: st.DeadLetters,
 		PoolLen: st.PoolLen, Pool: r.o.set.Pool, Published: st.Published,
 		ReplicaIDs: rs.IDs, ReplicaLastStep: rs.LastStep, CatalogIDs: ps.IDs,
 		Chance: 1 / math.Max(1, float64(rs.IDs)), Freshness: r.fresh.freshnessSummary(), Removal: r.removed.removalSummary()}
@@ -81,12 +86,7 @@ func (r *demoRun) summary(ctx context.Context) (*demoSummary, error) {
 // identify embeds the held-out images of the classes with a center and
 // finds their nearest center in the replica.
 func (r *demoRun) identify(ctx context.Context, s *demoSummary) error {
-	var imgs []int
-	for _, i := range r.data.Split(dataset.SplitHeldout) {
-		if _, ok := r.rep.Get(r.data.ids[r.data.Meta(i).Class]); ok {
-			imgs = append(imgs, i)
-		}
-	}
+	imgs := r.evalImages()
 	emb, err := engine.EmbedImages(ctx, r.tr.Engine(), r.data, imgs)
 	if err != nil {
 		return fmt.Errorf("demo: identify: %w", err)
@@ -113,6 +113,14 @@ func (r *demoRun) identify(ctx context.Context, s *demoSummary) error {
 	s.Top1Images = len(imgs)
 	s.Top1 = float64(correct) / math.Max(1, float64(len(imgs)))
 	s.NewTop1 = float64(newCorrect) / math.Max(1, float64(s.NewImages))
+	if len(imgs) == 0 {
+		return nil
+	}
+	b, err := r.baselines(ctx, imgs)
+	if err != nil {
+		return fmt.Errorf("demo: baselines: %w", err)
+	}
+	s.Baselines = b
 	return nil
 }
 
@@ -121,11 +129,11 @@ func (s *demoSummary) print(out io.Writer) {
 	fmt.Fprintf(out, "\ndemo summary (%s of training)\n", (time.Duration(s.TrainingSeconds * float64(time.Second))).Round(time.Second))
 	fmt.Fprintf(out, "  steps               %d (%d skipped), %d checkpoints\n", s.Steps, s.Skipped, s.Checkpoints)
 	fmt.Fprintf(out, "  samples/s           %.0f (id pairs + instances consumed by the trainer)\n", s.SamplesPerSecond)
-	fmt.Fprintf(out, "  produced            %d id pairs, %d instances; dead letters %v\n", s.ProducedPairs, s.ProducedInst, s.DeadLetters)
+	fmt.Fprintf(out, "  produced            %d id pairs, %d instances\n", s.ProducedPairs, s.ProducedInst)
+	fmt.Fprintf(out, "  dead letters        %s\n", deadLetterText(s.DeadLetters, s.TrainerDeadLetters))
 	fmt.Fprintf(out, "  pool occupancy      %d/%d\n", s.PoolLen, s.Pool)
 	fmt.Fprintf(out, "  centers published   %d updates; the replica holds %d IDs (last step %d); the catalog has %d IDs\n", s.Published, s.ReplicaIDs, s.ReplicaLastStep, s.CatalogIDs)
-	fmt.Fprintf(out, "  top-1 held-out      %.1f%% of %d held-out images (never trained on; whole fonts for glyphs) against the replica's centers; chance %.2f%%\n", 100*s.Top1, s.Top1Images, 100*s.Chance)
-	fmt.Fprintf(out, "  new IDs identified  %.1f%% of %d held-out images of the %d streamed-in IDs\n", 100*s.NewTop1, s.NewImages, s.Freshness.NewIDs)
+	s.printIdentification(out)
 	f := s.Freshness
 	switch {
 	case f.WithCenter > 0:

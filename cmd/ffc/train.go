@@ -120,8 +120,12 @@ func runOfflineTrain(cmd *cobra.Command, a *app, f *trainFlags) error {
 	}
 	defer e.Close()
 	out := a.stdout
-	fmt.Fprintf(out, "train: %s head, %s backbone (D=%d) on %s: %d train classes, %d images; backend %s\n",
-		set.Head, set.Backbone, set.Dim, f.data, len(ix.Labels), ds.Len(), be.Name())
+	trainImages := 0
+	for _, imgs := range ix.ByClass {
+		trainImages += len(imgs)
+	}
+	fmt.Fprintf(out, "train: %s head, %s backbone (D=%d) on %s: %d train classes, %d train images (of %d in the set); backend %s\n",
+		set.Head, set.Backbone, set.Dim, f.data, len(ix.Labels), trainImages, ds.Len(), be.Name())
 	if set.Head == engine.HeadFFC {
 		fmt.Fprintf(out, "train: pool Q=%d slots (%.1f%% of train classes), batch B=%d, dual loader %v\n", set.Pool, 100*float64(set.Pool)/float64(len(ix.Labels)), set.Batch, set.DualLoader)
 	}

@@ -25,13 +25,20 @@ if probe; then
 	exit 0
 fi
 if [ "${1:-}" = --install ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-	echo "blas: OpenBLAS not found; installing libopenblas-dev with apt-get ..." >&2
-	if { apt-get install -y -qq libopenblas-dev pkg-config >/dev/null 2>&1 ||
-		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libopenblas-dev pkg-config >/dev/null 2>&1; }; } && probe; then
+	echo "blas: OpenBLAS not found; installing libopenblas-dev with apt-get (waits up to 5 min for another apt to finish) ..." >&2
+	log=$(mktemp)
+	# DPkg::Lock::Timeout: wait for the dpkg lock instead of failing at once
+	# when another apt (unattended upgrades, a second make) holds it.
+	apt=(apt-get -o DPkg::Lock::Timeout=300 -y -q)
+	if { "${apt[@]}" install libopenblas-dev pkg-config >"$log" 2>&1 ||
+		{ "${apt[@]}" update >>"$log" 2>&1 && "${apt[@]}" install libopenblas-dev pkg-config >>"$log" 2>&1; }; } && probe; then
 		echo "blas: libopenblas-dev installed; using OpenBLAS" >&2
+		rm -f "$log"
 		exit 0
 	fi
-	echo "blas: could not install libopenblas-dev" >&2
+	echo "blas: could not install libopenblas-dev; apt-get said:" >&2
+	tail -n 12 "$log" | sed 's/^/blas:   /' >&2
+	rm -f "$log"
 fi
 echo "blas: OpenBLAS (libopenblas-dev) or a C compiler is not available: building the pure-Go fallback (-tags noopenblas), which is slower. Install libopenblas-dev and gcc for the fast CPU backend." >&2
 echo noopenblas

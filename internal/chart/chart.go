@@ -14,6 +14,7 @@ import (
 	"image/png"
 	"io"
 	"math"
+	"strconv"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
@@ -67,29 +68,31 @@ func Lines(w io.Writer, opts Options, series ...Series) error {
 	if opts.YMax > opts.YMin {
 		ymin, ymax = opts.YMin, opts.YMax
 	}
-	if xmax == xmin {
-		xmax = xmin + 1
+	// Round ticks: the axes extend to the first and last of them.
+	yt := niceTicks(ymin, ymax, 5)
+	ymin, ymax = yt[0], yt[len(yt)-1]
+	xt := niceTicks(xmin, xmax, 5)
+	if opts.LogX { // a tick at each power of ten
+		xt = powerTicks(xmin, xmax)
 	}
-	if ymax == ymin {
-		ymax = ymin + 1
-	}
+	xmin, xmax = xt[0], xt[len(xt)-1]
 	img := image.NewRGBA(image.Rect(0, 0, W, H))
 	draw.Draw(img, img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
 	pw, ph := float64(W-left-right), float64(H-top-bottom)
 	px := func(x float64) int { return left + int((tx(x)-xmin)/(xmax-xmin)*pw) }
 	py := func(y float64) int { return top + int((ymax-y)/(ymax-ymin)*ph) }
 	grid := color.Gray{225}
-	for i := 0; i <= 4; i++ {
-		y := ymin + (ymax-ymin)*float64(i)/4
+	for _, y := range yt {
 		yy := py(y)
 		hline(img, left, W-right, yy, grid)
-		text(img, 4, yy+4, fmt.Sprintf("%.4g", y))
-		xv := xmin + (xmax-xmin)*float64(i)/4
-		xx := left + int(float64(i)/4*pw)
+		text(img, 4, yy+4, tickLabel(y))
+	}
+	for _, xv := range xt {
+		xx := left + int((xv-xmin)/(xmax-xmin)*pw)
 		vline(img, xx, top, H-bottom, grid)
-		label := fmt.Sprintf("%.4g", xv)
+		label := tickLabel(xv)
 		if opts.LogX {
-			label = fmt.Sprintf("%.0e", math.Pow(10, xv))
+			label = fmt.Sprintf("1e%d", int(math.Round(xv)))
 		}
 		text(img, xx-20, H-bottom+16, label)
 	}
@@ -120,6 +123,55 @@ func Lines(w io.Writer, opts Options, series ...Series) error {
 	}
 	return png.Encode(w, img)
 }
+
+// niceTicks returns about n ticks at round values (multiples of 1, 2 or
+// 5 × 10^k) whose first is ≤ lo and last ≥ hi.
+func niceTicks(lo, hi float64, n int) []float64 {
+	if hi <= lo {
+		d := math.Max(math.Abs(lo), 1) / 2
+		lo, hi = lo-d, hi+d
+	}
+	raw := (hi - lo) / float64(max(1, n-1))
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	var step float64 // the nearest nice step (Heckbert's rounding)
+	switch f := raw / mag; {
+	case f < 1.5:
+		step = mag
+	case f < 3:
+		step = 2 * mag
+	case f < 7:
+		step = 5 * mag
+	default:
+		step = 10 * mag
+	}
+	first, last := math.Floor(lo/step+1e-9), math.Ceil(hi/step-1e-9)
+	ticks := make([]float64, 0, int(last-first)+1)
+	for k := first; k <= last; k++ {
+		v := k * step
+		if math.Abs(v) < step*1e-9 {
+			v = 0 // no -0
+		}
+		ticks = append(ticks, v)
+	}
+	return ticks
+}
+
+// powerTicks returns the integers from ⌊lo⌋ to ⌈hi⌉ (log10 values: the
+// powers of ten), at least two.
+func powerTicks(lo, hi float64) []float64 {
+	a, b := math.Floor(lo), math.Ceil(hi)
+	if b <= a {
+		b = a + 1
+	}
+	var ticks []float64
+	for k := a; k <= b; k++ {
+		ticks = append(ticks, k)
+	}
+	return ticks
+}
+
+// tickLabel writes a round tick value shortly (0.001, 250, 1.5e+06).
+func tickLabel(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
 
 func hline(img *image.RGBA, x0, x1, y int, c color.Color) {
 	for x := x0; x <= x1; x++ {

@@ -37,3 +37,41 @@ func TestLinesErrors(t *testing.T) {
 		t.Errorf("log x: %v", err)
 	}
 }
+
+// TestNiceTicks: ticks at multiples of 1, 2 or 5 × 10^k that cover the
+// range, with no odd values like 0.7375.
+func TestNiceTicks(t *testing.T) {
+	for _, c := range []struct {
+		lo, hi float64
+		want   []float64
+	}{
+		{0, 3, []float64{0, 1, 2, 3}},
+		{0.12, 0.97, []float64{0, 0.2, 0.4, 0.6, 0.8, 1}},
+		{13, 811, []float64{0, 200, 400, 600, 800, 1000}},
+		{-0.3, 0.3, []float64{-0.3, -0.2, -0.1, 0, 0.1, 0.2, 0.3}},
+		{5, 5, []float64{2, 3, 4, 5, 6, 7, 8}},
+	} {
+		got := niceTicks(c.lo, c.hi, 5)
+		if len(got) != len(c.want) {
+			t.Errorf("niceTicks(%g, %g) = %v, want %v", c.lo, c.hi, got, c.want)
+			continue
+		}
+		for i := range got {
+			if math.Abs(got[i]-c.want[i]) > 1e-9 {
+				t.Errorf("niceTicks(%g, %g) = %v, want %v", c.lo, c.hi, got, c.want)
+				break
+			}
+		}
+	}
+	if got := powerTicks(-4.2, -0.1); len(got) != 6 || got[0] != -5 || got[5] != 0 {
+		t.Errorf("powerTicks(-4.2, -0.1) = %v, want -5..0", got)
+	}
+}
+
+func TestTickLabel(t *testing.T) {
+	for v, want := range map[float64]string{3 * 0.1: "0.3", -0.30000000000000004: "-0.3", 1000: "1000", 0.001: "0.001"} {
+		if got := tickLabel(v); got != want {
+			t.Errorf("tickLabel(%v) = %q, want %q", v, got, want)
+		}
+	}
+}

@@ -228,13 +228,18 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if err := e2.LoadProbe(dir); err != nil {
 		t.Fatal(err)
 	}
-	a, err := embedAll(context.Background(), e, ds)
+	a, err := embedAll(context.Background(), e, ds, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := embedAll(context.Background(), e2, ds)
+	var reports []dataset.Progress
+	b, err := embedAll(context.Background(), e2, ds, func(p dataset.Progress) { reports = append(reports, p) })
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := len(reports); n == 0 || !reports[n-1].Final || reports[n-1].Done != int64(ds.Len()) || reports[n-1].Total != int64(ds.Len()) ||
+		(n > 1 && (reports[0].Final || reports[0].Done >= reports[n-1].Done)) {
+		t.Errorf("embedding progress %+v: want rising reports ending with a final %d/%d", reports, ds.Len(), ds.Len())
 	}
 	for i := range a {
 		if a[i] != b[i] {

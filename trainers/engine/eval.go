@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"time"
 
 	"github.com/ffc-stream/ffc/internal/dataset"
 )
@@ -19,6 +20,9 @@ type EvalOptions struct {
 	// MaxGenuinePerClass caps the genuine pairs of one class (default 100).
 	MaxGenuinePerClass int
 	Seed               uint64
+	// Progress, when set, receives the embedding's progress ("embed",
+	// images done of all) after every batch, and a Final report.
+	Progress func(dataset.Progress)
 }
 
 // FARs are the false accept rates TAR is reported at.
@@ -58,7 +62,7 @@ func Evaluate(ctx context.Context, e *Engine, ds Images, opts EvalOptions) (Eval
 	if opts.MaxGenuinePerClass == 0 {
 		opts.MaxGenuinePerClass = 100
 	}
-	emb, err := embedAll(ctx, e, ds)
+	emb, err := embedAll(ctx, e, ds, opts.Progress)
 	if err != nil {
 		return res, err
 	}
@@ -196,7 +200,7 @@ func rocOf(res *EvalResult, genuine, impostor []float64) {
 }
 
 // embedAll returns the probe's embeddings of every image, n×D.
-func embedAll(ctx context.Context, e *Engine, ds Images) ([]float32, error) {
+func embedAll(ctx context.Context, e *Engine, ds Images, progress func(dataset.Progress)) ([]float32, error) {
 	if ds.Len() == 0 {
 		return nil, errors.New("evaluate: empty data set")
 	}
@@ -204,7 +208,7 @@ func embedAll(ctx context.Context, e *Engine, ds Images) ([]float32, error) {
 	for i := range all {
 		all[i] = i
 	}
-	out, err := EmbedImages(ctx, e, ds, all)
+	out, err := embedImages(ctx, e, ds, all, progress)
 	if err != nil {
 		return nil, fmt.Errorf("evaluate: %w", err)
 	}
@@ -214,6 +218,16 @@ func embedAll(ctx context.Context, e *Engine, ds Images) ([]float32, error) {
 // EmbedImages returns the probe's embeddings (eval mode) of the images
 // idx of ds, len(idx)×D, row k for idx[k].
 func EmbedImages(ctx context.Context, e *Engine, ds Images, idx []int) ([]float32, error) {
+	return embedImages(ctx, e, ds, idx, nil)
+}
+
+func embedImages(ctx context.Context, e *Engine, ds Images, idx []int, progress func(dataset.Progress)) ([]float32, error) {
+	start := time.Now()
+	report := func(done int) {
+		if progress != nil {
+			progress(dataset.Progress{Stage: "embed", Done: int64(done), Total: int64(len(idx)), Elapsed: time.Since(start), Final: done == len(idx)})
+		}
+	}
 	d := e.opts.Dim
 	out := make([]float32, len(idx)*d)
 	buf := make([]byte, ds.ImageSize()*ds.ImageSize())
@@ -234,6 +248,7 @@ func EmbedImages(ctx context.Context, e *Engine, ds Images, idx []int) ([]float3
 		if err := e.Embed(x, m, out[i0*d:(i0+m)*d]); err != nil {
 			return nil, err
 		}
+		report(i0 + m)
 	}
 	return out, nil
 }

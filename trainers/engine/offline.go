@@ -66,7 +66,7 @@ func Train(ctx context.Context, e *Engine, ds Images, opts TrainOptions) (TrainR
 			continue
 		}
 		if err != nil {
-			return r.res, fmt.Errorf("train: step %d: %w", step, err)
+			return r.res, fmt.Errorf("step %d: %w", step, err)
 		}
 		r.record(step, st)
 		if opts.CheckpointDir != "" && opts.CheckpointEvery > 0 && r.res.Steps%opts.CheckpointEvery == 0 {
@@ -76,7 +76,8 @@ func Train(ctx context.Context, e *Engine, ds Images, opts TrainOptions) (TrainR
 		}
 	}
 	r.finish()
-	if opts.CheckpointDir != "" && r.res.Steps > 0 {
+	// Steps 0 writes the untrained network: the baseline's checkpoint.
+	if opts.CheckpointDir != "" && (r.res.Steps > 0 || opts.Steps == 0) {
 		if err := e.SaveCheckpoint(opts.CheckpointDir); err != nil {
 			return r.res, err
 		}
@@ -106,8 +107,8 @@ type offlineRun struct {
 }
 
 func newOfflineRun(e *Engine, ds Images, opts TrainOptions) (*offlineRun, error) {
-	if opts.Steps <= 0 {
-		return nil, errors.New("train: steps must be positive")
+	if opts.Steps < 0 {
+		return nil, fmt.Errorf("steps %d: want ≥ 0", opts.Steps)
 	}
 	if opts.LogEvery <= 0 {
 		opts.LogEvery = 10
@@ -115,11 +116,11 @@ func newOfflineRun(e *Engine, ds Images, opts TrainOptions) (*offlineRun, error)
 	ix := TrainIndex(ds)
 	idl, err := NewIDLoader(ix, opts.Seed)
 	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
+		return nil, err
 	}
 	inl, err := NewInstanceLoader(ix, opts.Seed+1)
 	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
+		return nil, err
 	}
 	b, px := e.Batch(), ds.ImageSize()*ds.ImageSize()
 	r := &offlineRun{e: e, ds: ds, opts: opts, ffc: e.opts.Head == HeadFFC, idl: idl, inl: inl,

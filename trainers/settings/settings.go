@@ -92,17 +92,21 @@ const DefaultStreamingCheckpointEvery = 50
 // quickly through its small producer lead.
 func Defaults(m Mode) Settings {
 	s := Settings{
-		Backbone: "irresnet", Dim: 512, Hidden: []int{512}, Head: engine.HeadFFC,
+		Backbone: "irresnet", Dim: DefaultDim, Hidden: []int{512}, Head: engine.HeadFFC,
 		Batch: 64, DualLoader: true, PFCRate: 0.1,
 		Margin: "cosface", Scale: 32, EMA: 0.99,
 		LR: 0.1, Momentum: 0.9, WeightDecay: 1e-4, Schedule: "step", Steps: 300, Seed: 1,
 		CheckpointInterval: 30 * time.Second,
 	}
 	if m&Demo != 0 {
-		s.Dim, s.Batch, s.CheckpointEvery = 128, 32, 4
+		s.Batch, s.CheckpointEvery = 32, 4
 	}
 	return s
 }
+
+// DefaultDim is the embedding dimension D of every command (train, demo,
+// centers) when none is given.
+const DefaultDim = 128
 
 // DefaultPool is Q when none is given: three batches, or a tenth of the
 // train classes when that is more (classes 0: unknown, as when

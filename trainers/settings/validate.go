@@ -100,13 +100,13 @@ func (s Settings) validateTraining(m Mode, bad func(string, ...any)) {
 		bad("--warmup %d: want ≥ 0", s.Warmup)
 	}
 	if m&Offline != 0 {
-		if s.Steps < 1 {
-			bad("--steps %d: want ≥ 1", s.Steps)
+		if s.Steps < 0 {
+			bad("--steps %d: want ≥ 0 (0: no training, the untrained network's checkpoint and evaluation)", s.Steps)
 		}
 		switch s.Schedule {
 		case "step":
 		case "poly":
-			if s.Steps <= s.Warmup {
+			if s.Steps > 0 && s.Steps <= s.Warmup {
 				bad("--schedule poly needs --steps %d > --warmup %d", s.Steps, s.Warmup)
 			}
 		default:
