@@ -49,10 +49,17 @@ service with the clients the pipeline uses, and then runs the pipeline:
      a subscriber keeps a replica of all centers;
   4. part-way (--new-at) the held-back classes are uploaded and announced:
      their centers arrive on NATS while training runs;
-  5. a summary: steps, samples/s, pool occupancy, centers published, top-1
-     of held-out fonts against the replica's centers (also for the new IDs)
-     and the freshness of the new IDs; with --json, as one JSON document on
-     stdout (progress goes to stderr).
+  5. a summary: steps, samples/s, pool occupancy, centers published, dead
+     letters, top-1 of held-out fonts against the replica's centers (also
+     for the new IDs), the same images scored by the trained network, the
+     untrained network of the same seed and raw pixels, and the freshness
+     of the new IDs; with --json, as one JSON document on stdout (progress
+     goes to stderr);
+  6. the run's bucket, topics, trainer group and centers stream are
+     deleted (--keep keeps them).
+
+A live dashboard is served on --metrics-addr (its URL is in the first
+lines).
 
 --duration bounds the training (default 2 minutes, under three in all on an
 idle 2-core machine), or --steps does in trainer steps (the same work on a busy
