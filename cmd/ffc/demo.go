@@ -152,7 +152,7 @@ func runDemo(ctx context.Context, a *app, f *demoFlags) (err error) {
 	}
 	if f.checkOnly || err != nil {
 		if f.json {
-			err = errors.Join(err, writeJSONTo(a.stdout, map[string]any{"checks": checks}))
+			err = errors.Join(err, writeJSONTo(a.stdout, map[string]any{"checks": checks, "compute": computeOf(f.pipe.dev, f.pipe.threads)}))
 		}
 		return err
 	}
@@ -163,7 +163,7 @@ func runDemo(ctx context.Context, a *app, f *demoFlags) (err error) {
 	if err != nil {
 		return err
 	}
-	sum.Checks = checks
+	sum.Checks, sum.Compute = checks, computeOf(f.pipe.dev, f.pipe.threads)
 	if f.json {
 		return writeJSONTo(a.stdout, sum)
 	}

@@ -70,18 +70,38 @@ func (f *demoFlags) intro(out io.Writer) {
 	fmt.Fprintf(out, "  compute: %s\n", computeLine(p.dev, p.threads))
 }
 
-// computeLine says which compute backend the demo, train and eval use, and
-// why when it is the slow one.
-func computeLine(d deviceFlags, threads int) string {
+// computeInfo is the compute backend the demo, train and eval use, as
+// the demo's first lines and its JSON say.
+type computeInfo struct {
+	Backend string `json:"backend"` // cpu-openblas, cpu-go or cuda
+	Threads int    `json:"threads,omitempty"`
+	// Note says why, when the backend is the slow fallback.
+	Note string `json:"note,omitempty"`
+}
+
+func computeOf(d deviceFlags, threads int) computeInfo {
 	if d.device == deviceCUDA {
-		return fmt.Sprintf("CUDA, GPU %d (--device cuda)", d.gpu)
+		return computeInfo{Backend: "cuda"}
 	}
 	if threads == 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
 	if cpu.HaveOpenBLAS() {
-		return fmt.Sprintf("CPU, OpenBLAS matrix products (cgo), %d threads (--threads)", threads)
+		return computeInfo{Backend: "cpu-openblas", Threads: threads}
 	}
-	return fmt.Sprintf("CPU, pure-Go matrix products, %d threads: SLOWER. This ffc was built with -tags noopenblas because "+
-		"OpenBLAS (libopenblas-dev) or a C compiler was missing at build time; run deploy/local/blas.sh --install, then make build", threads)
+	return computeInfo{Backend: "cpu-go", Threads: threads, Note: "this ffc was built with -tags noopenblas because OpenBLAS (libopenblas-dev) " +
+		"or a C compiler was missing at build time; run deploy/local/blas.sh --install, then make build"}
+}
+
+// computeLine says which compute backend runs, and why when it is the
+// slow one.
+func computeLine(d deviceFlags, threads int) string {
+	c := computeOf(d, threads)
+	switch c.Backend {
+	case "cuda":
+		return fmt.Sprintf("CUDA, GPU %d (--device cuda)", d.gpu)
+	case "cpu-openblas":
+		return fmt.Sprintf("CPU, OpenBLAS matrix products (cgo), %d threads (--threads)", c.Threads)
+	}
+	return fmt.Sprintf("CPU, pure-Go matrix products, %d threads: SLOWER. %s", c.Threads, c.Note)
 }

@@ -130,7 +130,8 @@ func TestHelpDocumentsConfiguration(t *testing.T) {
 
 // checks is what demo --check-only --json writes.
 type checks struct {
-	Checks []checkResult `json:"checks"`
+	Checks  []checkResult `json:"checks"`
+	Compute computeInfo   `json:"compute"`
 }
 
 func TestDemoEmbedded(t *testing.T) {
@@ -151,6 +152,59 @@ func TestDemoEmbedded(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "kafka,nats,s3" {
 		t.Errorf("checks %v, want kafka, nats, s3", names)
+	}
+	// The compute backend this binary was built with, and why when slow.
+	want := "cpu-go"
+	if cpu.HaveOpenBLAS() {
+		want = "cpu-openblas"
+	}
+	if c := got.Compute; c.Backend != want || c.Threads < 1 || (want == "cpu-go") != (c.Note != "") {
+		t.Errorf("compute %+v, want %s with its threads (and a note when it is the fallback)", c, want)
+	}
+}
+
+// TestDemoValidatesFirst: a bad flag is refused before anything starts:
+// no first screen, no server, all the bad values named at once.
+func TestDemoValidatesFirst(t *testing.T) {
+	out, stderr, err := run(t, nil, "demo", "--new-at", "2", "--remove-ids", "30", "--backbone", "resnet", "--log-format", "json")
+	if err == nil {
+		t.Fatal("demo with bad flags succeeded")
+	}
+	for _, flag := range []string{"--new-at", "--remove-ids", "--backbone"} {
+		if !strings.Contains(err.Error(), flag) {
+			t.Errorf("error %q does not name %s", err, flag)
+		}
+	}
+	if out != "" || stderr != "" {
+		t.Errorf("the demo started before refusing its flags: stdout %q, stderr %q", out, stderr)
+	}
+}
+
+// TestSummaryText: no empty or odd values in the demo's summary.
+func TestSummaryText(t *testing.T) {
+	for _, c := range []struct {
+		producer map[string]int64
+		trainer  int
+		want     string
+	}{
+		{nil, 0, "none"},
+		{map[string]int64{"bad-image": 0}, 0, "none"},
+		{map[string]int64{"too-large": 1, "bad-image": 2}, 0, "producer: bad-image 2, too-large 1"},
+		{nil, 3, "trainer: 3 rejected (see ffc_trainer_dead_letters_total by reason)"},
+	} {
+		if got := deadLetterText(c.producer, c.trainer); got != c.want {
+			t.Errorf("deadLetterText(%v, %d) = %q, want %q", c.producer, c.trainer, got, c.want)
+		}
+	}
+	var b strings.Builder
+	(&demoSummary{}).print(&b)
+	for _, odd := range []string{"map[", "0.0% of 0", "NaN", "%!"} {
+		if strings.Contains(b.String(), odd) {
+			t.Errorf("an empty summary says %q:\n%s", odd, b.String())
+		}
+	}
+	if !strings.Contains(b.String(), "no new IDs yet") {
+		t.Errorf("an empty summary does not say there are no new IDs yet:\n%s", b.String())
 	}
 }
 

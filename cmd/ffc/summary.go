@@ -22,6 +22,7 @@ type demoSummary struct {
 	Data     string            `json:"data"`
 	Settings settings.Settings `json:"settings"`
 	Checks   []checkResult     `json:"checks"`
+	Compute  computeInfo       `json:"compute"`
 
 	TrainingSeconds    float64          `json:"training_seconds"`
 	Steps              int              `json:"steps"`
