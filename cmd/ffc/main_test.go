@@ -111,10 +111,13 @@ func TestHelpDocumentsConfiguration(t *testing.T) {
 		}
 	}
 	for cmd, flags := range map[string][]string{
-		"demo":    {"kafka-brokers", "nats-url", "s3-endpoint", "follow", "data-dir", "duration", "new-ids", "json", "batch", "pool", "max-lead", "lr"},
+		"demo":    {"kafka-brokers", "nats-url", "s3-endpoint", "follow", "data-dir", "duration", "new-ids", "json", "batch", "pool", "max-lead", "lr", "keep", "metrics-addr"},
 		"train":   {"offline", "batch", "pool", "schedule", "head", "dual-loader", "checkpoint-every", "stats-interval", "log-every", "max-steps"},
 		"produce": {"max-lead", "batch", "checkpoint-every", "trainer-group"},
-		"eval":    {"checkpoint", "data"},
+		"eval":    {"checkpoint", "data", "out"},
+		"export":  {"format", "checkpoint", "network", "out"},
+		"embed":   {"checkpoint", "network", "format", "out"},
+		"version": {"json"},
 	} {
 		c, _, err := root.Find([]string{cmd})
 		if err != nil || c.Name() != cmd {
