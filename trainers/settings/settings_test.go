@@ -1,6 +1,7 @@
 package settings
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -134,9 +135,9 @@ func TestResume(t *testing.T) {
 		t.Errorf("another --pool: %v", err)
 	}
 	given = Defaults(Streaming)
-	given.Dim, given.Backbone = 128, "mlp"
+	given.Dim, given.Backbone = 2*DefaultDim, "mlp"
 	_, err = Resume(given, saved)
-	if err == nil || !strings.Contains(err.Error(), "--dim 128") || !strings.Contains(err.Error(), "--backbone mlp") {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("--dim %d", 2*DefaultDim)) || !strings.Contains(err.Error(), "--backbone mlp") {
 		t.Errorf("another architecture: %v", err)
 	}
 }
