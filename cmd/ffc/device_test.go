@@ -203,8 +203,21 @@ func TestUntrainedBaseline(t *testing.T) {
 		"--steps", "0", "--impostor-pairs", "1000", "--out", dir, "--log-level", "warn"); err != nil {
 		t.Fatalf("train --steps 0: %v", err)
 	}
-	if s := readSummary(t, dir); s.Train.Steps != 0 || s.Eval == nil || s.Eval.Top1Queries == 0 {
-		t.Errorf("summary.json %+v: want 0 steps and an evaluation", s)
+	s := readSummary(t, dir)
+	if s.Train.Steps != 0 || s.Eval == nil || s.Eval.Top1Queries == 0 || !s.Eval.AllPairs {
+		t.Fatalf("summary.json %+v: want 0 steps and an evaluation over every pair", s)
+	}
+	// The untrained baseline is the same network as the steps-0 one: the
+	// same figures, exactly; raw pixels are evaluated on the same pairs.
+	u, px := s.Eval.Baselines["untrained"], s.Eval.Baselines["raw_pixels"]
+	if u == nil || px == nil {
+		t.Fatalf("baselines %v: want untrained and raw_pixels", s.Eval.Baselines)
+	}
+	if u.Top1 != s.Eval.Top1 || len(u.TAR) != len(s.Eval.TAR) || u.TAR[2] != s.Eval.TAR[2] {
+		t.Errorf("untrained baseline %+v differs from the steps-0 network %+v", u.TAR, s.Eval.TAR)
+	}
+	if px.Top1Queries != s.Eval.Top1Queries || px.GenuinePairs != s.Eval.GenuinePairs || px.ImpostorPairs != s.Eval.ImpostorPairs || px.Top1 <= px.ChanceTop1 {
+		t.Errorf("raw pixels %+v: want the same probes and pairs, above chance", px)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "probe.params")); err != nil {
 		t.Errorf("untrained checkpoint: %v", err)

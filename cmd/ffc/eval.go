@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ffc-stream/ffc/internal/chart"
 	"github.com/ffc-stream/ffc/internal/dataset"
+	"github.com/ffc-stream/ffc/kernels"
 	"github.com/ffc-stream/ffc/trainers/engine"
 	"github.com/ffc-stream/ffc/trainers/settings"
 )
@@ -17,6 +20,7 @@ import (
 type evalFlags struct {
 	data, checkpoint, out string
 	threads, impostors    int
+	baselines             bool
 	seed                  uint64
 	dev                   deviceFlags
 }
@@ -42,7 +46,8 @@ It prints the numbers and writes eval.json (with the ROC points) to --out.`,
 	fs.StringVar(&f.checkpoint, "checkpoint", "runs/latest", "checkpoint folder (settings.json, probe.params)")
 	fs.StringVar(&f.out, "out", "", "folder for eval.json (default: the checkpoint folder)")
 	addThreadsFlag(fs, &f.threads)
-	fs.IntVar(&f.impostors, "impostor-pairs", 200000, "impostor pairs sampled for TAR@FAR")
+	fs.IntVar(&f.impostors, "impostor-pairs", engine.DefaultImpostorPairs, "TAR@FAR scores every open-set pair when there are at most this many impostor pairs (exact), else samples this many")
+	fs.BoolVar(&f.baselines, "baselines", true, "also evaluate the untrained network of the checkpoint's seed and raw pixels on the same images and pairs")
 	fs.Uint64Var(&f.seed, "seed", 1, "random seed for the impostor pairs")
 	f.dev.addFlags(fs)
 	return cmd
@@ -83,24 +88,100 @@ func runEval(cmd *cobra.Command, a *app, f *evalFlags) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("eval: --out: %w", err)
 	}
-	ev, err := evaluate(cmd, a, e, ds, f.impostors, f.seed, out)
+	ev, err := evaluate(cmd.Context(), a, evalJob{e: e, be: be, set: set, ds: ds, impostors: f.impostors, seed: f.seed, dir: out, baselines: f.baselines})
 	if err != nil {
 		return err
 	}
 	return writeJSON(filepath.Join(out, "eval.json"), ev)
 }
 
-// evaluate runs the evaluation, prints it and draws roc.png into dir.
-func evaluate(cmd *cobra.Command, a *app, e *engine.Engine, ds *dataset.Reader, impostors int, seed uint64, dir string) (engine.EvalResult, error) {
-	ev, err := engine.Evaluate(cmd.Context(), e, ds, engine.EvalOptions{ImpostorPairs: impostors, Seed: seed, Progress: dataProgress(a.stderr)})
+// evalJob is one evaluation: the network, what builds its untrained
+// twin (the backend and the settings, seed included), the data and where
+// roc.png goes.
+type evalJob struct {
+	e         *engine.Engine
+	be        kernels.Backend
+	set       settings.Settings
+	ds        *dataset.Reader
+	impostors int
+	seed      uint64
+	dir       string
+	baselines bool // also evaluate the untrained network and raw pixels
+}
+
+// evaluate runs the evaluation (and its baselines), prints it and draws
+// roc.png into the job's folder.
+func evaluate(ctx context.Context, a *app, j evalJob) (engine.EvalResult, error) {
+	opts := engine.EvalOptions{ImpostorPairs: j.impostors, Seed: j.seed, Progress: dataProgress(a.stderr)}
+	ev, err := engine.Evaluate(ctx, j.e, j.ds, opts)
 	if err != nil {
 		return ev, err
 	}
 	fmt.Fprintf(a.stdout, "eval: top-1 %.2f%% on %d held-out images of %d classes (chance %.3f%%)\n", 100*ev.Top1, ev.Top1Queries, ev.Top1Classes, 100*ev.ChanceTop1)
-	for _, p := range ev.TAR {
-		fmt.Fprintf(a.stdout, "eval: TAR %.2f%% at FAR %.0e (threshold %.3f; %d genuine, %d impostor pairs of %d open-set classes)\n", 100*p.TAR, p.FAR, p.Threshold, ev.GenuinePairs, ev.ImpostorPairs, ev.OpenClasses)
+	pairs := "sampled"
+	if ev.AllPairs {
+		pairs = "every pair"
 	}
-	return ev, writeROCPNG(filepath.Join(dir, "roc.png"), ev)
+	for _, p := range ev.TAR {
+		fmt.Fprintf(a.stdout, "eval: TAR %.2f%% at FAR %.0e (threshold %.3f; %d genuine, %d impostor pairs of %d open-set classes, %s)\n", 100*p.TAR, p.FAR, p.Threshold, ev.GenuinePairs, ev.ImpostorPairs, ev.OpenClasses, pairs)
+	}
+	if j.baselines {
+		if ev.Baselines, err = baselinesOf(ctx, a, j, opts); err != nil {
+			return ev, err
+		}
+		for _, name := range []string{"untrained", "raw_pixels"} {
+			printBaseline(a.stdout, name, ev, *ev.Baselines[name])
+		}
+	}
+	return ev, writeROCPNG(filepath.Join(j.dir, "roc.png"), ev)
+}
+
+// baselinesOf evaluates, on the same images and pairs, the untrained
+// network of the job's settings and seed, and raw pixels.
+func baselinesOf(ctx context.Context, a *app, j evalJob, opts engine.EvalOptions) (map[string]*engine.EvalResult, error) {
+	eo := j.set.Engine(settings.Offline, 0, a.log)
+	eo.ProbeOnly = true
+	e0, err := engine.New(j.be, eo)
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	defer e0.Close()
+	untrained, err := engine.Evaluate(ctx, e0, j.ds, opts)
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	all := make([]int, j.ds.Len())
+	for i := range all {
+		all[i] = i
+	}
+	px, err := engine.Pixels(j.ds, all)
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	pixels, err := engine.EvaluateEmbeddings(j.be, px, j.ds.ImageSize()*j.ds.ImageSize(), j.ds, opts)
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	return map[string]*engine.EvalResult{"untrained": &untrained, "raw_pixels": &pixels}, nil
+}
+
+// printBaseline writes a baseline's figures and what training adds to it.
+func printBaseline(w io.Writer, name string, ev, b engine.EvalResult) {
+	fmt.Fprintf(w, "eval: baseline %s: top-1 %.2f%% (training adds %+.2f points)", strings.ReplaceAll(name, "_", " "), 100*b.Top1, 100*(ev.Top1-b.Top1))
+	for k, p := range b.TAR {
+		if k < len(ev.TAR) {
+			fmt.Fprintf(w, "; TAR@%.0e %.2f%% (%+.2f)", p.FAR, 100*p.TAR, 100*(ev.TAR[k].TAR-p.TAR))
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+func rocSeries(name string, ev engine.EvalResult) chart.Series {
+	s := chart.Series{Name: name}
+	for _, p := range ev.ROC {
+		s.X, s.Y = append(s.X, p.FAR), append(s.Y, p.TAR)
+	}
+	return s
 }
 
 // writeROCPNG draws TAR against FAR on a log axis; without open-set pairs
@@ -109,11 +190,13 @@ func writeROCPNG(path string, ev engine.EvalResult) error {
 	if len(ev.ROC) == 0 {
 		return nil
 	}
-	s := chart.Series{Name: "open-set ROC"}
-	for _, p := range ev.ROC {
-		s.X, s.Y = append(s.X, p.FAR), append(s.Y, p.TAR)
+	series := []chart.Series{rocSeries("trained", ev)}
+	for _, name := range []string{"untrained", "raw_pixels"} {
+		if b := ev.Baselines[name]; b != nil && len(b.ROC) > 0 {
+			series = append(series, rocSeries(strings.ReplaceAll(name, "_", " "), *b))
+		}
 	}
 	return writePNG(path, func(w io.Writer) error {
-		return chart.Lines(w, chart.Options{Title: fmt.Sprintf("verification ROC: %d genuine, %d impostor pairs", ev.GenuinePairs, ev.ImpostorPairs), XLabel: "FAR", YLabel: "TAR", LogX: true, YMin: 0, YMax: 1}, s)
+		return chart.Lines(w, chart.Options{Title: fmt.Sprintf("verification ROC: %d genuine, %d impostor pairs", ev.GenuinePairs, ev.ImpostorPairs), XLabel: "FAR", YLabel: "TAR", LogX: true, YMin: 0, YMax: 1}, series...)
 	})
 }

@@ -24,6 +24,7 @@ type trainFlags struct {
 	logEvery      int
 	evalAfter     bool
 	impostorPairs int
+	baselines     bool
 	threads       int
 	dev           deviceFlags
 	stream        streamFlags
@@ -70,8 +71,9 @@ func newTrainCmd(a *app) *cobra.Command {
 	fs.StringVar(&f.out, "out", "runs/latest", "output folder for checkpoints, settings.json, curve.json and summary.json")
 	fs.IntVar(&f.logEvery, "log-every", 10, "progress line every N steps")
 	fs.BoolVar(&f.evalAfter, "eval", true, "evaluate (top-1, TAR@FAR) after training")
-	fs.IntVar(&f.impostorPairs, "impostor-pairs", 200000, "impostor pairs for TAR@FAR in the evaluation")
-	for _, name := range []string{"data", "out", "log-every", "eval", "impostor-pairs"} {
+	fs.IntVar(&f.impostorPairs, "impostor-pairs", engine.DefaultImpostorPairs, "evaluation: TAR@FAR scores every open-set pair when there are at most this many impostor pairs (exact), else samples this many")
+	fs.BoolVar(&f.baselines, "baselines", true, "evaluation: also evaluate the untrained network of the same seed and raw pixels on the same images and pairs")
+	for _, name := range []string{"data", "out", "log-every", "eval", "impostor-pairs", "baselines"} {
 		settings.Annotate(fs, name, settings.Offline)
 	}
 	addThreadsFlag(fs, &f.threads)
@@ -146,7 +148,7 @@ func runOfflineTrain(cmd *cobra.Command, a *app, f *trainFlags) error {
 		res.Steps, res.Skipped, res.Elapsed.Round(1e6), res.ImagesPerS, res.FirstLoss, res.LastLoss)
 	summary := map[string]any{"train": res, "settings": set, "backend": be.Name()}
 	if f.evalAfter {
-		ev, err := evaluate(cmd, a, e, ds, f.impostorPairs, set.Seed, f.out)
+		ev, err := evaluate(cmd.Context(), a, evalJob{e: e, be: be, set: set, ds: ds, impostors: f.impostorPairs, seed: set.Seed, dir: f.out, baselines: f.baselines})
 		if err != nil {
 			return err
 		}

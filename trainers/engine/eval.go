@@ -6,24 +6,33 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/ffc-stream/ffc/internal/dataset"
+	"github.com/ffc-stream/ffc/kernels"
 )
 
 // EvalOptions configures Evaluate.
 type EvalOptions struct {
-	// ImpostorPairs sampled from the open-set classes (default 200000, so
-	// FAR 1e-4 rests on 20 impostors above the threshold).
+	// ImpostorPairs bounds the impostor pairs of the open set: when it
+	// has at most this many, every pair is scored and TAR@FAR is exact;
+	// beyond, this many are sampled (default 50,000,000; about 5.2M on
+	// the CI glyph set, so all of them).
 	ImpostorPairs int
-	// MaxGenuinePerClass caps the genuine pairs of one class (default 100).
+	// MaxGenuinePerClass caps the genuine pairs of one class when the
+	// impostors are sampled (0: all of them). With every pair scored,
+	// every genuine pair is too.
 	MaxGenuinePerClass int
 	Seed               uint64
 	// Progress, when set, receives the embedding's progress ("embed",
 	// images done of all) after every batch, and a Final report.
 	Progress func(dataset.Progress)
 }
+
+// DefaultImpostorPairs is EvalOptions.ImpostorPairs when none is given.
+const DefaultImpostorPairs = 50_000_000
 
 // FARs are the false accept rates TAR is reported at.
 var FARs = []float64{1e-2, 1e-3, 1e-4}
@@ -47,6 +56,13 @@ type EvalResult struct {
 	OpenClasses   int     `json:"openset_classes"`
 	GenuinePairs  int     `json:"genuine_pairs"`
 	ImpostorPairs int     `json:"impostor_pairs"`
+	// AllPairs: every genuine and impostor pair of the open set was
+	// scored (TAR@FAR exact), not a sample.
+	AllPairs bool `json:"all_pairs"`
+	// Baselines: the same measures on the same images and pairs without
+	// training ("untrained": the network of the same seed; "raw_pixels":
+	// the images themselves, L2-normalized); set by the commands.
+	Baselines map[string]*EvalResult `json:"baselines,omitempty"`
 	// TAR at each of FARs, and the ROC for the plot.
 	TAR []ROCPoint `json:"tar_at_far"`
 	ROC []ROCPoint `json:"roc"`
@@ -55,20 +71,29 @@ type EvalResult struct {
 // Evaluate embeds the data set with the probe in eval mode and measures
 // closed-set top-1 and open-set verification.
 func Evaluate(ctx context.Context, e *Engine, ds Images, opts EvalOptions) (EvalResult, error) {
-	var res EvalResult
-	if opts.ImpostorPairs == 0 {
-		opts.ImpostorPairs = 200000
-	}
-	if opts.MaxGenuinePerClass == 0 {
-		opts.MaxGenuinePerClass = 100
-	}
 	emb, err := embedAll(ctx, e, ds, opts.Progress)
 	if err != nil {
-		return res, err
+		return EvalResult{}, err
 	}
-	v := embeddings{d: e.opts.Dim, emb: emb}
-	identification(&res, ds, v)
-	verification(&res, ds, v, opts)
+	return EvaluateEmbeddings(e.be, emb, e.opts.Dim, ds, opts)
+}
+
+// EvaluateEmbeddings measures closed-set top-1 and open-set verification
+// of given embeddings of every image of ds (n×d rows, L2-normalized):
+// those of a network, or raw pixels (Pixels) for the baseline. The
+// matrix products run on be.
+func EvaluateEmbeddings(be kernels.Backend, emb []float32, d int, ds Images, opts EvalOptions) (EvalResult, error) {
+	var res EvalResult
+	if opts.ImpostorPairs == 0 {
+		opts.ImpostorPairs = DefaultImpostorPairs
+	}
+	v := embeddings{d: d, emb: emb}
+	if err := identification(&res, be, ds, v); err != nil {
+		return res, fmt.Errorf("evaluate: %w", err)
+	}
+	if err := verification(&res, be, ds, v, opts); err != nil {
+		return res, fmt.Errorf("evaluate: %w", err)
+	}
 	return res, nil
 }
 
@@ -81,115 +106,161 @@ type embeddings struct {
 func (v embeddings) of(i int) []float32 { return v.emb[i*v.d : (i+1)*v.d] }
 
 // identification is closed-set top-1: held-out images against the
-// normalised mean of each class's train embeddings.
-func identification(res *EvalResult, ds Images, v embeddings) {
-	centers := map[int][]float64{}
+// normalized mean of each class's train embeddings.
+func identification(res *EvalResult, be kernels.Backend, ds Images, v embeddings) error {
+	row := map[int]int{} // class → row of centers
+	var centers []float32
+	var classes []int
 	for i := 0; i < ds.Len(); i++ {
 		m := ds.Meta(i)
 		if m.Split != dataset.SplitTrain {
 			continue
 		}
-		c := centers[m.Class]
-		if c == nil {
-			c = make([]float64, v.d)
-			centers[m.Class] = c
+		k, ok := row[m.Class]
+		if !ok {
+			k = len(classes)
+			row[m.Class], classes = k, append(classes, m.Class)
+			centers = append(centers, make([]float32, v.d)...)
 		}
-		for k, x := range v.of(i) {
-			c[k] += float64(x)
+		c := centers[k*v.d : (k+1)*v.d]
+		for j, x := range v.of(i) {
+			c[j] += x
 		}
 	}
-	classes := make([]int, 0, len(centers))
-	for c, x := range centers {
-		normalize(x)
-		classes = append(classes, c)
+	for k := range classes {
+		l2normalize(centers[k*v.d : (k+1)*v.d])
 	}
-	sort.Ints(classes)
 	res.Top1Classes = len(classes)
 	if len(classes) > 0 {
 		res.ChanceTop1 = 1 / float64(len(classes))
 	}
-	correct := 0
+	var queries []float32
+	var want []int
 	for i := 0; i < ds.Len(); i++ {
 		m := ds.Meta(i)
 		if m.Split != dataset.SplitHeldout {
 			continue
 		}
-		if centers[m.Class] == nil {
+		k, ok := row[m.Class]
+		if !ok {
 			res.Top1Unscored++
 			continue
 		}
-		best, bestC := math.Inf(-1), -1
-		for _, c := range classes {
-			if s := dot(v.of(i), centers[c]); s > best {
-				best, bestC = s, c
-			}
-		}
-		res.Top1Queries++
-		if bestC == m.Class {
+		queries, want = append(queries, v.of(i)...), append(want, k)
+	}
+	res.Top1Queries = len(want)
+	if len(want) == 0 {
+		return nil
+	}
+	got, err := Nearest(be, queries, centers, v.d)
+	if err != nil {
+		return err
+	}
+	correct := 0
+	for q, k := range got {
+		if k == want[q] {
 			correct++
 		}
 	}
-	if res.Top1Queries > 0 {
-		res.Top1 = float64(correct) / float64(res.Top1Queries)
-	}
+	res.Top1 = float64(correct) / float64(len(want))
+	return nil
 }
 
-// verification is open-set TAR at FAR on classes never trained on:
-// genuine pairs within each class (at most MaxGenuinePerClass), impostor
-// pairs drawn at random across classes.
-func verification(res *EvalResult, ds Images, v embeddings, opts EvalOptions) {
-	open := map[int][]int{}
+// verification is open-set TAR at FAR on classes never trained on: every
+// genuine and every impostor pair, when there are at most
+// opts.ImpostorPairs impostors; else the genuine pairs (at most
+// MaxGenuinePerClass a class) and that many impostor pairs drawn at
+// random across classes.
+func verification(res *EvalResult, be kernels.Backend, ds Images, v embeddings, opts EvalOptions) error {
+	var openImgs, class []int // sorted by class
+	byClass := map[int][]int{}
 	for i := 0; i < ds.Len(); i++ {
 		if m := ds.Meta(i); m.Split == dataset.SplitOpenset {
-			open[m.Class] = append(open[m.Class], i)
+			byClass[m.Class] = append(byClass[m.Class], i)
 		}
 	}
-	res.OpenClasses = len(open)
-	var genuine []float64
-	var openImgs []int
-	openKeys := make([]int, 0, len(open))
-	for c := range open {
-		openKeys = append(openKeys, c)
+	res.OpenClasses = len(byClass)
+	keys := make([]int, 0, len(byClass))
+	for c := range byClass {
+		keys = append(keys, c)
 	}
-	sort.Ints(openKeys)
-	for _, c := range openKeys {
-		imgs := open[c]
-		openImgs = append(openImgs, imgs...)
-		n := 0
-		for a := 0; a < len(imgs) && n < opts.MaxGenuinePerClass; a++ {
-			for b := a + 1; b < len(imgs) && n < opts.MaxGenuinePerClass; b++ {
-				genuine = append(genuine, dot32(v.of(imgs[a]), v.of(imgs[b])))
+	sort.Ints(keys)
+	genuineAll := 0
+	for _, c := range keys {
+		n := len(byClass[c])
+		genuineAll += n * (n - 1) / 2
+		for _, i := range byClass[c] {
+			openImgs, class = append(openImgs, i), append(class, c)
+		}
+	}
+	n := len(openImgs)
+	impostorAll := n*(n-1)/2 - genuineAll
+	if len(byClass) < 2 || genuineAll == 0 {
+		return nil // no verification without open-set pairs
+	}
+	var genuine, impostor []float32
+	if impostorAll <= opts.ImpostorPairs {
+		emb := make([]float32, 0, n*v.d)
+		for _, i := range openImgs {
+			emb = append(emb, v.of(i)...)
+		}
+		var err error
+		if genuine, impostor, err = allPairScores(be, emb, v.d, class); err != nil {
+			return err
+		}
+		res.AllPairs = true
+	} else {
+		genuine = sampledGenuine(v, keys, byClass, opts.MaxGenuinePerClass)
+		impostor = sampledImpostors(ds, v, openImgs, opts)
+	}
+	res.GenuinePairs, res.ImpostorPairs = len(genuine), len(impostor)
+	rocOf(res, genuine, impostor)
+	return nil
+}
+
+// sampledGenuine scores the genuine pairs of each class, at most max of
+// them (0: all).
+func sampledGenuine(v embeddings, keys []int, byClass map[int][]int, max int) []float32 {
+	var genuine []float32
+	for _, c := range keys {
+		imgs, n := byClass[c], 0
+		for a := 0; a < len(imgs) && (max == 0 || n < max); a++ {
+			for b := a + 1; b < len(imgs) && (max == 0 || n < max); b++ {
+				genuine = append(genuine, float32(dot32(v.of(imgs[a]), v.of(imgs[b]))))
 				n++
 			}
 		}
 	}
-	res.GenuinePairs = len(genuine)
-	if len(open) < 2 || len(genuine) == 0 {
-		return // no verification without open-set pairs
-	}
+	return genuine
+}
+
+// sampledImpostors draws opts.ImpostorPairs pairs of open-set images of
+// different classes.
+func sampledImpostors(ds Images, v embeddings, openImgs []int, opts EvalOptions) []float32 {
 	rng := rand.New(rand.NewPCG(opts.Seed, 0xe7a1))
-	impostor := make([]float64, 0, opts.ImpostorPairs)
+	impostor := make([]float32, 0, opts.ImpostorPairs)
 	for len(impostor) < opts.ImpostorPairs {
 		a, b := openImgs[rng.IntN(len(openImgs))], openImgs[rng.IntN(len(openImgs))]
 		if ds.Meta(a).Class == ds.Meta(b).Class {
 			continue
 		}
-		impostor = append(impostor, dot32(v.of(a), v.of(b)))
+		impostor = append(impostor, float32(dot32(v.of(a), v.of(b))))
 	}
-	res.ImpostorPairs = len(impostor)
-	rocOf(res, genuine, impostor)
+	return impostor
 }
 
-// rocOf fills TAR at each of FARs and the ROC from the pair scores.
-func rocOf(res *EvalResult, genuine, impostor []float64) {
-	sort.Sort(sort.Reverse(sort.Float64Slice(impostor)))
-	sort.Float64s(genuine)
+// rocOf fills TAR at each of FARs and the ROC from the pair scores: at
+// FAR f the threshold is the (⌊f·I⌋+1)-th highest of the I impostor
+// scores, so at most f·I impostors score above it, and TAR is the
+// fraction of genuine scores strictly above it.
+func rocOf(res *EvalResult, genuine, impostor []float32) {
+	slices.Sort(impostor)
+	slices.Sort(genuine)
 	at := func(far float64) ROCPoint {
-		k := int(far * float64(len(impostor)))
-		thr := impostor[min(k, len(impostor)-1)]
-		// Genuine scores strictly above the threshold are accepted.
+		k := min(int(far*float64(len(impostor))), len(impostor)-1)
+		thr := impostor[len(impostor)-1-k]
 		above := len(genuine) - sort.Search(len(genuine), func(i int) bool { return genuine[i] > thr })
-		return ROCPoint{FAR: far, TAR: float64(above) / float64(len(genuine)), Threshold: thr}
+		return ROCPoint{FAR: far, TAR: float64(above) / float64(len(genuine)), Threshold: float64(thr)}
 	}
 	for _, far := range FARs {
 		res.TAR = append(res.TAR, at(far))
@@ -251,28 +322,6 @@ func embedImages(ctx context.Context, e *Engine, ds Images, idx []int, progress 
 		report(i0 + m)
 	}
 	return out, nil
-}
-
-func normalize(v []float64) {
-	var ss float64
-	for _, x := range v {
-		ss += x * x
-	}
-	if ss == 0 {
-		return
-	}
-	inv := 1 / math.Sqrt(ss)
-	for i := range v {
-		v[i] *= inv
-	}
-}
-
-func dot(a []float32, b []float64) float64 {
-	var s float64
-	for i, v := range a {
-		s += float64(v) * b[i]
-	}
-	return s
 }
 
 func dot32(a, b []float32) float64 {
