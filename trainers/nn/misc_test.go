@@ -142,6 +142,7 @@ func TestSchedule(t *testing.T) {
 	step := Schedule{Kind: "step", BaseLR: 0.1, WarmupSteps: 4, Milestones: []int{10, 20}}
 	poly := Schedule{Kind: "poly", BaseLR: 0.1, WarmupSteps: 10, TotalSteps: 110, Power: 1}
 	poly2 := Schedule{Kind: "poly", BaseLR: 0.1, TotalSteps: 100}
+	cosine := Schedule{Kind: "cosine", BaseLR: 0.1, WarmupSteps: 10, TotalSteps: 110}
 	cases := []struct {
 		s    Schedule
 		step int
@@ -154,6 +155,8 @@ func TestSchedule(t *testing.T) {
 		{poly, 110, 0}, {poly, 500, 0},
 		{poly2, 0, 0.1}, {poly2, 50, 0.025}, {poly2, 100, 0},
 		{Schedule{BaseLR: 0.3}, 77, 0.3},
+		{cosine, 0, 0.01}, {cosine, 9, 0.1}, {cosine, 10, 0.1}, {cosine, 35, 0.05 * (1 + math.Sqrt2/2)},
+		{cosine, 60, 0.05}, {cosine, 85, 0.05 * (1 - math.Sqrt2/2)}, {cosine, 110, 0}, {cosine, 999, 0},
 	}
 	for _, c := range cases {
 		if err := c.s.Validate(); err != nil {
@@ -180,6 +183,25 @@ func TestSchedule(t *testing.T) {
 	} {
 		if bad.Validate() == nil {
 			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
+
+// TestSGDDecayAll: weight decay reaches a parameter without Param.Decay
+// (a BatchNorm scale, a bias) only with DecayAll.
+func TestSGDDecayAll(t *testing.T) {
+	be := newBackend(t)
+	for _, c := range []struct {
+		all  bool
+		want float32
+	}{{false, 1}, {true, 1 - 0.1*0.5}} {
+		p, err := newParam(be, Config{MaxBatch: 1}, "bn.weight", []int{3}, false, initOne, 0, 1)
+		must(t, err)
+		must(t, SGD{WeightDecay: 0.5, DecayAll: c.all}.Step(be, []*Param{p}, 0.1))
+		for i, w := range download(t, be, p.W, 3) {
+			if math.Abs(float64(w-c.want)) > 1e-7 {
+				t.Errorf("DecayAll %v: w[%d] = %v, want %v", c.all, i, w, c.want)
+			}
 		}
 	}
 }

@@ -18,6 +18,9 @@ import (
 //   - "poly": BaseLR·(1 − (step−WarmupSteps)/(TotalSteps−WarmupSteps))^Power,
 //     0 from TotalSteps on (Power 2 when zero, as insightface's
 //     PolyScheduler);
+//   - "cosine": BaseLR·½(1 + cos(π·(step−WarmupSteps)/(TotalSteps−WarmupSteps))),
+//     0 from TotalSteps on (torch's CosineAnnealingLR to 0 after the
+//     warm-up);
 //   - "" or "constant": BaseLR.
 type Schedule struct {
 	Kind        string
@@ -45,12 +48,12 @@ func (s Schedule) Validate() error {
 		if !slices.IsSorted(s.Milestones) {
 			return fmt.Errorf("nn: schedule: %w: milestones %v not increasing", kernels.ErrShape, s.Milestones)
 		}
-	case "poly":
+	case "poly", "cosine":
 		if s.TotalSteps <= s.WarmupSteps {
-			return fmt.Errorf("nn: schedule: %w: poly needs TotalSteps %d > WarmupSteps %d", kernels.ErrShape, s.TotalSteps, s.WarmupSteps)
+			return fmt.Errorf("nn: schedule: %w: %s needs TotalSteps %d > WarmupSteps %d", kernels.ErrShape, s.Kind, s.TotalSteps, s.WarmupSteps)
 		}
 	default:
-		return fmt.Errorf("nn: schedule: %w: unknown kind %q (step, poly, constant)", kernels.ErrShape, s.Kind)
+		return fmt.Errorf("nn: schedule: %w: unknown kind %q (step, poly, cosine, constant)", kernels.ErrShape, s.Kind)
 	}
 	return nil
 }
@@ -75,7 +78,7 @@ func (s Schedule) LR(step int) float64 {
 			}
 		}
 		lr *= math.Pow(g, float64(k))
-	case "poly":
+	case "poly", "cosine":
 		if step < s.WarmupSteps {
 			break
 		}
@@ -83,11 +86,15 @@ func (s Schedule) LR(step int) float64 {
 		if span <= 0 || step >= s.TotalSteps {
 			return 0
 		}
+		t := float64(step-s.WarmupSteps) / float64(span)
+		if s.Kind == "cosine" {
+			return lr * 0.5 * (1 + math.Cos(math.Pi*t))
+		}
 		p := s.Power
 		if p == 0 {
 			p = 2
 		}
-		lr *= math.Pow(1-float64(step-s.WarmupSteps)/float64(span), p)
+		lr *= math.Pow(1-t, p)
 	}
 	return lr
 }
@@ -98,6 +105,10 @@ func (s Schedule) LR(step int) float64 {
 type SGD struct {
 	Momentum, WeightDecay float32
 	Nesterov              bool
+	// DecayAll applies weight decay to every parameter (BatchNorm, PReLU
+	// and biases too, as torch.optim.SGD over model.parameters()); false:
+	// to conv and linear weights only (Param.Decay).
+	DecayAll bool
 }
 
 // Step updates every parameter with its gradient and momentum buffer at
@@ -108,7 +119,7 @@ func (o SGD) Step(be kernels.Backend, ps []*Param, lr float32) error {
 			return fmt.Errorf("nn: sgd step %s: %w: no gradient or momentum buffer (forward-only net?)", p.Name, ErrState)
 		}
 		h := kernels.SGD{LR: lr, Momentum: o.Momentum, Nesterov: o.Nesterov}
-		if p.Decay {
+		if p.Decay || o.DecayAll {
 			h.WeightDecay = o.WeightDecay
 		}
 		if err := be.SGDStep(p.N, h, p.W, p.G, p.V); err != nil {

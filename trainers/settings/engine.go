@@ -31,7 +31,7 @@ func (s Settings) Engine(m Mode, classes int, log *slog.Logger) engine.Options {
 		Backbone: s.Backbone, InLen: s.InLen, Hidden: hidden, Dim: s.Dim, Head: s.Head,
 		Batch: s.Batch, Pool: s.Pool, TopK: s.TopK, Classes: classes, PFCRate: s.PFCRate,
 		Margin: margin, EMA: float32(s.EMA),
-		SGD:      nn.SGD{Momentum: float32(s.Momentum), WeightDecay: float32(s.WeightDecay), Nesterov: true},
+		SGD:      nn.SGD{Momentum: float32(s.Momentum), WeightDecay: float32(s.WeightDecay), Nesterov: true, DecayAll: s.WDScope == "all"},
 		Schedule: sched, Seed: s.Seed, Log: log,
 	}
 }

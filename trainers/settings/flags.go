@@ -73,7 +73,10 @@ var flagDefs = []flagDef{
 		fs.Float64Var(&s.WeightDecay, name, s.WeightDecay, "SGD weight decay")
 	}},
 	{"schedule", Offline, func(fs *pflag.FlagSet, name string, s *Settings) {
-		fs.StringVar(&s.Schedule, name, s.Schedule, "learning-rate schedule: step (×0.1 at 60% and 85% of the steps) or poly; streaming keeps the rate constant after --warmup")
+		fs.StringVar(&s.Schedule, name, s.Schedule, "learning-rate schedule after --warmup: step (×0.1 at 60% and 85% of the steps), poly (power 2) or cosine (to 0 at the last step); streaming keeps the rate constant after --warmup")
+	}},
+	{"wd-scope", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.StringVar(&s.WDScope, name, s.WDScope, "what --weight-decay applies to: weights (conv and linear weights) or all (every parameter, as torch.optim.SGD over model.parameters())")
 	}},
 	{"warmup", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
 		fs.IntVar(&s.Warmup, name, s.Warmup, "linear warm-up steps")

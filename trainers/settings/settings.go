@@ -70,6 +70,7 @@ type Settings struct {
 	LR          float64 `json:"lr"`
 	Momentum    float64 `json:"momentum"`
 	WeightDecay float64 `json:"weight_decay"`
+	WDScope     string  `json:"wd_scope,omitempty"` // weights or all ("": weights)
 	Schedule    string  `json:"schedule"` // step or poly (offline); streaming is constant
 	Warmup      int     `json:"warmup"`
 	Steps       int     `json:"steps"` // offline steps
@@ -95,7 +96,7 @@ func Defaults(m Mode) Settings {
 		Backbone: "irresnet", Dim: DefaultDim, Hidden: []int{512}, Head: engine.HeadFFC,
 		Batch: 64, DualLoader: true, PFCRate: 0.1,
 		Margin: "cosface", Scale: 32, EMA: 0.99,
-		LR: 0.1, Momentum: 0.9, WeightDecay: 1e-4, Schedule: "step", Steps: 300, Seed: 1,
+		LR: 0.1, Momentum: 0.9, WeightDecay: 1e-4, WDScope: "weights", Schedule: "step", Steps: 300, Seed: 1,
 		CheckpointInterval: 30 * time.Second,
 	}
 	if m&Demo != 0 {
@@ -130,6 +131,9 @@ func StreamingInLen() int {
 func (s Settings) Derive(m Mode, classes int) (Settings, error) {
 	s.Backbone, s.Head = strings.ToLower(s.Backbone), strings.ToLower(s.Head)
 	s.Margin, s.Schedule = strings.ToLower(s.Margin), strings.ToLower(s.Schedule)
+	if s.WDScope = strings.ToLower(s.WDScope); s.WDScope == "" {
+		s.WDScope = "weights"
+	}
 	s.Hidden = slices.Clone(s.Hidden)
 	if s.Backbone != "mlp" {
 		s.Hidden = nil

@@ -99,18 +99,21 @@ func (s Settings) validateTraining(m Mode, bad func(string, ...any)) {
 	if s.Warmup < 0 {
 		bad("--warmup %d: want ≥ 0", s.Warmup)
 	}
+	if s.WDScope != "weights" && s.WDScope != "all" {
+		bad("--wd-scope %q: want weights or all", s.WDScope)
+	}
 	if m&Offline != 0 {
 		if s.Steps < 0 {
 			bad("--steps %d: want ≥ 0 (0: no training, the untrained network's checkpoint and evaluation)", s.Steps)
 		}
 		switch s.Schedule {
 		case "step":
-		case "poly":
+		case "poly", "cosine":
 			if s.Steps > 0 && s.Steps <= s.Warmup {
-				bad("--schedule poly needs --steps %d > --warmup %d", s.Steps, s.Warmup)
+				bad("--schedule %s needs --steps %d > --warmup %d", s.Schedule, s.Steps, s.Warmup)
 			}
 		default:
-			bad("--schedule %q: want step or poly", s.Schedule)
+			bad("--schedule %q: want step, poly or cosine", s.Schedule)
 		}
 	}
 }
