@@ -71,7 +71,7 @@ type Settings struct {
 	Momentum    float64 `json:"momentum"`
 	WeightDecay float64 `json:"weight_decay"`
 	WDScope     string  `json:"wd_scope,omitempty"` // weights or all ("": weights)
-	Schedule    string  `json:"schedule"` // step or poly (offline); streaming is constant
+	Schedule    string  `json:"schedule"`           // step or poly (offline); streaming is constant
 	Warmup      int     `json:"warmup"`
 	Steps       int     `json:"steps"` // offline steps
 	Seed        uint64  `json:"seed"`
