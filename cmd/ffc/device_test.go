@@ -150,15 +150,15 @@ func TestOfflineTrainThenEval(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "run")
 	if _, _, err := run(t, nil, "train", "--offline", "--data", data, "--backbone", "mlp", "--hidden", "32", "--dim", "16", "--batch", "4",
-		"--steps", "3", "--schedule", "cosine", "--warmup", "1", "--wd-scope", "all", "--eval=false", "--out", dir, "--log-level", "warn"); err != nil {
+		"--steps", "3", "--schedule", "cosine", "--warmup", "1", "--wd-scope", "all", "--init", "uniform", "--eval=false", "--out", dir, "--log-level", "warn"); err != nil {
 		t.Fatalf("train: %v", err)
 	}
 	set, err := settings.ReadFile(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if set.Schedule != "cosine" || set.WDScope != "all" {
-		t.Errorf("settings.json schedule %q, wd scope %q: want cosine, all", set.Schedule, set.WDScope)
+	if set.Schedule != "cosine" || set.WDScope != "all" || set.Init != "uniform" {
+		t.Errorf("settings.json schedule %q, wd scope %q, init %q: want cosine, all, uniform", set.Schedule, set.WDScope, set.Init)
 	}
 	if set.Backbone != "mlp" || set.Dim != 16 || set.InLen != 32*32 || len(set.Hidden) != 1 || set.Hidden[0] != 32 || set.Pool != settings.DefaultPool(4, 32) {
 		t.Errorf("settings.json %+v: want the given architecture and the derived pool", set)

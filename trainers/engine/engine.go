@@ -50,7 +50,9 @@ type Options struct {
 	SGD      nn.SGD
 	Schedule nn.Schedule
 	Seed     uint64
-	Log      *slog.Logger
+	// Init is the backbone's weight initialization (nn.Config.Init).
+	Init string
+	Log  *slog.Logger
 	// KeepFeatures copies the gallery features of the permanent FFC pass
 	// to the host (StepStats.Features), for publishing the centers.
 	KeepFeatures bool
@@ -214,7 +216,7 @@ func newNet(be kernels.Backend, opts Options, maxBatch int, seed uint64) (nn.Net
 	// interface then, never a typed nil.
 	switch opts.Backbone {
 	case "irresnet":
-		n, err := nn.NewIRResNet(be, nn.IRResNetOptions{Dim: opts.Dim, MaxBatch: maxBatch, Seed: seed})
+		n, err := nn.NewIRResNet(be, nn.IRResNetOptions{Dim: opts.Dim, MaxBatch: maxBatch, Seed: seed, Init: opts.Init})
 		if err != nil {
 			return nil, err
 		}
@@ -223,7 +225,7 @@ func newNet(be kernels.Backend, opts Options, maxBatch int, seed uint64) (nn.Net
 		if opts.InLen <= 0 {
 			return nil, errors.New("engine: the mlp backbone needs the input length")
 		}
-		n, err := nn.NewMLP(be, nn.MLPOptions{In: opts.InLen, Hidden: opts.Hidden, Dim: opts.Dim, MaxBatch: maxBatch, Seed: seed})
+		n, err := nn.NewMLP(be, nn.MLPOptions{In: opts.InLen, Hidden: opts.Hidden, Dim: opts.Dim, MaxBatch: maxBatch, Seed: seed, Init: opts.Init})
 		if err != nil {
 			return nil, err
 		}

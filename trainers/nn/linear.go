@@ -25,7 +25,7 @@ func NewLinear(be kernels.Backend, c Config, name string, in, out int) (*Linear,
 	if l.W, err = newParam(be, c, name+".weight", []int{out, in}, true, initKaiming, 0, in); err != nil {
 		return nil, err
 	}
-	if l.B, err = newParam(be, c, name+".bias", []int{out}, false, initZero, 0, 0); err != nil {
+	if l.B, err = newParam(be, c, name+".bias", []int{out}, false, initBias, 0, in); err != nil {
 		return nil, err
 	}
 	if l.y, l.dx, err = l.allocOutput(); err != nil {

@@ -456,3 +456,46 @@ func TestDeterministicInit(t *testing.T) {
 		t.Errorf("fc std %v, want %v", std, want)
 	}
 }
+
+// TestInit: kaiming draws weights N(0, 2/fan_in) with zero biases;
+// uniform (torch's default) draws weights and biases U(±1/√fan_in).
+func TestInit(t *testing.T) {
+	be := newBackend(t)
+	const in, out = 256, 64
+	for _, c := range []struct {
+		init          string
+		wantVar, bias float64 // weight variance; bias bound (0: all zero)
+	}{
+		{"", 2.0 / in, 0},
+		{InitKaiming, 2.0 / in, 0},
+		{InitUniform, 1.0 / (3 * in), 1 / math.Sqrt(in)},
+	} {
+		l, err := NewLinear(be, Config{MaxBatch: 1, Seed: 7, Init: c.init}, "fc", in, out)
+		must(t, err)
+		w := download(t, be, l.W.W, in*out)
+		var mean, sq float64
+		for _, x := range w {
+			mean += float64(x)
+			sq += float64(x) * float64(x)
+			if c.init == InitUniform && math.Abs(float64(x)) > 1/math.Sqrt(in) {
+				t.Fatalf("%s: weight %v outside ±1/√%d", c.init, x, in)
+			}
+		}
+		mean /= float64(len(w))
+		if v := sq/float64(len(w)) - mean*mean; math.Abs(v/c.wantVar-1) > 0.05 || math.Abs(mean) > 0.01*math.Sqrt(c.wantVar)*10 {
+			t.Errorf("%q: weight mean %v, variance %v, want 0, %v", c.init, mean, v, c.wantVar)
+		}
+		nonzero := 0
+		for _, x := range download(t, be, l.B.W, out) {
+			if math.Abs(float64(x)) > c.bias+1e-7 {
+				t.Errorf("%q: bias %v outside ±%v", c.init, x, c.bias)
+			}
+			if x != 0 {
+				nonzero++
+			}
+		}
+		if (c.bias == 0) != (nonzero == 0) {
+			t.Errorf("%q: %d non-zero biases of %d", c.init, nonzero, out)
+		}
+	}
+}

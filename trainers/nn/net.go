@@ -158,6 +158,7 @@ type IRResNetOptions struct {
 	Dim      int // embedding size (512)
 	MaxBatch int // required
 	Seed     uint64
+	Init     string // Config.Init: kaiming (or "") or uniform
 	// InChannels and InSize describe the NCHW input, InChannels×InSize×
 	// InSize (1×32×32). InSize must be divisible by 2^(len(Widths)−1).
 	InChannels, InSize int
@@ -225,7 +226,7 @@ func NewIRResNet(be kernels.Backend, o IRResNetOptions) (*IRResNet, error) {
 			return nil, fmt.Errorf("nn: ir-resnet: %w: stage %d width %d, %d blocks", kernels.ErrShape, i+1, o.Widths[i], o.Blocks[i])
 		}
 	}
-	c := Config{MaxBatch: o.MaxBatch, Seed: o.Seed, ForwardOnly: o.ForwardOnly}
+	c := Config{MaxBatch: o.MaxBatch, Seed: o.Seed, ForwardOnly: o.ForwardOnly, Init: o.Init}
 	if o.ForwardOnly || o.RecomputeColumns {
 		c.ws = &workspace{be: be}
 	}
@@ -288,6 +289,7 @@ type MLPOptions struct {
 	Dim      int   // embedding size (512)
 	MaxBatch int   // required
 	Seed     uint64
+	Init     string // Config.Init: kaiming (or "") or uniform
 	// ForwardOnly builds a net that only runs Forward (the gallery).
 	ForwardOnly bool
 }
@@ -310,7 +312,7 @@ func NewMLP(be kernels.Backend, o MLPOptions) (*MLP, error) {
 	if o.In < 1 || o.Dim < 1 {
 		return nil, fmt.Errorf("nn: mlp: %w: In %d, Dim %d", kernels.ErrShape, o.In, o.Dim)
 	}
-	c := Config{MaxBatch: o.MaxBatch, Seed: o.Seed, ForwardOnly: o.ForwardOnly}
+	c := Config{MaxBatch: o.MaxBatch, Seed: o.Seed, ForwardOnly: o.ForwardOnly, Init: o.Init}
 	nb, err := newNetBuilder(be, c, "mlp")
 	if err != nil {
 		return nil, err

@@ -49,6 +49,10 @@ type Config struct {
 	// ForwardOnly builds a layer without gradient, momentum and input
 	// gradient buffers (a gallery net); its Backward returns ErrState.
 	ForwardOnly bool
+	// Init is how conv and linear weights start: InitKaiming (or "") draws
+	// N(0, 2/fan_in), biases 0; InitUniform draws U(−1/√fan_in, 1/√fan_in)
+	// for weights and biases, torch's default for Conv2d and Linear.
+	Init string
 
 	ws *workspace // shared im2col scratch; nil: the layer makes its own
 }
@@ -74,7 +78,14 @@ const (
 	initZero    initKind = iota
 	initOne              // constant 1
 	initConst            // constant value
-	initKaiming          // N(0, 2/fanIn)
+	initKaiming          // N(0, 2/fanIn); U(±1/√fanIn) with Config.Init "uniform"
+	initBias             // 0; U(±1/√fanIn) with Config.Init "uniform"
+)
+
+// The weight initializations of Config.Init.
+const (
+	InitKaiming = "kaiming"
+	InitUniform = "uniform"
 )
 
 // newParam allocates a learnable tensor and initialises W.
@@ -93,8 +104,18 @@ func newParam(be kernels.Backend, c Config, name string, shape []int, decay bool
 		for i := range host {
 			host[i] = float32(v)
 		}
-	case initKaiming:
+	case initKaiming, initBias:
 		r := c.rng(name)
+		if c.Init == InitUniform {
+			bound := 1 / math.Sqrt(float64(max(fanIn, 1)))
+			for i := range host {
+				host[i] = float32((2*r.Float64() - 1) * bound)
+			}
+			break
+		}
+		if kind == initBias {
+			break // zeros
+		}
 		std := math.Sqrt(2 / float64(max(fanIn, 1)))
 		for i := range host {
 			host[i] = float32(r.NormFloat64() * std)

@@ -32,6 +32,6 @@ func (s Settings) Engine(m Mode, classes int, log *slog.Logger) engine.Options {
 		Batch: s.Batch, Pool: s.Pool, TopK: s.TopK, Classes: classes, PFCRate: s.PFCRate,
 		Margin: margin, EMA: float32(s.EMA),
 		SGD:      nn.SGD{Momentum: float32(s.Momentum), WeightDecay: float32(s.WeightDecay), Nesterov: true, DecayAll: s.WDScope == "all"},
-		Schedule: sched, Seed: s.Seed, Log: log,
+		Schedule: sched, Seed: s.Seed, Init: s.Init, Log: log,
 	}
 }

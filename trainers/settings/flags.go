@@ -33,6 +33,9 @@ var flagDefs = []flagDef{
 	{"hidden", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
 		fs.IntSliceVar(&s.Hidden, name, s.Hidden, "hidden layer widths of the mlp backbone, comma-separated")
 	}},
+	{"init", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.StringVar(&s.Init, name, s.Init, "initial conv and linear weights: kaiming (N(0, 2/fan_in), biases 0) or uniform (U(±1/√fan_in) for weights and biases, torch's default)")
+	}},
 	{"head", Offline, func(fs *pflag.FlagSet, name string, s *Settings) {
 		fs.StringVar(&s.Head, name, s.Head, "head: ffc, fc (full softmax over N classes) or pfc (Partial FC); streaming trains ffc")
 	}},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ffc-stream/ffc/schemas"
 	"github.com/ffc-stream/ffc/trainers/engine"
+	"github.com/ffc-stream/ffc/trainers/nn"
 )
 
 // Mode is a way of running a trainer (or a producer feeding one); flags
@@ -51,6 +52,7 @@ type Settings struct {
 	Dim      int    `json:"dim"`              // embedding dimension D
 	InLen    int    `json:"in_len"`           // pixels of an input image (0: derived)
 	Hidden   []int  `json:"hidden,omitempty"` // mlp hidden widths
+	Init     string `json:"init,omitempty"`   // kaiming or uniform ("": kaiming)
 	Head     string `json:"head"`             // ffc, fc or pfc
 
 	// Batch and pool.
@@ -96,7 +98,7 @@ func Defaults(m Mode) Settings {
 		Backbone: "irresnet", Dim: DefaultDim, Hidden: []int{512}, Head: engine.HeadFFC,
 		Batch: 64, DualLoader: true, PFCRate: 0.1,
 		Margin: "cosface", Scale: 32, EMA: 0.99,
-		LR: 0.1, Momentum: 0.9, WeightDecay: 1e-4, WDScope: "weights", Schedule: "step", Steps: 300, Seed: 1,
+		LR: 0.1, Momentum: 0.9, WeightDecay: 1e-4, WDScope: "weights", Init: nn.InitKaiming, Schedule: "step", Steps: 300, Seed: 1,
 		CheckpointInterval: 30 * time.Second,
 	}
 	if m&Demo != 0 {
@@ -133,6 +135,9 @@ func (s Settings) Derive(m Mode, classes int) (Settings, error) {
 	s.Margin, s.Schedule = strings.ToLower(s.Margin), strings.ToLower(s.Schedule)
 	if s.WDScope = strings.ToLower(s.WDScope); s.WDScope == "" {
 		s.WDScope = "weights"
+	}
+	if s.Init = strings.ToLower(s.Init); s.Init == "" {
+		s.Init = nn.InitKaiming
 	}
 	s.Hidden = slices.Clone(s.Hidden)
 	if s.Backbone != "mlp" {

@@ -62,6 +62,7 @@ func TestValidateCollectsEveryProblem(t *testing.T) {
 		{"odd streaming batch", Streaming, func(s *Settings) { s.Batch = 7 }, []string{"--batch 7: streaming training takes an even batch"}},
 		{"odd offline batch is fine but the pool is small", Offline, func(s *Settings) { s.Batch, s.Pool = 7, 9 }, []string{"--pool 9 is below the 11"}},
 		{"wd scope", Offline, func(s *Settings) { s.WDScope = "biases" }, []string{"--wd-scope \"biases\""}},
+		{"init", Streaming, func(s *Settings) { s.Init = "xavier" }, []string{"--init \"xavier\""}},
 		{"several", Offline, func(s *Settings) { s.Backbone, s.Head, s.Schedule, s.LR, s.EMA = "vgg", "x", "sawtooth", 0, 1 },
 			[]string{"--backbone \"vgg\"", "--head \"x\"", "--schedule \"sawtooth\"", "--lr 0", "--ema 1"}},
 		{"irresnet on 64×64", Offline, func(s *Settings) { s.InLen = 4096 }, []string{"irresnet takes 32×32"}},

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/ffc-stream/ffc/trainers/nn"
 )
 
 // Validate reports every problem of derived settings for mode m, joined.
@@ -98,6 +100,9 @@ func (s Settings) validateTraining(m Mode, bad func(string, ...any)) {
 	}
 	if s.Warmup < 0 {
 		bad("--warmup %d: want ≥ 0", s.Warmup)
+	}
+	if s.Init != nn.InitKaiming && s.Init != nn.InitUniform {
+		bad("--init %q: want kaiming or uniform", s.Init)
 	}
 	if s.WDScope != "weights" && s.WDScope != "all" {
 		bad("--wd-scope %q: want weights or all", s.WDScope)
