@@ -226,3 +226,24 @@ func TestUntrainedBaseline(t *testing.T) {
 		t.Errorf("untrained checkpoint: %v", err)
 	}
 }
+
+// TestOfflineHeadsOnTrainClasses: FC and Partial FC heads are built with a
+// row per train class only (the synthetic set's open-set classes get none)
+// and train: a label beyond the rows (a class number, not the dense train
+// label) would fail the step.
+func TestOfflineHeadsOnTrainClasses(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "synth")
+	if _, _, err := run(t, nil, "data", "synth", "--ids", "40", "--sample", "40", "--min", "3", "--max", "6", "--out", data); err != nil {
+		t.Fatalf("data synth: %v", err)
+	}
+	for _, head := range []string{"fc", "pfc"} {
+		dir := filepath.Join(t.TempDir(), head)
+		if _, _, err := run(t, nil, "train", "--offline", "--data", data, "--backbone", "mlp", "--hidden", "32", "--dim", "16", "--batch", "4",
+			"--head", head, "--steps", "4", "--baselines=false", "--impostor-pairs", "1000", "--out", dir, "--log-level", "warn"); err != nil {
+			t.Fatalf("train --head %s: %v", head, err)
+		}
+		if s := readSummary(t, dir); s.Train.Steps != 4 || s.Train.Skipped != 0 {
+			t.Errorf("--head %s: %+v, want 4 steps", head, s.Train)
+		}
+	}
+}

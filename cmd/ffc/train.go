@@ -116,7 +116,8 @@ func runOfflineTrain(cmd *cobra.Command, a *app, f *trainFlags) error {
 		return err
 	}
 	defer be.Close()
-	e, err := engine.New(be, set.Engine(settings.Offline, len(ds.Classes()), a.log))
+	// FC and PFC heads get a row per train class only (TrainIndex's labels).
+	e, err := engine.New(be, set.Engine(settings.Offline, len(ix.Labels), a.log))
 	if err != nil {
 		return err
 	}

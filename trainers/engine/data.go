@@ -16,8 +16,10 @@ type Images interface {
 	ReadImage(i int, dst []byte) (dataset.Meta, error)
 }
 
-// TrainIndex groups the train-split images of ds by class; labels are the
-// class indices.
+// TrainIndex groups the train-split images of ds by class, in class
+// order; the labels are dense, 0 … K−1 for the K classes with train
+// images, so an FC or PFC head has exactly K rows (the open-set classes,
+// never trained, get none).
 func TrainIndex(ds Images) Index {
 	var ix Index
 	byClass := map[int][]int{}
@@ -33,7 +35,7 @@ func TrainIndex(ds Images) Index {
 	for c := 0; c <= maxClass; c++ {
 		if imgs := byClass[c]; len(imgs) > 0 {
 			ix.ByClass = append(ix.ByClass, imgs)
-			ix.Labels = append(ix.Labels, int64(c))
+			ix.Labels = append(ix.Labels, int64(len(ix.Labels)))
 		}
 	}
 	return ix

@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"slices"
 	"testing"
+
+	"github.com/ffc-stream/ffc/internal/dataset"
 )
 
 // longTail has class c with c+1 images (class 0: one image).
@@ -114,3 +117,31 @@ func TestLoadersRejectEmpty(t *testing.T) {
 		t.Error("mismatched labels accepted")
 	}
 }
+
+// TestTrainIndexDenseLabels: the labels of the classes with train images
+// are 0 … K−1 in class order, whatever the class numbers and open-set
+// classes in between.
+func TestTrainIndexDenseLabels(t *testing.T) {
+	ds := &fakeImages{size: 2, metas: []dataset.Meta{
+		{Class: 7, Split: dataset.SplitTrain}, {Class: 3, Split: dataset.SplitTrain}, {Class: 5, Split: dataset.SplitOpenset},
+		{Class: 7, Split: dataset.SplitTrain}, {Class: 9, Split: dataset.SplitHeldout}, {Class: 12, Split: dataset.SplitTrain},
+	}}
+	ix := TrainIndex(ds)
+	if want := []int64{0, 1, 2}; !slices.Equal(ix.Labels, want) {
+		t.Fatalf("labels %v, want %v", ix.Labels, want)
+	}
+	if want := [][]int{{1}, {0, 3}, {5}}; len(ix.ByClass) != 3 || !slices.Equal(ix.ByClass[0], want[0]) || !slices.Equal(ix.ByClass[1], want[1]) || !slices.Equal(ix.ByClass[2], want[2]) {
+		t.Errorf("by class %v, want %v (classes 3, 7, 12)", ix.ByClass, want)
+	}
+}
+
+// fakeImages is an Images of metadata only.
+type fakeImages struct {
+	size  int
+	metas []dataset.Meta
+}
+
+func (f *fakeImages) Len() int                                          { return len(f.metas) }
+func (f *fakeImages) ImageSize() int                                    { return f.size }
+func (f *fakeImages) Meta(i int) dataset.Meta                           { return f.metas[i] }
+func (f *fakeImages) ReadImage(i int, dst []byte) (dataset.Meta, error) { return f.metas[i], nil }
