@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ffc-stream/ffc/internal/dataset"
 	"github.com/ffc-stream/ffc/trainers/engine"
 	"github.com/ffc-stream/ffc/trainers/settings"
 )
@@ -245,5 +246,52 @@ func TestOfflineHeadsOnTrainClasses(t *testing.T) {
 		if s := readSummary(t, dir); s.Train.Steps != 4 || s.Train.Skipped != 0 {
 			t.Errorf("--head %s: %+v, want 4 steps", head, s.Train)
 		}
+	}
+}
+
+// TestLastImageProtocol: --protocol last-image trains on the new split,
+// records it in the checkpoint, and eval follows it: the last tenth of
+// the classes open-set, one probe per other class with ≥ 4 images.
+func TestLastImageProtocol(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "synth")
+	if _, _, err := run(t, nil, "data", "synth", "--ids", "40", "--sample", "40", "--min", "3", "--max", "6", "--out", data); err != nil {
+		t.Fatalf("data synth: %v", err)
+	}
+	ds, err := dataset.Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perClass := map[int]int{}
+	for i := range ds.Len() {
+		perClass[ds.Meta(i).Class]++
+	}
+	nClasses := len(ds.Classes())
+	ds.Close()
+	open := (nClasses + 9) / 10
+	probes := 0
+	for c := 0; c < nClasses-open; c++ {
+		if perClass[c] >= 4 {
+			probes++
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	if _, _, err := run(t, nil, "train", "--offline", "--data", data, "--protocol", "last-image", "--backbone", "mlp", "--hidden", "32", "--dim", "16", "--batch", "4",
+		"--steps", "3", "--baselines=false", "--impostor-pairs", "100000", "--out", dir, "--log-level", "warn"); err != nil {
+		t.Fatalf("train: %v", err)
+	}
+	if set, err := settings.ReadFile(dir); err != nil || set.Protocol != "last-image" {
+		t.Fatalf("settings.json protocol %q, %v", set.Protocol, err)
+	}
+	out := filepath.Join(t.TempDir(), "eval")
+	if _, _, err := run(t, nil, "eval", "--data", data, "--checkpoint", dir, "--out", out, "--baselines=false", "--log-level", "warn"); err != nil {
+		t.Fatalf("eval: %v", err)
+	}
+	var ev engine.EvalResult
+	b, err := os.ReadFile(filepath.Join(out, "eval.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &ev)
+	}
+	if err != nil || ev.Top1Queries != probes || ev.OpenClasses != open || ev.Top1Classes != nClasses-open || !ev.AllPairs {
+		t.Errorf("eval.json %+v, %v: want %d probes, %d open-set and %d train classes, every pair", ev, err, probes, open, nClasses-open)
 	}
 }

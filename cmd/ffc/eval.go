@@ -21,6 +21,7 @@ type evalFlags struct {
 	data, checkpoint, out string
 	threads, impostors    int
 	baselines             bool
+	protocol              string
 	seed                  uint64
 	dev                   deviceFlags
 }
@@ -47,6 +48,7 @@ It prints the numbers and writes eval.json (with the ROC points) to --out.`,
 	fs.StringVar(&f.out, "out", "", "folder for eval.json (default: the checkpoint folder)")
 	addThreadsFlag(fs, &f.threads)
 	fs.IntVar(&f.impostors, "impostor-pairs", engine.DefaultImpostorPairs, "TAR@FAR scores every open-set pair when there are at most this many impostor pairs (exact), else samples this many")
+	fs.StringVar(&f.protocol, "protocol", "", "split: fonts or last-image (see ffc train --help; empty: the checkpoint's)")
 	fs.BoolVar(&f.baselines, "baselines", true, "also evaluate the untrained network of the checkpoint's seed and raw pixels on the same images and pairs")
 	fs.Uint64Var(&f.seed, "seed", 1, "random seed for the impostor pairs")
 	f.dev.addFlags(fs)
@@ -57,14 +59,22 @@ func runEval(cmd *cobra.Command, a *app, f *evalFlags) error {
 	if err := f.dev.check(); err != nil {
 		return err
 	}
-	ds, err := dataset.Open(f.data)
+	file, err := dataset.Open(f.data)
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
-	defer ds.Close()
+	defer file.Close()
 	set, err := settings.ReadFile(f.checkpoint)
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
+	}
+	protocol := f.protocol
+	if protocol == "" {
+		protocol = set.Protocol // the checkpoint's
+	}
+	ds, err := engine.WithProtocol(file, strings.ToLower(protocol))
+	if err != nil {
+		return fmt.Errorf("eval: --%w", err)
 	}
 	be, err := newBackend(a.log, f.threads, f.dev)
 	if err != nil {
@@ -102,7 +112,7 @@ type evalJob struct {
 	e         *engine.Engine
 	be        kernels.Backend
 	set       settings.Settings
-	ds        *dataset.Reader
+	ds        engine.Images
 	impostors int
 	seed      uint64
 	dir       string

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -100,11 +101,15 @@ func runTrain(cmd *cobra.Command, a *app, f *trainFlags) error {
 }
 
 func runOfflineTrain(cmd *cobra.Command, a *app, f *trainFlags) error {
-	ds, err := dataset.Open(f.data)
+	file, err := dataset.Open(f.data)
 	if err != nil {
 		return fmt.Errorf("train: open data set %s: %w (build one with 'ffc data glyphs' or 'ffc data synth')", f.data, err)
 	}
-	defer ds.Close()
+	defer file.Close()
+	ds, err := engine.WithProtocol(file, strings.ToLower(f.set.Protocol))
+	if err != nil {
+		return fmt.Errorf("train: --%w", err)
+	}
 	ix := engine.TrainIndex(ds)
 	f.set.InLen = ds.ImageSize() * ds.ImageSize()
 	set, err := f.set.Derive(settings.Offline, len(ix.Labels))
@@ -127,8 +132,8 @@ func runOfflineTrain(cmd *cobra.Command, a *app, f *trainFlags) error {
 	for _, imgs := range ix.ByClass {
 		trainImages += len(imgs)
 	}
-	fmt.Fprintf(out, "train: %s head, %s backbone (D=%d) on %s: %d train classes, %d train images (of %d in the set); backend %s\n",
-		set.Head, set.Backbone, set.Dim, f.data, len(ix.Labels), trainImages, ds.Len(), be.Name())
+	fmt.Fprintf(out, "train: %s head, %s backbone (D=%d) on %s (protocol %s): %d train classes, %d train images (of %d in the set); backend %s\n",
+		set.Head, set.Backbone, set.Dim, f.data, set.Protocol, len(ix.Labels), trainImages, ds.Len(), be.Name())
 	if set.Head == engine.HeadFFC {
 		fmt.Fprintf(out, "train: pool Q=%d slots (%.1f%% of train classes), batch B=%d, dual loader %v\n", set.Pool, 100*float64(set.Pool)/float64(len(ix.Labels)), set.Batch, set.DualLoader)
 	}

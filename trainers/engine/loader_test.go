@@ -145,3 +145,45 @@ func (f *fakeImages) Len() int                                          { return
 func (f *fakeImages) ImageSize() int                                    { return f.size }
 func (f *fakeImages) Meta(i int) dataset.Meta                           { return f.metas[i] }
 func (f *fakeImages) ReadImage(i int, dst []byte) (dataset.Meta, error) { return f.metas[i], nil }
+
+// TestLastImageProtocol: the last tenth of the classes (rounded up) is
+// open-set; a train class with ≥ 4 images gives its last image as the
+// probe; the rest trains.
+func TestLastImageProtocol(t *testing.T) {
+	var metas []dataset.Meta
+	// 11 classes: class c has c+1 images, interleaved by index.
+	for i := range 11 {
+		for c := i; c < 11; c++ {
+			metas = append(metas, dataset.Meta{Class: c, Split: dataset.SplitHeldout})
+		}
+	}
+	ds, err := WithProtocol(&fakeImages{size: 2, metas: metas}, ProtocolLastImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[int]int{}
+	for i := range ds.Len() {
+		last[ds.Meta(i).Class] = i
+	}
+	counts := map[dataset.Split]int{}
+	for i := range ds.Len() {
+		m := ds.Meta(i)
+		counts[m.Split]++
+		want := dataset.SplitTrain
+		switch {
+		case m.Class >= 9: // 2 of 11 classes, rounded up
+			want = dataset.SplitOpenset
+		case m.Class >= 3 && i == last[m.Class]:
+			want = dataset.SplitHeldout
+		}
+		if m.Split != want {
+			t.Errorf("image %d of class %d: %v, want %v", i, m.Class, m.Split, want)
+		}
+	}
+	if counts[dataset.SplitOpenset] != 10+11 || counts[dataset.SplitHeldout] != 6 {
+		t.Errorf("splits %v: want 21 open-set images and 6 probes", counts)
+	}
+	if _, err := WithProtocol(ds, "by-phase-of-moon"); err == nil {
+		t.Error("unknown protocol accepted")
+	}
+}

@@ -78,6 +78,9 @@ var flagDefs = []flagDef{
 	{"schedule", Offline, func(fs *pflag.FlagSet, name string, s *Settings) {
 		fs.StringVar(&s.Schedule, name, s.Schedule, "learning-rate schedule after --warmup: step (×0.1 at 60% and 85% of the steps), poly (power 2) or cosine (to 0 at the last step); streaming keeps the rate constant after --warmup")
 	}},
+	{"protocol", Offline, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.StringVar(&s.Protocol, name, s.Protocol, "offline split: fonts (the data set's own: whole fonts held out, its open-set classes) or last-image (the last tenth of the classes open-set, the last image of every other class with ≥ 4 images a held-out probe); eval follows the checkpoint's")
+	}},
 	{"wd-scope", trainModes, func(fs *pflag.FlagSet, name string, s *Settings) {
 		fs.StringVar(&s.WDScope, name, s.WDScope, "what --weight-decay applies to: weights (conv and linear weights) or all (every parameter, as torch.optim.SGD over model.parameters())")
 	}},

@@ -76,6 +76,9 @@ type Settings struct {
 	Schedule    string  `json:"schedule"`           // step or poly (offline); streaming is constant
 	Warmup      int     `json:"warmup"`
 	Steps       int     `json:"steps"` // offline steps
+	// Protocol is the offline split (engine.ProtocolFonts or
+	// ProtocolLastImage; "": fonts); eval follows the checkpoint's.
+	Protocol string `json:"protocol,omitempty"`
 	Seed        uint64  `json:"seed"`
 
 	// Cadence.
@@ -135,6 +138,9 @@ func (s Settings) Derive(m Mode, classes int) (Settings, error) {
 	s.Margin, s.Schedule = strings.ToLower(s.Margin), strings.ToLower(s.Schedule)
 	if s.WDScope = strings.ToLower(s.WDScope); s.WDScope == "" {
 		s.WDScope = "weights"
+	}
+	if s.Protocol = strings.ToLower(s.Protocol); s.Protocol == "" {
+		s.Protocol = engine.ProtocolFonts
 	}
 	if s.Init = strings.ToLower(s.Init); s.Init == "" {
 		s.Init = nn.InitKaiming

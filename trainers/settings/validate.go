@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/ffc-stream/ffc/trainers/engine"
 	"github.com/ffc-stream/ffc/trainers/nn"
 )
 
@@ -100,6 +101,9 @@ func (s Settings) validateTraining(m Mode, bad func(string, ...any)) {
 	}
 	if s.Warmup < 0 {
 		bad("--warmup %d: want ≥ 0", s.Warmup)
+	}
+	if s.Protocol != engine.ProtocolFonts && s.Protocol != engine.ProtocolLastImage {
+		bad("--protocol %q: want %s or %s", s.Protocol, engine.ProtocolFonts, engine.ProtocolLastImage)
 	}
 	if s.Init != nn.InitKaiming && s.Init != nn.InitUniform {
 		bad("--init %q: want kaiming or uniform", s.Init)
