@@ -65,7 +65,8 @@ lines).
 idle 2-core machine), or --steps does in trainer steps (the same work on a busy
 machine as on an idle one); --follow keeps it running until Ctrl-C, which shuts down
 cleanly (the producer first, then the trainer's final checkpoint and offset
-commit, then the subscriber). --check-only stops after the service checks.
+commit, then the subscriber, then the embedded servers; the summary is still
+printed). --check-only stops after the service checks.
 The training settings (--batch, --dim, --pool, --lr, ...) are those of
 'ffc train'; the demo's defaults train a smaller model.`
 
