@@ -79,7 +79,7 @@ type Settings struct {
 	// Protocol is the offline split (engine.ProtocolFonts or
 	// ProtocolLastImage; "": fonts); eval follows the checkpoint's.
 	Protocol string `json:"protocol,omitempty"`
-	Seed        uint64  `json:"seed"`
+	Seed     uint64 `json:"seed"`
 
 	// Cadence.
 	CheckpointEvery    int           `json:"checkpoint_every"`    // steps (offline 0: at the end; streaming 0: derived, 50)
