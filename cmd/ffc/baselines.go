@@ -65,7 +65,8 @@ func (r *demoRun) evalImages() []int {
 // baselines scores the held-out images imgs against their IDs, each with
 // one train image as its reference, embedded by the trained network, the
 // untrained network of the run's seed, and as raw pixels.
-func (r *demoRun) baselines(ctx context.Context, imgs []int) (baselines, error) {
+// emb holds the trained network's embeddings of imgs (identify's).
+func (r *demoRun) baselines(ctx context.Context, imgs []int, emb []float32) (baselines, error) {
 	var b baselines
 	var ids []uint64
 	row := map[uint64]int{}
@@ -97,18 +98,22 @@ func (r *demoRun) baselines(ctx context.Context, imgs []int) (baselines, error) 
 		}
 	}
 	var err error
-	if b.Trained, err = r.networkTop1(ctx, r.tr.Engine(), imgs, first, want); err != nil {
+	if b.Trained, err = r.networkTop1(ctx, r.tr.Engine(), emb, first, want); err != nil {
 		return b, err
 	}
-	e, err := engine.New(r.be, r.o.set.Engine(settings.Streaming, 0, r.log))
+	e, err := probeEngine(r.be, r.o.set, settings.Streaming, r.log)
 	if err != nil {
 		return b, err
 	}
 	defer e.Close()
-	if b.Untrained, err = r.networkTop1(ctx, e, imgs, first, want); err != nil {
+	q, err := engine.EmbedImages(ctx, e, r.data, imgs)
+	if err != nil {
 		return b, err
 	}
-	q, err := engine.Pixels(r.data, imgs)
+	if b.Untrained, err = r.networkTop1(ctx, e, q, first, want); err != nil {
+		return b, err
+	}
+	q, err = engine.Pixels(r.data, imgs)
 	if err != nil {
 		return b, err
 	}
@@ -120,13 +125,9 @@ func (r *demoRun) baselines(ctx context.Context, imgs []int) (baselines, error) 
 	return b, err
 }
 
-// networkTop1 embeds the held-out images imgs and the references refs
-// with e's probe and scores the nearest reference.
-func (r *demoRun) networkTop1(ctx context.Context, e *engine.Engine, imgs, refs, want []int) (float64, error) {
-	q, err := engine.EmbedImages(ctx, e, r.data, imgs)
-	if err != nil {
-		return 0, err
-	}
+// networkTop1 embeds the references refs with e's probe and scores the
+// nearest reference of each held-out embedding q (e's too).
+func (r *demoRun) networkTop1(ctx context.Context, e *engine.Engine, q []float32, refs, want []int) (float64, error) {
 	c, err := engine.EmbedImages(ctx, e, r.data, refs)
 	if err != nil {
 		return 0, err

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -187,18 +186,7 @@ func readEmbedImages(paths []string) ([]embedImage, []rejectedFile) {
 // (schemas.DecodeImage with the default limits) and returns its 8-bit
 // grayscale pixels row by row.
 func decodePNGFile(file string) ([]byte, error) {
-	fh, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	lim := schemas.DefaultLimits()
-	// One byte over the limit is enough for DecodeImage to refuse it.
-	data, err := io.ReadAll(io.LimitReader(fh, int64(lim.MaxImageBytes)+1))
-	if err != nil {
-		return nil, err
-	}
-	g, err := schemas.DecodeImage(data, lim)
+	_, g, err := readImageFile(file)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,9 +82,7 @@ func runEval(cmd *cobra.Command, a *app, f *evalFlags) error {
 		return err
 	}
 	defer be.Close()
-	opts := set.Engine(settings.Offline, 0, a.log)
-	opts.ProbeOnly = true
-	e, err := engine.New(be, opts)
+	e, err := probeEngine(be, set, settings.Offline, a.log)
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
@@ -103,6 +102,15 @@ func runEval(cmd *cobra.Command, a *app, f *evalFlags) error {
 		return err
 	}
 	return writeJSON(filepath.Join(out, "eval.json"), ev)
+}
+
+// probeEngine builds the network of set in mode m, as its seed starts it,
+// in an engine without head, gallery or optimizer (ProbeOnly): what eval,
+// export, embed and the untrained baselines run.
+func probeEngine(be kernels.Backend, set settings.Settings, m settings.Mode, log *slog.Logger) (*engine.Engine, error) {
+	opts := set.Engine(m, 0, log)
+	opts.ProbeOnly = true
+	return engine.New(be, opts)
 }
 
 // evalJob is one evaluation: the network, what builds its untrained
@@ -149,9 +157,7 @@ func evaluate(ctx context.Context, a *app, j evalJob) (engine.EvalResult, error)
 // baselinesOf evaluates, on the same images and pairs, the untrained
 // network of the job's settings and seed, and raw pixels.
 func baselinesOf(ctx context.Context, a *app, j evalJob, opts engine.EvalOptions) (map[string]*engine.EvalResult, error) {
-	eo := j.set.Engine(settings.Offline, 0, a.log)
-	eo.ProbeOnly = true
-	e0, err := engine.New(j.be, eo)
+	e0, err := probeEngine(j.be, j.set, settings.Offline, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}

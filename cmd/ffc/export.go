@@ -73,9 +73,7 @@ func (f *netFlags) paramsFile() string {
 // as ffc eval does, and loads the weights of the selected network (the
 // gallery has the probe's architecture). The caller closes the engine.
 func (f *netFlags) loadNet(be kernels.Backend, log *slog.Logger, set settings.Settings) (*engine.Engine, error) {
-	opts := set.Engine(settings.Offline, 0, log)
-	opts.ProbeOnly = true
-	e, err := engine.New(be, opts)
+	e, err := probeEngine(be, set, settings.Offline, log)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"log/slog"
 	"os"
@@ -399,21 +400,32 @@ func readImage(id uint64, file string) (idImage, error) {
 	if _, _, err := schemas.ParseImageKey(schemas.ImageKey(id, name)); err != nil {
 		return idImage{}, fmt.Errorf("file name %q cannot name an object: %w", base, err)
 	}
-	fh, err := os.Open(file)
+	data, _, err := readImageFile(file)
 	if err != nil {
 		return idImage{}, err
+	}
+	return idImage{path: file, name: name, data: data}, nil
+}
+
+// readImageFile reads file (at most the wire's image size limit, plus one
+// byte to know it is over) and decodes it as the producers do.
+func readImageFile(file string) ([]byte, *image.Gray, error) {
+	fh, err := os.Open(file)
+	if err != nil {
+		return nil, nil, err
 	}
 	defer fh.Close()
 	lim := schemas.DefaultLimits()
 	// One byte over the limit is enough for DecodeImage to refuse it.
 	data, err := io.ReadAll(io.LimitReader(fh, int64(lim.MaxImageBytes)+1))
 	if err != nil {
-		return idImage{}, err
+		return nil, nil, err
 	}
-	if _, err := schemas.DecodeImage(data, lim); err != nil {
-		return idImage{}, err
+	g, err := schemas.DecodeImage(data, lim)
+	if err != nil {
+		return nil, nil, err
 	}
-	return idImage{path: file, name: name, data: data}, nil
+	return data, g, nil
 }
 
 // deleteID deletes every object under ids/<id>/ of bucket and returns

@@ -117,7 +117,7 @@ func (r *demoRun) identify(ctx context.Context, s *demoSummary) error {
 	if len(imgs) == 0 {
 		return nil
 	}
-	b, err := r.baselines(ctx, imgs)
+	b, err := r.baselines(ctx, imgs, emb)
 	if err != nil {
 		return fmt.Errorf("demo: baselines: %w", err)
 	}

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ffc-stream/ffc/internal/testutil"
 )
@@ -92,27 +91,18 @@ func startPrometheus(t *testing.T, bin, metrics string) *promAPI {
 	return p
 }
 
-// poll calls check with a growing backoff (50 ms to 1 s) until it
-// returns nil; it fails the test when Prometheus exits or past the
-// test's deadline.
+// poll waits (testutil.WaitFor) until check returns nil; it fails the
+// test at once when Prometheus exits.
 func (p *promAPI) poll(t *testing.T, what string, check func() error) {
 	t.Helper()
-	ctx := testutil.Context(t)
-	wait := 50 * time.Millisecond
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
+	testutil.WaitFor(t, what, func() error {
 		select {
 		case <-p.exited:
-			t.Fatalf("prometheus exited while waiting for %s (%v):\n%s", what, err, p.out.String())
-		case <-ctx.Done():
-			t.Fatalf("gave up waiting for %s: %v", what, err)
-		case <-time.After(wait):
+			t.Fatalf("prometheus exited while waiting for %s:\n%s", what, p.out.String())
+		default:
 		}
-		wait = min(2*wait, time.Second)
-	}
+		return check()
+	})
 }
 
 // waitResult queries /api/v1/query until a sample of query satisfies ok.

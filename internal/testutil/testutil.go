@@ -3,7 +3,8 @@
 // work a context that ends with the test's own deadline. Neither uses a
 // wall-clock bound of its own: a busy machine makes a test slower, never
 // wrong; only the package's -timeout (less a margin to report the state)
-// ends the wait, and the failure says what was seen last.
+// ends the wait, and the failure says what was seen last. CheckGenerated
+// holds committed protoc output equal to what its gen.sh writes now.
 //
 // It is imported by tests only.
 package testutil

@@ -218,14 +218,14 @@ func verification(res *EvalResult, be kernels.Backend, ds Images, v embeddings, 
 	return nil
 }
 
-// sampledGenuine scores the genuine pairs of each class, at most max of
-// them (0: all).
-func sampledGenuine(v embeddings, keys []int, byClass map[int][]int, max int) []float32 {
+// sampledGenuine scores the genuine pairs of each class, at most
+// perClass of them (0: all).
+func sampledGenuine(v embeddings, keys []int, byClass map[int][]int, perClass int) []float32 {
 	var genuine []float32
 	for _, c := range keys {
 		imgs, n := byClass[c], 0
-		for a := 0; a < len(imgs) && (max == 0 || n < max); a++ {
-			for b := a + 1; b < len(imgs) && (max == 0 || n < max); b++ {
+		for a := 0; a < len(imgs) && (perClass == 0 || n < perClass); a++ {
+			for b := a + 1; b < len(imgs) && (perClass == 0 || n < perClass); b++ {
 				genuine = append(genuine, float32(dot32(v.of(imgs[a]), v.of(imgs[b]))))
 				n++
 			}

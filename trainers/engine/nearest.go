@@ -25,28 +25,17 @@ func Nearest(be kernels.Backend, q, c []float32, d int) (idx []int, err error) {
 	if m == 0 {
 		return nil, errors.New("nearest: no centers")
 	}
-	var bufs []kernels.Buffer
-	defer func() {
-		for _, b := range bufs {
-			err = errors.Join(err, be.Free(b))
-		}
-	}()
-	alloc := func(k int) (kernels.Buffer, error) {
-		b, err := be.Alloc(k)
-		if err == nil {
-			bufs = append(bufs, b)
-		}
-		return b, err
-	}
-	cb, err := alloc(m * d)
+	bufs := scratch{be: be}
+	defer func() { err = errors.Join(err, bufs.free()) }()
+	cb, err := bufs.alloc(m * d)
 	if err != nil {
 		return nil, fmt.Errorf("nearest: %w", err)
 	}
-	qb, err := alloc(nearestBlock * d)
+	qb, err := bufs.alloc(nearestBlock * d)
 	if err != nil {
 		return nil, fmt.Errorf("nearest: %w", err)
 	}
-	sb, err := alloc(nearestBlock * m)
+	sb, err := bufs.alloc(nearestBlock * m)
 	if err != nil {
 		return nil, fmt.Errorf("nearest: %w", err)
 	}
@@ -71,6 +60,30 @@ func Nearest(be kernels.Backend, q, c []float32, d int) (idx []int, err error) {
 		}
 	}
 	return idx, nil
+}
+
+// scratch holds the buffers one computation allocates on a backend, and
+// frees them together.
+type scratch struct {
+	be   kernels.Backend
+	bufs []kernels.Buffer
+}
+
+func (s *scratch) alloc(n int) (kernels.Buffer, error) {
+	b, err := s.be.Alloc(n)
+	if err == nil {
+		s.bufs = append(s.bufs, b)
+	}
+	return b, err
+}
+
+func (s *scratch) free() error {
+	var errs []error
+	for _, b := range s.bufs {
+		errs = append(errs, s.be.Free(b))
+	}
+	s.bufs = nil
+	return errors.Join(errs...)
 }
 
 func argmax(v []float32) int {

@@ -19,24 +19,13 @@ func allPairScores(be kernels.Backend, emb []float32, d int, class []int) (genui
 	if len(emb) != n*d {
 		return nil, nil, fmt.Errorf("pairs: %d values are not %d rows of %d", len(emb), n, d)
 	}
-	var bufs []kernels.Buffer
-	defer func() {
-		for _, b := range bufs {
-			err = errors.Join(err, be.Free(b))
-		}
-	}()
-	alloc := func(k int) (kernels.Buffer, error) {
-		b, err := be.Alloc(k)
-		if err == nil {
-			bufs = append(bufs, b)
-		}
-		return b, err
-	}
-	all, err := alloc(n * d)
+	bufs := scratch{be: be}
+	defer func() { err = errors.Join(err, bufs.free()) }()
+	all, err := bufs.alloc(n * d)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pairs: %w", err)
 	}
-	sb, err := alloc(pairBlock * n)
+	sb, err := bufs.alloc(pairBlock * n)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pairs: %w", err)
 	}
