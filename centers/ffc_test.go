@@ -1,7 +1,9 @@
 package centers
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -58,14 +60,19 @@ func TestFFCLossAgainstFloat64AndFiniteDifferences(t *testing.T) {
 		{Kind: kernels.ArcFace, S: 32, M: 0.5},
 	} {
 		for _, refreshed := range []bool{false, true} {
-			t.Run(margin.Kind.String()+map[bool]string{false: "/no-refresh", true: "/refreshed"}[refreshed], func(t *testing.T) {
-				checkFFC(t, margin, refreshed)
-			})
+			// Chunks of probe rows (and second-set blocks) of every size
+			// must give the same loss and gradient as one block.
+			for _, ch := range []struct{ rows, sub int }{{0, 0}, {3, 0}, {3, 2}, {1, 0}} {
+				name := fmt.Sprintf("%s/%s/chunk%d-sub%d", margin.Kind, map[bool]string{false: "no-refresh", true: "refreshed"}[refreshed], ch.rows, ch.sub)
+				t.Run(name, func(t *testing.T) {
+					checkFFC(t, margin, refreshed, ch.rows, ch.sub)
+				})
+			}
 		}
 	}
 }
 
-func checkFFC(t *testing.T, margin kernels.Margin, withRefresh bool) {
+func checkFFC(t *testing.T, margin kernels.Margin, withRefresh bool, chunkRows, sub int) {
 	be := newBackend(t)
 	rng := rand.New(rand.NewPCG(11, 12))
 	const q, d, n = 9, 6, 7
@@ -83,11 +90,17 @@ func checkFFC(t *testing.T, margin kernels.Margin, withRefresh bool) {
 			t.Fatal(err)
 		}
 	}
-	head, err := NewFFC(be, pool, FFCOptions{Margin: margin, TopK: 3, MaxBatch: n})
+	head, err := NewFFC(be, pool, FFCOptions{Margin: margin, TopK: 3, MaxBatch: n, ChunkRows: chunkRows})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer head.Close()
+	if want := cmp.Or(chunkRows, n); head.ChunkRows() != want {
+		t.Fatalf("ChunkRows() = %d, want %d", head.ChunkRows(), want)
+	}
+	if sub > 0 {
+		head.sub = sub // smaller second-set blocks than the chunk (its buffers fit)
+	}
 
 	labels := []int64{1, 4, 0, 100, 8, 101, 6} // 100, 101 fresh; 8 fresh unless refreshed pass inserted it
 	pHost := randUnit(n)
@@ -174,6 +187,26 @@ func TestDefaultTopK(t *testing.T) {
 	for q, want := range map[int]int{100: 3, 15000: 3, 20000: 4, 50000: 10, 1000000: 10} {
 		if got := DefaultTopK(q); got != want {
 			t.Errorf("DefaultTopK(%d) = %d, want %d", q, got, want)
+		}
+	}
+}
+
+func TestDefaultChunkRows(t *testing.T) {
+	for _, c := range []struct{ q, batch, want int }{
+		{1000, 96, 96},       // every row in one chunk
+		{100_000, 256, 64},   // 83 rows fit: 4 even chunks
+		{100_000, 96, 48},    // 2 chunks
+		{100_000, 64, 64},    // one chunk
+		{1_000_000, 256, 32}, // at least 32 rows: 8 chunks
+		{1_000_000, 100, 25}, // 4 chunks of ≤ 32 rows, spread evenly
+		{10, 0, 0},
+	} {
+		got := DefaultChunkRows(c.q, c.batch)
+		if got != c.want {
+			t.Errorf("DefaultChunkRows(%d, %d) = %d, want %d", c.q, c.batch, got, c.want)
+		}
+		if c.batch > 0 && got*c.q > chunkFloats && got > 32 {
+			t.Errorf("DefaultChunkRows(%d, %d) = %d holds %d logits, over %d", c.q, c.batch, got, got*c.q, chunkFloats)
 		}
 	}
 }

@@ -95,12 +95,10 @@ type Pool struct {
 	backupIdx  []int32        // their row indices, in write order
 	idx        kernels.IndexBuffer
 	idxHost    []int32
-	swapA      kernels.Buffer // maxBatch·D scratch for the refreshed-rows swap
-	swapB      kernels.Buffer
-	swapped    bool
-	swapIdx    kernels.IndexBuffer // refreshed slots, as uploaded by swap
+	swapA      kernels.Buffer      // maxBatch·D: pool[0] rows of the refreshed slots
+	swapB      kernels.Buffer      // maxBatch·D: their pool[1] rows
+	swapIdx    kernels.IndexBuffer // refreshed slots, as uploaded by GatherRefreshed
 	swapRows1  kernels.IndexBuffer // Q + refreshed slots
-	swapN      int
 	swapHostIx []int32
 }
 
@@ -249,9 +247,6 @@ func (p *Pool) RefreshedSlots() []int32 { return p.refreshedList }
 
 // BeginPass clears the refreshed marks of the previous pass.
 func (p *Pool) BeginPass() error {
-	if p.swapped {
-		return errors.New("pool: BeginPass while the refreshed rows are swapped")
-	}
 	for _, s := range p.refreshedList {
 		p.refreshed[s] = false
 	}
@@ -279,9 +274,6 @@ func (p *Pool) Insert(g kernels.Buffer, labels []int64) ([]Change, error) {
 	n := len(labels)
 	if n == 0 {
 		return nil, nil
-	}
-	if p.swapped {
-		return nil, errors.New("pool: Insert while the refreshed rows are swapped")
 	}
 	if n > p.maxBatch {
 		return nil, fmt.Errorf("pool: insert of %d features exceeds the max batch %d", n, p.maxBatch)
@@ -344,9 +336,6 @@ func (p *Pool) Rollback() error {
 	if !p.recording {
 		return errors.New("pool: Rollback without Mark")
 	}
-	if p.swapped {
-		return errors.New("pool: Rollback while the refreshed rows are swapped")
-	}
 	if n := len(p.backupIdx); n > 0 {
 		// A row written twice since Mark was saved twice; only its first
 		// saved copy holds the content at Mark, so later copies are
@@ -386,10 +375,9 @@ func (p *Pool) Rollback() error {
 // forgotten): its LRU entry goes, both rows of its slot are zeroed and
 // the slot is free for the next insertion. It returns the change
 // (Removed) and false when label was not in the pool. It must not be
-// called during a pass (between Mark and Rollback/Commit, or while rows
-// are swapped).
+// called during a pass (between Mark and Rollback/Commit).
 func (p *Pool) Remove(label int64) (Change, bool, error) {
-	if p.recording || p.swapped {
+	if p.recording {
 		return Change{}, false, errors.New("pool: Remove during a pass")
 	}
 	s, ok := p.lru.Remove(label)
@@ -433,45 +421,45 @@ func (p *Pool) Targets(labels []int64, dst []int32) int {
 	return held
 }
 
-// SwapRefreshed exchanges pool[0][s] and pool[1][s] for every slot s
-// refreshed in this pass, so that row block 0 becomes the matrix W of the
-// second logit set (W[s] = pool[1][s] for refreshed slots, else
-// pool[0][s]). Call it again to swap back. It costs O(R·D) for R refreshed
-// slots.
-func (p *Pool) SwapRefreshed() error {
-	r := len(p.refreshedList)
+// GatherRefreshed copies the two rows of every slot refreshed in this pass
+// into the pool's scratch: rows0 (R×D) holds pool[0][s] and rows1 (R×D)
+// pool[1][s] for the R = len(RefreshedSlots()) slots, in that order, and
+// slots holds the slots on the backend. The second logit set of the FFC
+// loss uses W[s] = pool[1][s] for exactly these slots. The buffers are
+// valid until the next Insert, Rollback, Remove or GatherRefreshed. It
+// costs O(R·D).
+func (p *Pool) GatherRefreshed() (r int, slots kernels.IndexBuffer, rows0, rows1 kernels.Buffer, err error) {
+	r = len(p.refreshedList)
 	if r == 0 {
-		return nil
+		return 0, nil, nil, nil, nil
 	}
-	if !p.swapped {
-		if r > p.maxBatch {
-			return fmt.Errorf("pool: %d refreshed slots exceed the max batch %d", r, p.maxBatch)
-		}
-		p.swapHostIx = append(p.swapHostIx[:0], p.refreshedList...)
-		if err := p.be.UploadIndex(p.swapIdx, p.swapHostIx); err != nil {
-			return fmt.Errorf("pool: swap: %w", err)
-		}
-		for i := range p.swapHostIx {
-			p.swapHostIx[i] += int32(p.q)
-		}
-		if err := p.be.UploadIndex(p.swapRows1, p.swapHostIx); err != nil {
-			return fmt.Errorf("pool: swap: %w", err)
-		}
-		p.swapN = r
+	if r > p.maxBatch {
+		return 0, nil, nil, nil, fmt.Errorf("pool: %d refreshed slots exceed the max batch %d", r, p.maxBatch)
 	}
-	n := p.swapN
-	if err := p.be.GatherRows(n, p.d, p.rows, 2*p.q, p.swapIdx, p.swapA); err != nil {
-		return fmt.Errorf("pool: swap: %w", err)
+	p.swapHostIx = append(p.swapHostIx[:0], p.refreshedList...)
+	if err := p.be.UploadIndex(p.swapIdx, p.swapHostIx); err != nil {
+		return 0, nil, nil, nil, fmt.Errorf("pool: refreshed rows: %w", err)
 	}
-	if err := p.be.GatherRows(n, p.d, p.rows, 2*p.q, p.swapRows1, p.swapB); err != nil {
-		return fmt.Errorf("pool: swap: %w", err)
+	for i := range p.swapHostIx {
+		p.swapHostIx[i] += int32(p.q)
 	}
-	if err := p.be.ScatterRows(n, p.d, p.swapB, p.swapIdx, p.rows, 2*p.q); err != nil {
-		return fmt.Errorf("pool: swap: %w", err)
+	if err := p.be.UploadIndex(p.swapRows1, p.swapHostIx); err != nil {
+		return 0, nil, nil, nil, fmt.Errorf("pool: refreshed rows: %w", err)
 	}
-	if err := p.be.ScatterRows(n, p.d, p.swapA, p.swapRows1, p.rows, 2*p.q); err != nil {
-		return fmt.Errorf("pool: swap: %w", err)
+	if err := p.be.GatherRows(r, p.d, p.rows, 2*p.q, p.swapIdx, p.swapA); err != nil {
+		return 0, nil, nil, nil, fmt.Errorf("pool: refreshed rows: %w", err)
 	}
-	p.swapped = !p.swapped
-	return nil
+	if err := p.be.GatherRows(r, p.d, p.rows, 2*p.q, p.swapRows1, p.swapB); err != nil {
+		return 0, nil, nil, nil, fmt.Errorf("pool: refreshed rows: %w", err)
+	}
+	if slots, err = p.be.ViewIndex(p.swapIdx, 0, r); err != nil {
+		return 0, nil, nil, nil, fmt.Errorf("pool: refreshed rows: %w", err)
+	}
+	if rows0, err = p.be.View(p.swapA, 0, r*p.d); err != nil {
+		return 0, nil, nil, nil, fmt.Errorf("pool: refreshed rows: %w", err)
+	}
+	if rows1, err = p.be.View(p.swapB, 0, r*p.d); err != nil {
+		return 0, nil, nil, nil, fmt.Errorf("pool: refreshed rows: %w", err)
+	}
+	return r, slots, rows0, rows1, nil
 }

@@ -23,10 +23,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // SaveState writes the pool — rows, LRU order, slots, pos bits — so that
 // LoadState restores it exactly. It must not be called between Mark and
-// Rollback or while rows are swapped.
+// Rollback.
 func (p *Pool) SaveState(w io.Writer) error {
-	if p.recording || p.swapped {
-		return errors.New("pool: save during a pass (Mark or swap pending)")
+	if p.recording {
+		return errors.New("pool: save during a pass (Mark pending)")
 	}
 	h := crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 1<<16)
@@ -84,7 +84,7 @@ func (p *Pool) SaveState(w io.Writer) error {
 // pool with the same Q and D. On any error the pool is left unchanged. It
 // may read r past the end of the state (buffered).
 func (p *Pool) LoadState(r io.Reader) error {
-	if p.recording || p.swapped {
+	if p.recording {
 		return errors.New("pool: load during a pass")
 	}
 	h := crc32.New(castagnoli)

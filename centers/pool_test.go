@@ -11,7 +11,7 @@ import (
 	"github.com/ffc-stream/ffc/kernels/cpu"
 )
 
-func newBackend(t *testing.T) kernels.Backend {
+func newBackend(t testing.TB) kernels.Backend {
 	t.Helper()
 	be, err := cpu.New(cpu.Options{})
 	if err != nil {
@@ -21,7 +21,7 @@ func newBackend(t *testing.T) kernels.Backend {
 	return be
 }
 
-func newPool(t *testing.T, be kernels.Backend, q, d, maxBatch int) *Pool {
+func newPool(t testing.TB, be kernels.Backend, q, d, maxBatch int) *Pool {
 	t.Helper()
 	p, err := NewPool(be, PoolOptions{Slots: q, Dim: d, MaxBatch: maxBatch, Seed: 7})
 	if err != nil {
@@ -31,7 +31,7 @@ func newPool(t *testing.T, be kernels.Backend, q, d, maxBatch int) *Pool {
 	return p
 }
 
-func upload(t *testing.T, be kernels.Backend, host []float32) kernels.Buffer {
+func upload(t testing.TB, be kernels.Backend, host []float32) kernels.Buffer {
 	t.Helper()
 	b, err := be.Alloc(len(host))
 	if err != nil {
@@ -173,41 +173,48 @@ func insertRandom(t *testing.T, be kernels.Backend, p *Pool, rng *rand.Rand, n, 
 	}
 }
 
-func TestPoolSwapRefreshed(t *testing.T) {
+func TestPoolGatherRefreshed(t *testing.T) {
 	be := newBackend(t)
 	const q, d = 5, 4
 	p := newPool(t, be, q, d, 8)
 	rng := rand.New(rand.NewPCG(5, 6))
 	insertRandom(t, be, p, rng, 6, 4) // 6 features over 4 labels: some refreshed
-	if len(p.RefreshedSlots()) == 0 {
+	ref := p.RefreshedSlots()
+	if len(ref) == 0 {
 		t.Fatal("test needs refreshed slots")
 	}
 	before := download(t, be, p.Rows(), 2*q*d)
-	if err := p.SwapRefreshed(); err != nil {
+	r, slots, rows0, rows1, err := p.GatherRefreshed()
+	if err != nil {
 		t.Fatal(err)
 	}
-	mid := download(t, be, p.Rows(), 2*q*d)
-	refreshed := map[int32]bool{}
-	for _, s := range p.RefreshedSlots() {
-		refreshed[s] = true
+	if r != len(ref) {
+		t.Fatalf("GatherRefreshed: %d slots, want %d", r, len(ref))
 	}
-	for s := 0; s < q; s++ {
-		want := row(before, q, d, 0, s)
-		if refreshed[int32(s)] {
-			want = row(before, q, d, 1, s)
-		}
-		if !reflect.DeepEqual(row(mid, q, d, 0, s), want) {
-			t.Fatalf("slot %d: W row %v, want %v", s, row(mid, q, d, 0, s), want)
-		}
-	}
-	if _, err := p.Insert(upload(t, be, make([]float32, d)), []int64{1}); err == nil {
-		t.Error("Insert while swapped should fail")
-	}
-	if err := p.SwapRefreshed(); err != nil {
+	got := make([]int32, r)
+	if err := be.DownloadIndex(got, slots); err != nil {
 		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, ref) {
+		t.Fatalf("slots %v, want %v", got, ref)
+	}
+	g0, g1 := download(t, be, rows0, r*d), download(t, be, rows1, r*d)
+	for i, s := range ref {
+		if !reflect.DeepEqual(g0[i*d:(i+1)*d], row(before, q, d, 0, int(s))) {
+			t.Fatalf("slot %d: rows0 %v, want pool[0] %v", s, g0[i*d:(i+1)*d], row(before, q, d, 0, int(s)))
+		}
+		if !reflect.DeepEqual(g1[i*d:(i+1)*d], row(before, q, d, 1, int(s))) {
+			t.Fatalf("slot %d: rows1 %v, want pool[1] %v", s, g1[i*d:(i+1)*d], row(before, q, d, 1, int(s)))
+		}
 	}
 	if after := download(t, be, p.Rows(), 2*q*d); !reflect.DeepEqual(after, before) {
-		t.Fatal("swapping twice should restore the rows")
+		t.Fatal("GatherRefreshed changed the pool rows")
+	}
+	if err := p.BeginPass(); err != nil {
+		t.Fatal(err)
+	}
+	if r, _, _, _, err := p.GatherRefreshed(); err != nil || r != 0 {
+		t.Fatalf("after BeginPass: %d refreshed slots, %v; want 0", r, err)
 	}
 }
 

@@ -20,9 +20,10 @@
 // the B probe features, where the gallery labels are the first B/2 probe
 // labels twice (inserted, then refreshed) and B/2 other random labels: half
 // the probe rows are held (margin softmax over Q), half fresh (top-K), and
-// both logit sets are computed. The step time is the median over --steps
-// timed steps after --warmup untimed ones; configurations whose matrix
-// products exceed --big-gflop per step run --big-steps timed steps instead.
+// both logit sets are computed (the second only in its refreshed
+// columns). The step time is the median over --steps timed steps after
+// --warmup untimed ones; configurations whose matrix products exceed
+// --big-gflop per step run --big-steps timed steps instead.
 //
 // The results are printed as a markdown table and written to --out
 // (benchmarks/heads/RESULTS.md by default) with the command and machine.
@@ -87,15 +88,6 @@ func baseline(c config) int64 {
 	return 32<<20 + 4*int64(c.Batch)*int64(c.Dim)*4
 }
 
-// ffcMemory estimates the FFC head: pool[2][Q][D], the pool's scratch (3
-// rows blocks of the insert batch), the B×Q logits, and the LRU and
-// per-slot bookkeeping on the host (~80 B a slot).
-func ffcMemory(q, d, batch int) int64 {
-	qq, dd, b := int64(q), int64(d), int64(batch)
-	ins := 3 * b / 2
-	return 4*(2*qq*dd+3*ins*dd+b*qq+2*b) + 80*qq
-}
-
 // estimate is the bytes the configuration needs.
 func estimate(c config) int64 {
 	var head int64
@@ -105,7 +97,7 @@ func estimate(c config) int64 {
 	case "pfc":
 		head = centers.PFCMemory(c.N, c.Dim, c.Batch, c.Rate)
 	case "ffc":
-		head = ffcMemory(c.Q, c.Dim, c.Batch)
+		head = centers.FFCMemory(c.Q, c.Dim, c.Batch, 3*c.Batch/2)
 	}
 	return head + baseline(c)
 }
@@ -120,7 +112,9 @@ func gflopPerStep(c config) float64 {
 	case "pfc":
 		return 3 * bd * float64(min(c.N, max(int(math.Ceil(c.Rate*float64(c.N))), c.Batch))) / 1e9
 	case "ffc":
-		return 4 * bd * float64(c.Q) / 1e9
+		// Two B×Q×D products (the second logit set differs from the first
+		// only in the refreshed columns) and the small refreshed ones.
+		return (2*bd*float64(c.Q) + 2*bd*float64(3*c.Batch/2)) / 1e9
 	}
 	return 0
 }
@@ -437,11 +431,11 @@ func render(rows []row, mach, cmd string, rate float64, steps, warmup, bigSteps 
 	w("\n")
 	w("- Each row is its own process; peak RSS is its VmHWM at the end (the whole process: Go runtime, OpenBLAS, features included; the FC/Partial FC momentum is touched once at start, as training eventually does). FC and Partial FC do not depend on Q: their rows repeat the same measurement next to each FFC pool size, in parentheses.\n")
 	w("- Ratios are this head's step time (peak RSS) divided by FFC's at the same N and Q; FFC rows read 1.00×.\n")
-	w("- A step: FC and Partial FC (rate %g, sampled classes = all positives + uniform others up to ceil(rate·N)) run Loss + SGD Step (momentum 0.9, Nesterov, wd 1e-4) on B random unit features with random labels; FFC runs BeginPass + Insert of 1.5·B gallery features (the first B/2 probe labels twice, so they are refreshed, + B/2 random labels) + Loss (half the rows held: margin softmax over Q; half fresh: top-K), both logit sets computed. CosFace s=32 m=0.4.\n", rate)
+	w("- A step: FC and Partial FC (rate %g, sampled classes = all positives + uniform others up to ceil(rate·N)) run Loss + SGD Step (momentum 0.9, Nesterov, wd 1e-4) on B random unit features with random labels; FFC runs BeginPass + Insert of 1.5·B gallery features (the first B/2 probe labels twice, so they are refreshed, + B/2 random labels) + Loss (half the rows held: margin softmax over Q; half fresh: top-K), both logit sets computed (the second only in its refreshed columns: centers.FFC). CosFace s=32 m=0.4.\n", rate)
 	w("- Step ms is the median of %d timed steps after %d warm-up step(s); configurations above %.0f GFLOP of matrix products per step (FC at N ≥ 1M) time %d step(s) to stay within the run budget.\n", steps, warmup, bigGFlop, bigSteps)
 	w("- Refusals: a configuration is refused when its estimate (the centers *Memory functions + ~40 MiB of process baseline) exceeds MemAvailable − %.0f GiB; FFC is refused when Q < 1.5·B, as the trainer does (SPEC section 2).\n", headroom)
 	w("- The machine may be shared: a load average above the core count means other work competed for the cores during the run, and step times then vary between runs by 2× or more; the memory columns do not.\n")
-	w("- SPEC target: FFC at N = 1M at least 10× faster and 20× smaller than FC. For reference, the matrix-product work of FC over FFC is 3N/(4Q) (three B×N×D products against two per logit set over Q), and the memory 4N·D + B·N against 2Q·D + B·Q floats: at Q = 10%% of N about 7.5× and 18×, so that pool size sits at the edge of the target.\n")
+	w("- SPEC target: FFC at N = 1M at least 10× faster and 20× smaller than FC. For reference, the matrix-product work of FC over FFC is about 3N/(2Q) (three B×N×D products against two B×Q×D ones: the second logit set differs from the first only in the refreshed columns), and the memory about 4N·D + B·N against 2Q·D + c·Q floats (c = centers.DefaultChunkRows, the probe rows whose logits are held at once, 64 at Q = 100k and B = 256): at Q = 10%% of N about 15× and 20×.\n")
 	for _, x := range rows {
 		if x.n != 1_000_000 || x.head != "FC" || x.ffc == nil || x.r.Refused != "" || x.r.Failed != "" || x.ffc.Refused != "" || x.ffc.Failed != "" {
 			continue

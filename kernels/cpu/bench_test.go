@@ -7,18 +7,23 @@ import (
 )
 
 // BenchmarkGemm runs the trainer's GEMM shapes on the backend in use and,
-// when OpenBLAS is compiled in, on the pure-Go GEMM in the same run.
+// when OpenBLAS is compiled in, with OpenBLAS's own threads
+// (BLASThreads) and on the pure-Go GEMM in the same run.
 func BenchmarkGemm(b *testing.B) {
 	opts := []Options{{}}
 	if HaveOpenBLAS() {
-		opts = append(opts, Options{PureGoGEMM: true})
+		opts = append(opts, Options{BLASThreads: true}, Options{PureGoGEMM: true})
 	}
 	for _, o := range opts {
-		be, err := New(o)
+		be, err := New(o) // sets OpenBLAS's process-wide threads for this run
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run(be.Name(), func(b *testing.B) { kerneltest.BenchmarkGemm(b, be) })
+		name := be.Name()
+		if o.BLASThreads {
+			name += "-blas-threads"
+		}
+		b.Run(name, func(b *testing.B) { kerneltest.BenchmarkGemm(b, be) })
 	}
 }
 

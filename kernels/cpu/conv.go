@@ -76,6 +76,10 @@ func (be *Backend) Im2Col(g kernels.ConvGeom, x, col kernels.Buffer) error {
 			src := xs[planeBase(g, n, c):][:g.H*g.W]
 			dst := cs[r*cols+n*hw:][:hw]
 			owLo, owHi := validOut(g.W, wo, S, P, kw)
+			if S == 1 && wo == g.W {
+				im2colShifted(g, src, dst, kh, kw, owLo, owHi)
+				continue
+			}
 			for oh := range ho {
 				row := dst[oh*wo : (oh+1)*wo]
 				ih := oh*S - P + kh
@@ -100,55 +104,144 @@ func (be *Backend) Im2Col(g kernels.ConvGeom, x, col kernels.Buffer) error {
 	return nil
 }
 
+// im2colShifted writes one column-matrix row of one image for stride 1
+// when the output rows are as wide as the input's (same padding): there
+// dst[j] = src[j + shift] with shift = (kh−P)·W + (kw−P) at every valid
+// position, so one copy moves the whole run from the first valid position
+// to the last, and the positions outside the image (whole rows above and
+// below, owLo columns on the left and W − owHi on the right of each row,
+// which the copy filled with the neighbouring rows' pixels) are zeroed.
+func im2colShifted(g kernels.ConvGeom, src, dst []float32, kh, kw, owLo, owHi int) {
+	w, ho := g.W, g.OutH()
+	ohLo, ohHi := validOut(g.H, ho, 1, g.Pad, kh)
+	if ohLo >= ohHi || owLo >= owHi {
+		clear(dst)
+		return
+	}
+	shift := (kh-g.Pad)*w + (kw - g.Pad)
+	j0, j1 := ohLo*w+owLo, (ohHi-1)*w+owHi
+	copy(dst[j0:j1], src[j0+shift:j1+shift])
+	clear(dst[:ohLo*w])
+	clear(dst[ohHi*w:])
+	for oh := ohLo; oh < ohHi; oh++ {
+		row := dst[oh*w : (oh+1)*w]
+		clear(row[:owLo])
+		clear(row[owHi:])
+	}
+}
+
 // Col2Im accumulates the column matrix back into dx (overwritten).
 func (be *Backend) Col2Im(g kernels.ConvGeom, col, dx kernels.Buffer) error {
 	xs, cs, err := convBuffers("col2im", g, dx, col)
 	if err != nil {
 		return err
 	}
-	K, S, P := g.K, g.Stride, g.Pad
-	ho, wo := g.OutH(), g.OutW()
-	hw := ho * wo
+	K := g.K
+	hw := g.OutH() * g.OutW()
 	cols := g.N * hw
+	same3 := K == 3 && g.Stride == 1 && g.Pad == 1
 	// One item per (channel, image): it owns the plane dx[n][c].
 	items := g.C * g.N
 	be.parallel(items, grainFor(K*K*hw), func(lo, hi int) {
 		for it := lo; it < hi; it++ {
 			c, n := it/g.N, it%g.N
 			dst := xs[planeBase(g, n, c):][:g.H*g.W]
-			clear(dst)
-			for kh := range K {
-				for kw := range K {
-					r := (c*K+kh)*K + kw
-					src := cs[r*cols+n*hw:][:hw]
-					owLo, owHi := validOut(g.W, wo, S, P, kw)
-					if owLo >= owHi {
-						continue
-					}
-					for oh := range ho {
-						ih := oh*S - P + kh
-						if ih < 0 || ih >= g.H {
-							continue
-						}
-						row := src[oh*wo : (oh+1)*wo]
-						out := dst[ih*g.W:][:g.W]
-						if S == 1 {
-							off := owLo - P + kw
-							o := out[off : off+owHi-owLo]
-							for i, v := range row[owLo:owHi] {
-								o[i] += v
-							}
-							continue
-						}
-						for ow := owLo; ow < owHi; ow++ {
-							out[ow*S-P+kw] += row[ow]
-						}
-					}
-				}
+			src := cs[c*K*K*cols+n*hw:]
+			if same3 {
+				col2imSame3(g, src, cols, dst)
+			} else {
+				col2imPlane(g, src, cols, dst)
 			}
 		}
 	})
 	return nil
+}
+
+// col2imPlane writes one plane of dx by adding every column-matrix row of
+// its channel in turn; cs starts at the row of (c, kh 0, kw 0) and image n.
+func col2imPlane(g kernels.ConvGeom, cs []float32, cols int, dst []float32) {
+	K, S, P := g.K, g.Stride, g.Pad
+	ho, wo := g.OutH(), g.OutW()
+	clear(dst)
+	for kh := range K {
+		for kw := range K {
+			src := cs[(kh*K+kw)*cols:][:ho*wo]
+			owLo, owHi := validOut(g.W, wo, S, P, kw)
+			if owLo >= owHi {
+				continue
+			}
+			for oh := range ho {
+				ih := oh*S - P + kh
+				if ih < 0 || ih >= g.H {
+					continue
+				}
+				row := src[oh*wo : (oh+1)*wo]
+				out := dst[ih*g.W:][:g.W]
+				if S == 1 {
+					off := owLo - P + kw
+					o := out[off : off+owHi-owLo]
+					for i, v := range row[owLo:owHi] {
+						o[i] += v
+					}
+					continue
+				}
+				for ow := owLo; ow < owHi; ow++ {
+					out[ow*S-P+kw] += row[ow]
+				}
+			}
+		}
+	}
+}
+
+// col2imSame3 writes one plane of dx for a 3×3 kernel, stride 1, padding 1
+// (the output as large as the input) by gathering: each row of dx is set
+// from the three column-matrix rows of its centre tap kh = 1, then the
+// kh = 0 and kh = 2 taps are added, each pass summing the three kw taps of
+// one row at once, so the plane is written three times instead of nine.
+// cs starts at the column-matrix row of (c, kh 0, kw 0) and image n.
+func col2imSame3(g kernels.ConvGeom, cs []float32, cols int, dst []float32) {
+	h, w := g.H, g.W
+	for ih := range h {
+		out := dst[ih*w:][:w]
+		for _, kh := range [3]int{1, 0, 2} {
+			oh := ih + 1 - kh
+			if oh < 0 || oh >= h {
+				continue
+			}
+			at := func(kw int) []float32 { return cs[(kh*3+kw)*cols+oh*w:][:w] }
+			addRow3(out, at(0), at(1), at(2), kh == 1)
+		}
+	}
+}
+
+// addRow3 sets (assign) or adds to out[x] the sum r0[x+1] + r1[x] +
+// r2[x−1] over the taps inside the row: the three kw taps of one kernel
+// row for stride 1 and padding 1.
+func addRow3(out, r0, r1, r2 []float32, assign bool) {
+	w := len(out)
+	if w == 1 {
+		if assign {
+			out[0] = r1[0]
+		} else {
+			out[0] += r1[0]
+		}
+		return
+	}
+	first, last := r0[1]+r1[0], r1[w-1]+r2[w-2]
+	o, a, b, c := out[1:w-1], r0[2:w], r1[1:w-1], r2[:w-2]
+	a, b, c = a[:len(o)], b[:len(o)], c[:len(o)]
+	if assign {
+		out[0], out[w-1] = first, last
+		for i := range o {
+			o[i] = a[i] + b[i] + c[i]
+		}
+		return
+	}
+	out[0] += first
+	out[w-1] += last
+	for i := range o {
+		o[i] += a[i] + b[i] + c[i]
+	}
 }
 
 // SwapAxes permutes [a][b][inner] into [b][a][inner].

@@ -1,8 +1,9 @@
 // Package cpu implements [kernels.Backend] on the CPU. Buffers are Go
 // slices; every operation completes before it returns (Sync is a no-op).
 //
-// GEMM and GEMV go through OpenBLAS (cblas_sgemm/cblas_sgemv via cgo, using
-// Options.Threads threads) when the package is built with cgo and without
+// GEMM and GEMV go through OpenBLAS (cblas_sgemm/cblas_sgemv via cgo,
+// single-threaded, a product split into bands across Options.Threads
+// goroutines) when the package is built with cgo and without
 // the noopenblas build tag; otherwise, or with Options.PureGoGEMM, through
 // gonum's pure-Go float32 BLAS. Name reports which: "cpu-openblas" or
 // "cpu-go". Every other operation is Go code parallelised over rows or
@@ -29,12 +30,19 @@ type Options struct {
 	// PureGoGEMM selects gonum's Sgemm even when OpenBLAS is compiled in
 	// (for comparisons). Without OpenBLAS it is implied.
 	PureGoGEMM bool
+	// BLASThreads lets OpenBLAS thread each product itself with Threads
+	// threads, as before: its own pool, which spin-waits between calls.
+	// By default OpenBLAS runs single-threaded and a product is split into
+	// bands of rows or columns across Threads goroutines (for
+	// comparisons; see openblasPanels).
+	BLASThreads bool
 }
 
 // Backend is the CPU implementation of kernels.Backend.
 type Backend struct {
-	threads  int
-	openblas bool
+	threads     int
+	openblas    bool
+	blasThreads bool
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -51,9 +59,12 @@ func New(o Options) (*Backend, error) {
 	if t == 0 {
 		t = runtime.GOMAXPROCS(0)
 	}
-	be := &Backend{threads: t, openblas: haveOpenBLAS && !o.PureGoGEMM}
+	be := &Backend{threads: t, openblas: haveOpenBLAS && !o.PureGoGEMM, blasThreads: o.BLASThreads}
 	if be.openblas {
-		openblasSetThreads(t)
+		openblasSetThreads(1)
+		if be.blasThreads {
+			openblasSetThreads(t)
+		}
 	}
 	return be, nil
 }

@@ -63,13 +63,29 @@ func TestName(t *testing.T) {
 	}
 }
 
-// TestGemmOpenBLASvsGo compares the two GEMMs directly on the same data.
+// TestGemmOpenBLASvsGo compares the two GEMMs directly on the same data:
+// OpenBLAS as the backend runs it, split into bands of rows (m ≥ n) or
+// columns across 3 goroutines (uneven last band) above gemmSplitFlops,
+// and whole with OpenBLAS's own threads (BLASThreads).
 func TestGemmOpenBLASvsGo(t *testing.T) {
 	if !HaveOpenBLAS() {
 		t.Skip("OpenBLAS not compiled in (noopenblas tag or no cgo)")
 	}
+	for _, blas := range []bool{false, true} {
+		be, err := New(Options{Threads: 3, BLASThreads: blas})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(fmt.Sprintf("blas-threads=%v", blas), func(t *testing.T) { gemmVsGo(t, be) })
+	}
+	if _, err := New(Options{}); err != nil { // restore the process-wide default
+		t.Fatal(err)
+	}
+}
+
+func gemmVsGo(t *testing.T, be *Backend) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, s := range [][3]int{{1, 1, 1}, {3, 17, 33}, {65, 33, 17}, {128, 257, 129}, {32, 4096, 9}, {256, 1000, 512}} {
+	for _, s := range [][3]int{{1, 1, 1}, {3, 17, 33}, {65, 33, 17}, {128, 257, 129}, {32, 4096, 9}, {256, 1000, 512}, {1000, 64, 300}, {333, 50, 200}} {
 		for _, ta := range []bool{false, true} {
 			for _, tb := range []bool{false, true} {
 				m, n, k := s[0], s[1], s[2]
@@ -85,7 +101,7 @@ func TestGemmOpenBLASvsGo(t *testing.T) {
 					c1[i] = float32(rng.NormFloat64())
 					c2[i] = c1[i]
 				}
-				openblasSgemm(ta, tb, m, n, k, 0.7, a, b, 0.3, c1)
+				be.openblasPanels(ta, tb, m, n, k, 0.7, a, b, 0.3, c1)
 				goSgemm(ta, tb, m, n, k, 0.7, a, b, 0.3, c2)
 				var num, den float64
 				for i := range c1 {

@@ -64,7 +64,7 @@ func (be *Backend) Gemm(transA, transB bool, m, n, k int, alpha float32, a, b ke
 		return nil
 	}
 	if be.openblas {
-		openblasSgemm(transA, transB, m, n, k, alpha, as, bs, beta, cs)
+		be.openblasPanels(transA, transB, m, n, k, alpha, as, bs, beta, cs)
 	} else {
 		goSgemm(transA, transB, m, n, k, alpha, as, bs, beta, cs)
 	}

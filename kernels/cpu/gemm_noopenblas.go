@@ -6,7 +6,7 @@ const haveOpenBLAS = false
 
 func openblasSetThreads(int) {}
 
-func openblasSgemm(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta float32, c []float32) {
+func openblasSgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	panic("cpu: OpenBLAS is not compiled in")
 }
 

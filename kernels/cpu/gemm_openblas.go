@@ -22,21 +22,16 @@ func transpose(t bool) C.enum_CBLAS_TRANSPOSE {
 	return C.CblasNoTrans
 }
 
-// openblasSgemm calls cblas_sgemm on row-major contiguous matrices. Shapes
-// are checked by the caller; m, n, k > 0 and fit in a C int.
-func openblasSgemm(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta float32, c []float32) {
-	lda, ldb := k, n
-	if transA {
-		lda = m
-	}
-	if transB {
-		ldb = k
-	}
+// openblasSgemm calls cblas_sgemm on row-major matrices with leading
+// dimensions lda, ldb and ldc; a, b and c start at the matrices' first
+// elements. Shapes are checked by the caller; m, n, k > 0 and fit in a C
+// int.
+func openblasSgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	C.cblas_sgemm(C.CblasRowMajor, transpose(transA), transpose(transB),
 		C.blasint(m), C.blasint(n), C.blasint(k), C.float(alpha),
 		(*C.float)(unsafe.Pointer(&a[0])), C.blasint(lda),
 		(*C.float)(unsafe.Pointer(&b[0])), C.blasint(ldb), C.float(beta),
-		(*C.float)(unsafe.Pointer(&c[0])), C.blasint(n))
+		(*C.float)(unsafe.Pointer(&c[0])), C.blasint(ldc))
 }
 
 // openblasSgemv calls cblas_sgemv; m, n > 0.

@@ -37,9 +37,7 @@ func (be *Backend) BatchNormTrain(s kernels.ChanShape, eps, momentum float32, x,
 		for c := lo; c < hi; c++ {
 			var sum float64
 			for o := range s.Outer {
-				for _, v := range xs[(o*s.C+c)*s.Inner:][:s.Inner] {
-					sum += float64(v)
-				}
+				sum += sum4(xs[(o*s.C+c)*s.Inner:][:s.Inner])
 			}
 			mu := 0.0
 			if m > 0 {
@@ -47,10 +45,7 @@ func (be *Backend) BatchNormTrain(s kernels.ChanShape, eps, momentum float32, x,
 			}
 			var ss float64
 			for o := range s.Outer {
-				for _, v := range xs[(o*s.C+c)*s.Inner:][:s.Inner] {
-					d := float64(v) - mu
-					ss += d * d
-				}
+				ss += sqDev4(xs[(o*s.C+c)*s.Inner:][:s.Inner], mu)
 			}
 			variance := 0.0
 			if m > 0 {
@@ -127,13 +122,11 @@ func (be *Backend) BatchNormBackward(s kernels.ChanShape, x, gamma, mean, invStd
 			var sdy, sdyx float64
 			for o := range s.Outer {
 				off := (o*s.C + c) * s.Inner
-				xi, dyi := xs[off:][:s.Inner], dys[off:][:s.Inner]
-				for i, v := range xi {
-					g := float64(dyi[i])
-					sdy += g
-					sdyx += g * (float64(v) - mu) * inv
-				}
+				a, b := gradDev4(dys[off:][:s.Inner], xs[off:][:s.Inner], mu)
+				sdy += a
+				sdyx += b
 			}
+			sdyx *= inv
 			dbs[c] += float32(sdy)
 			dgs[c] += float32(sdyx)
 			if m == 0 {
@@ -165,14 +158,10 @@ func (be *Backend) PReLU(s kernels.ChanShape, x, slope, y kernels.Buffer) error 
 	xs, ys, as := fs[0], fs[1], ps[0]
 	be.parallel(s.Outer*s.C, grainFor(s.Inner), func(lo, hi int) {
 		for p := lo; p < hi; p++ {
-			a := as[p%s.C]
+			coef := [2]float32{as[p%s.C], 1} // by positive(v)
 			xi, yi := xs[p*s.Inner:][:s.Inner], ys[p*s.Inner:][:s.Inner]
 			for i, v := range xi {
-				if v > 0 {
-					yi[i] = v
-				} else {
-					yi[i] = a * v
-				}
+				yi[i] = v * coef[positive(v)]
 			}
 		}
 	})
@@ -190,19 +179,16 @@ func (be *Backend) PReLUBackward(s kernels.ChanShape, x, slope, dy, dx, dslope k
 	as, das := ps[0], ps[1]
 	be.parallel(s.C, grainFor(s.Outer*s.Inner), func(lo, hi int) {
 		for c := lo; c < hi; c++ {
-			a := as[c]
+			coef := [2]float64{float64(as[c]), 1} // dx/dy by positive(v)
+			slopeOf := [2]float64{1, 0}           // whether v adds to dslope
 			var acc float64
 			for o := range s.Outer {
 				off := (o*s.C + c) * s.Inner
 				xi, dyi, dxi := xs[off:][:s.Inner], dys[off:][:s.Inner], dxs[off:][:s.Inner]
 				for i, v := range xi {
-					g := dyi[i]
-					if v > 0 {
-						dxi[i] = g
-					} else {
-						acc += float64(g) * float64(v)
-						dxi[i] = a * g
-					}
+					g, p := dyi[i], positive(v)
+					dxi[i] = float32(float64(g) * coef[p])
+					acc += float64(g) * float64(v) * slopeOf[p]
 				}
 			}
 			das[c] += float32(acc)

@@ -24,6 +24,10 @@ func GemmShapes() []GemmShape {
 	return []GemmShape{
 		{Name: "head-logits-B256-D512-Q10000", M: 256, N: 10000, K: 512, TransB: true},
 		{Name: "head-dfeat-B256-Q10000-D512", M: 256, N: 512, K: 10000},
+		{Name: "head-logits-B64-D512-Q100000", M: 64, N: 100000, K: 512, TransB: true},
+		{Name: "head-dfeat-B64-Q100000-D512", M: 64, N: 512, K: 100000},
+		{Name: "head-logits-B256-D512-Q100000", M: 256, N: 100000, K: 512, TransB: true},
+		{Name: "head-dfeat-B256-Q100000-D512", M: 256, N: 512, K: 100000},
 		{Name: "conv1-fwd-32x9x65536", M: 32, N: 64 * 1024, K: 9},
 		{Name: "res32-fwd-32x288x65536", M: 32, N: 64 * 1024, K: 288},
 		{Name: "down64-fwd-64x288x16384", M: 64, N: 64 * 256, K: 288},
@@ -178,7 +182,45 @@ func BenchmarkLayers(b *testing.B, be kernels.Backend) {
 			}
 			b.SetBytes(int64(12 * n))
 		})
+		benchPReLU(b, be, s, name)
 	}
+}
+
+// benchPReLU runs PReLU and its backward on inputs of mixed signs in no
+// pattern (as activations are), so a branch per element mispredicts.
+func benchPReLU(b *testing.B, be kernels.Backend, s kernels.ChanShape, name string) {
+	n := s.Len()
+	host := make([]float32, n)
+	r := uint64(88172645463325252)
+	for i := range host {
+		r ^= r << 13 // xorshift64: signs in no pattern a predictor can learn
+		r ^= r >> 7
+		r ^= r << 17
+		host[i] = float32(r>>40)/(1<<24) - 0.5
+	}
+	x, y, dy, dx := alloc(b, be, n), alloc(b, be, n), alloc(b, be, n), alloc(b, be, n)
+	slope, dslope := alloc(b, be, s.C), alloc(b, be, s.C)
+	if err := be.Upload(x, host); err != nil {
+		b.Fatal(err)
+	}
+	fill(b, be, dy, 0.01)
+	fill(b, be, slope, 0.25)
+	b.Run("prelu-"+name, func(b *testing.B) {
+		for b.Loop() {
+			if err := be.PReLU(s, x, slope, y); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.SetBytes(int64(8 * n))
+	})
+	b.Run("prelu-backward-"+name, func(b *testing.B) {
+		for b.Loop() {
+			if err := be.PReLUBackward(s, x, slope, dy, dx, dslope); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.SetBytes(int64(12 * n))
+	})
 }
 
 func alloc(b *testing.B, be kernels.Backend, n int) kernels.Buffer {

@@ -117,7 +117,7 @@ func New(be kernels.Backend, opts Options) (*Engine, error) {
 	}
 	var err error
 	fail := func(err error) (*Engine, error) { return nil, errors.Join(err, e.Close()) }
-	if e.probe, err = newNet(be, opts, e.maxRows, opts.Seed); err != nil {
+	if e.probe, err = newNet(be, opts, e.maxRows, opts.Seed, opts.ProbeOnly); err != nil {
 		return fail(err)
 	}
 	in := e.probe.InLen()
@@ -134,7 +134,9 @@ func New(be kernels.Backend, opts Options) (*Engine, error) {
 	switch {
 	case opts.ProbeOnly:
 	case opts.Head == HeadFFC:
-		if e.gallery, err = newNet(be, opts, e.maxRows, opts.Seed); err != nil {
+		// The gallery only runs forward: no gradients, momentum or column
+		// buffers kept for a backward pass.
+		if e.gallery, err = newNet(be, opts, e.maxRows, opts.Seed, true); err != nil {
 			return fail(err)
 		}
 		if err := nn.CopyParams(be, nn.Tensors(e.gallery), nn.Tensors(e.probe)); err != nil {
@@ -211,12 +213,12 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-func newNet(be kernels.Backend, opts Options, maxBatch int, seed uint64) (nn.Net, error) {
+func newNet(be kernels.Backend, opts Options, maxBatch int, seed uint64, forwardOnly bool) (nn.Net, error) {
 	// The constructors return a nil pointer with their error: return a nil
 	// interface then, never a typed nil.
 	switch opts.Backbone {
 	case "irresnet":
-		n, err := nn.NewIRResNet(be, nn.IRResNetOptions{Dim: opts.Dim, MaxBatch: maxBatch, Seed: seed, Init: opts.Init})
+		n, err := nn.NewIRResNet(be, nn.IRResNetOptions{Dim: opts.Dim, MaxBatch: maxBatch, Seed: seed, Init: opts.Init, ForwardOnly: forwardOnly})
 		if err != nil {
 			return nil, err
 		}
@@ -225,7 +227,7 @@ func newNet(be kernels.Backend, opts Options, maxBatch int, seed uint64) (nn.Net
 		if opts.InLen <= 0 {
 			return nil, errors.New("engine: the mlp backbone needs the input length")
 		}
-		n, err := nn.NewMLP(be, nn.MLPOptions{In: opts.InLen, Hidden: opts.Hidden, Dim: opts.Dim, MaxBatch: maxBatch, Seed: seed, Init: opts.Init})
+		n, err := nn.NewMLP(be, nn.MLPOptions{In: opts.InLen, Hidden: opts.Hidden, Dim: opts.Dim, MaxBatch: maxBatch, Seed: seed, Init: opts.Init, ForwardOnly: forwardOnly})
 		if err != nil {
 			return nil, err
 		}

@@ -3,10 +3,15 @@ package nn
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/ffc-stream/ffc/kernels"
+	"github.com/ffc-stream/ffc/kernels/cpu"
 )
 
 // BenchmarkIRResNet measures the yardstick backbone (1×32×32, D = 512) at
-// batch 64 on the CPU backend:
+// batch 64 on the CPU backend, with its two threading models (products
+// split into bands across goroutines, OpenBLAS single-threaded; or
+// OpenBLAS's own threads, cpu.Options.BLASThreads):
 //
 //   - fwd+bwd: one training forward and backward of the probe;
 //   - ffc-probe+gallery: what an FFC iteration spends per probe batch on the
@@ -19,8 +24,20 @@ import (
 // FLOPs (backward = 2× forward, minus the input gradient of the first
 // convolution, which is not computed).
 func BenchmarkIRResNet(b *testing.B) {
+	for _, o := range []struct {
+		name string
+		opts cpu.Options
+	}{{"panels", cpu.Options{}}, {"blas-threads", cpu.Options{BLASThreads: true}}} {
+		be, err := cpu.New(o.opts) // sets OpenBLAS's process-wide threads for this run
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(o.name, func(b *testing.B) { benchIRResNet(b, be) })
+	}
+}
+
+func benchIRResNet(b *testing.B, be kernels.Backend) {
 	const batch = 64
-	be := newBackend(b)
 	probe, err := NewIRResNet(be, IRResNetOptions{MaxBatch: batch, Seed: 1})
 	if err != nil {
 		b.Fatal(err)
