@@ -223,6 +223,21 @@ func FirstNonFinite(be Backend, ns []int, xs []Buffer) (int, error) {
 	return -1, nil
 }
 
+// Convolver is an optional extension of a Backend: a convolution run a few
+// images at a time, each block of images lowered to its columns and
+// multiplied while they are in cache, so the whole column matrix of
+// [Layers.Im2Col] is never held. Results equal the composition in the
+// package comment up to float32 summation order.
+type Convolver interface {
+	// ConvForward sets y = W·Im2Col(g, x): W is outC × g.ColRows(), y is
+	// outC × g.ColCols() (layout CNHW). y must not overlap x or w.
+	ConvForward(g ConvGeom, outC int, w, x, y Buffer) error
+	// ConvBackward adds dy·Im2Col(g, x)ᵀ to dw (outC × g.ColRows()) and,
+	// when dx is not nil, sets dx = Col2Im(g, Wᵀ·dy). dw and dx must not
+	// overlap the inputs or each other.
+	ConvBackward(g ConvGeom, outC int, w, x, dy, dw, dx Buffer) error
+}
+
 // Layers holds the operations of the network layers besides GEMM.
 type Layers interface {
 	// Im2Col lowers the input x (layout g.Layout) to the column matrix col

@@ -142,6 +142,38 @@ func engineOptions(c config) engine.Options {
 	return o
 }
 
+// stepFunc makes the random inputs of one engine step of mode c.Mode and
+// returns the step on them: images uniform in [−1, 1), labels drawn from
+// c.Classes IDs; for ffc x = [a1; h1] and y = [a2; h2] (B ids, both images
+// of a pair carrying the id, and two halves of B instances), as the dual
+// loader makes them.
+func stepFunc(c config, e *engine.Engine, rng *rand.Rand) func() (engine.StepStats, error) {
+	images := func(rows int) []float32 {
+		x := make([]float32, rows*e.InLen())
+		for i := range x {
+			x[i] = float32(2*rng.Float64() - 1)
+		}
+		return x
+	}
+	labels := func(n int) []int64 {
+		l := make([]int64, n)
+		for i := range l {
+			l[i] = int64(rng.IntN(c.Classes))
+		}
+		return l
+	}
+	if c.Mode != "ffc" {
+		x, l := images(c.Batch), labels(c.Batch)
+		return func() (engine.StepStats, error) { return e.StepPlain(x, l) }
+	}
+	h := c.half()
+	ids, inst := labels(c.Batch), labels(2*h)
+	xl := append(append([]int64(nil), ids...), inst[:h]...)
+	yl := append(append([]int64(nil), ids...), inst[h:]...)
+	x, y := images(len(xl)), images(len(yl))
+	return func() (engine.StepStats, error) { return e.StepFFC(x, xl, y, yl) }
+}
+
 // steps times c.Steps engine steps after c.Warmup on the backend's
 // default threading and fills r.
 func steps(c config, r *result) error {
@@ -156,38 +188,10 @@ func steps(c config, r *result) error {
 	}
 	defer e.Close()
 	rng := rand.New(rand.NewPCG(c.Seed, 11))
-	in := e.InLen()
-	images := func(rows int) []float32 {
-		x := make([]float32, rows*in)
-		for i := range x {
-			x[i] = float32(2*rng.Float64() - 1)
-		}
-		return x
-	}
-	labels := func(n int) []int64 {
-		l := make([]int64, n)
-		for i := range l {
-			l[i] = int64(rng.IntN(c.Classes))
-		}
-		return l
-	}
 	r.ImagesPerStep = c.imagesPerStep()
 	var cpuS float64
 	for i := 0; i < c.Warmup+c.Steps; i++ {
-		var step func() (engine.StepStats, error)
-		if c.Mode == "ffc" {
-			// x = [a1; h1], y = [a2; h2]: B ids (both images of a pair
-			// carry the id), and two halves of B instances.
-			h := c.half()
-			ids, inst := labels(c.Batch), labels(2*h)
-			xl := append(append([]int64(nil), ids...), inst[:h]...)
-			yl := append(append([]int64(nil), ids...), inst[h:]...)
-			x, y := images(len(xl)), images(len(yl))
-			step = func() (engine.StepStats, error) { return e.StepFFC(x, xl, y, yl) }
-		} else {
-			x, l := images(c.Batch), labels(c.Batch)
-			step = func() (engine.StepStats, error) { return e.StepPlain(x, l) }
-		}
+		step := stepFunc(c, e, rng)
 		c0, _ := rusage()
 		t := time.Now()
 		st, err := step()

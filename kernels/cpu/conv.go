@@ -62,46 +62,51 @@ func (be *Backend) Im2Col(g kernels.ConvGeom, x, col kernels.Buffer) error {
 	if err != nil {
 		return err
 	}
-	K, S, P := g.K, g.Stride, g.Pad
-	ho, wo := g.OutH(), g.OutW()
-	hw := ho * wo
+	hw := g.OutH() * g.OutW()
 	cols := g.N * hw
 	// One item per (column-matrix row, image): a contiguous run of hw.
 	items := g.ColRows() * g.N
 	be.parallel(items, grainFor(hw), func(lo, hi int) {
 		for it := lo; it < hi; it++ {
 			r, n := it/g.N, it%g.N
-			c, kk := r/(K*K), r%(K*K)
-			kh, kw := kk/K, kk%K
-			src := xs[planeBase(g, n, c):][:g.H*g.W]
-			dst := cs[r*cols+n*hw:][:hw]
-			owLo, owHi := validOut(g.W, wo, S, P, kw)
-			if S == 1 && wo == g.W {
-				im2colShifted(g, src, dst, kh, kw, owLo, owHi)
-				continue
-			}
-			for oh := range ho {
-				row := dst[oh*wo : (oh+1)*wo]
-				ih := oh*S - P + kh
-				if ih < 0 || ih >= g.H || owLo >= owHi {
-					clear(row)
-					continue
-				}
-				clear(row[:owLo])
-				clear(row[owHi:])
-				in := src[ih*g.W:][:g.W]
-				if S == 1 {
-					off := owLo - P + kw
-					copy(row[owLo:owHi], in[off:off+owHi-owLo])
-					continue
-				}
-				for ow := owLo; ow < owHi; ow++ {
-					row[ow] = in[ow*S-P+kw]
-				}
-			}
+			im2colItem(g, xs, cs[r*cols+n*hw:][:hw], r, n)
 		}
 	})
 	return nil
+}
+
+// im2colItem writes the hw = OutH·OutW entries of column-matrix row r
+// (channel, kh, kw) for image n into dst.
+func im2colItem(g kernels.ConvGeom, xs, dst []float32, r, n int) {
+	K, S, P := g.K, g.Stride, g.Pad
+	ho, wo := g.OutH(), g.OutW()
+	c, kk := r/(K*K), r%(K*K)
+	kh, kw := kk/K, kk%K
+	src := xs[planeBase(g, n, c):][:g.H*g.W]
+	owLo, owHi := validOut(g.W, wo, S, P, kw)
+	if S == 1 && wo == g.W {
+		im2colShifted(g, src, dst, kh, kw, owLo, owHi)
+		return
+	}
+	for oh := range ho {
+		row := dst[oh*wo : (oh+1)*wo]
+		ih := oh*S - P + kh
+		if ih < 0 || ih >= g.H || owLo >= owHi {
+			clear(row)
+			continue
+		}
+		clear(row[:owLo])
+		clear(row[owHi:])
+		in := src[ih*g.W:][:g.W]
+		if S == 1 {
+			off := owLo - P + kw
+			copy(row[owLo:owHi], in[off:off+owHi-owLo])
+			continue
+		}
+		for ow := owLo; ow < owHi; ow++ {
+			row[ow] = in[ow*S-P+kw]
+		}
+	}
 }
 
 // im2colShifted writes one column-matrix row of one image for stride 1

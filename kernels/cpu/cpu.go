@@ -43,9 +43,14 @@ type Backend struct {
 	threads     int
 	openblas    bool
 	blasThreads bool
+	convFloats  int // column-block bound of ConvForward/ConvBackward
+	scratch     scratch
 }
 
-var _ kernels.Backend = (*Backend)(nil)
+var (
+	_ kernels.Backend   = (*Backend)(nil)
+	_ kernels.Convolver = (*Backend)(nil)
+)
 
 // HaveOpenBLAS reports whether this build links OpenBLAS.
 func HaveOpenBLAS() bool { return haveOpenBLAS }
@@ -59,7 +64,7 @@ func New(o Options) (*Backend, error) {
 	if t == 0 {
 		t = runtime.GOMAXPROCS(0)
 	}
-	be := &Backend{threads: t, openblas: haveOpenBLAS && !o.PureGoGEMM, blasThreads: o.BLASThreads}
+	be := &Backend{threads: t, openblas: haveOpenBLAS && !o.PureGoGEMM, blasThreads: o.BLASThreads, convFloats: convBlockFloats}
 	if be.openblas {
 		openblasSetThreads(1)
 		if be.blasThreads {

@@ -167,3 +167,16 @@ func TestWrap(t *testing.T) {
 		t.Error("Floats of a freed buffer is not nil")
 	}
 }
+
+// TestConvolverBlocks runs the Convolver suite with column blocks of one
+// image and of a few (ragged last block), on every variant.
+func TestConvolverBlocks(t *testing.T) {
+	for _, be := range variants(t) {
+		for _, floats := range []int{1, 200} {
+			be.convFloats = floats
+			t.Run(fmt.Sprintf("%s/threads=%d/floats=%d", be.Name(), be.Threads(), floats), func(t *testing.T) {
+				kerneltest.TestConvolver(t, be)
+			})
+		}
+	}
+}

@@ -36,6 +36,7 @@ func Test(t *testing.T, be kernels.Backend) {
 		{"Im2Col", testIm2Col},
 		{"Col2ImAdjoint", testCol2ImAdjoint},
 		{"ConvLowering", testConvLowering},
+		{"Convolver", func(t *testing.T, h *h) { TestConvolver(t, h.be) }},
 		{"SwapAxes", testSwapAxes},
 		{"Channel", testChannel},
 		{"BatchNorm", testBatchNorm},

@@ -33,7 +33,10 @@ func (s ConvShape) withDefaults() ConvShape {
 // Conv2d is a convolution lowered to GEMM: col = Im2Col(x), y = W·col with
 // W OutC×(InC·K·K) (Kaiming-normal, fan-in InC·K·K), giving CNHW output.
 //
-// A convolution built with its own column buffer (the default) keeps the
+// On a backend that is a kernels.Convolver (the CPU backend) the layer
+// calls its ConvForward and ConvBackward, which lower a few images at a
+// time, and holds no column matrix at all. Otherwise a convolution built
+// with its own column buffer (the default) keeps the
 // column matrix of the last Forward for Backward, which then overwrites
 // it with the column gradient; one that shares its network's scratch
 // buffer (forward-only nets, IRResNetOptions.RecomputeColumns) lowers the
@@ -44,6 +47,7 @@ type Conv2d struct {
 	OutH, OutW int
 	W          *Param
 
+	cv       kernels.Convolver // nil: Im2Col and Gemm with ws
 	ws       *workspace
 	ownCols  bool // ws is this layer's own
 	colValid bool // ws.buf holds Im2Col of the last Forward's input
@@ -77,6 +81,10 @@ func NewConv2d(be kernels.Backend, c Config, name string, s ConvShape) (*Conv2d,
 	}
 	if l.y, l.dx, err = l.allocOutput(); err != nil {
 		return nil, err
+	}
+	if cv, ok := be.(kernels.Convolver); ok {
+		l.cv, l.ws = cv, nil
+		return l, nil
 	}
 	if !c.ForwardOnly {
 		l.dwT = true
@@ -119,6 +127,12 @@ func (l *Conv2d) Forward(x kernels.Buffer, n int, train bool) (kernels.Buffer, e
 		return nil, err
 	}
 	g := l.geom(n)
+	if l.cv != nil {
+		if err := l.cv.ConvForward(g, l.Shape.OutC, l.W.W, x, l.y); err != nil {
+			return nil, l.wrap("forward", err)
+		}
+		return l.y, nil
+	}
 	col := l.ws.buf
 	l.colValid = false
 	if err := l.be.Im2Col(g, x, col); err != nil {
@@ -137,6 +151,16 @@ func (l *Conv2d) Backward(dy kernels.Buffer, needDx bool) (kernels.Buffer, error
 		return nil, err
 	}
 	g := l.geom(l.n)
+	if l.cv != nil {
+		var dx kernels.Buffer
+		if needDx {
+			dx = l.dx
+		}
+		if err := l.cv.ConvBackward(g, l.Shape.OutC, l.W.W, l.x, dy, l.W.G, dx); err != nil {
+			return nil, l.wrap("backward", err)
+		}
+		return dx, nil
+	}
 	rows, cols := g.ColRows(), g.ColCols()
 	col := l.ws.buf
 	if !l.colValid {

@@ -17,15 +17,19 @@
 // layer and valid until its next Forward; a Forward with n samples fills
 // their first n·OutLen elements.
 //
-// Convolutions are lowered to GEMM with kernels Im2Col/Col2Im and produce
-// the CNHW layout ([channel][batch][height][width]); the IR-ResNet keeps
-// every activation in CNHW and transposes once, in [Flatten], before the
-// final Linear layer. The network input is NCHW, which for one input
-// channel is the same memory as CNHW. By default each convolution keeps
-// its im2col column matrix from Forward for Backward (which then reuses it
-// for the column gradient); forward-only nets, and nets built with
-// IRResNetOptions.RecomputeColumns, share one column buffer between their
-// convolutions and lower the input again in Backward.
+// Convolutions are lowered to GEMM and produce the CNHW layout
+// ([channel][batch][height][width]); the IR-ResNet keeps every activation
+// in CNHW and transposes once, in [Flatten], before the final Linear
+// layer. The network input is NCHW, which for one input channel is the
+// same memory as CNHW. On a backend that is a kernels.Convolver (the CPU
+// backend) a convolution calls ConvForward and ConvBackward, which lower a
+// few images at a time into cache-sized blocks, and holds no column
+// matrix. On other backends (CUDA) it uses Im2Col/Col2Im and Gemm: by
+// default each convolution keeps its column matrix from Forward for
+// Backward (which then reuses it for the column gradient); forward-only
+// nets, and nets built with IRResNetOptions.RecomputeColumns, share one
+// column buffer between their convolutions and lower the input again in
+// Backward.
 //
 // # Networks
 //

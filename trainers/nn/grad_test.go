@@ -236,17 +236,26 @@ func TestNetGradients(t *testing.T) {
 	})
 }
 
+// lowered hides a backend's kernels.Convolver, so that convolutions take
+// the Im2Col and Gemm path other backends (CUDA) take.
+type lowered struct{ kernels.Backend }
+
 // TestConvPathsAgree checks that the ways a convolution can compute its
-// gradients agree: a second Backward after one Forward (the kept columns
-// were overwritten, so it lowers again) adds the same gradient, the
-// untransposed weight-gradient GEMM gives the same result, and a net
-// built with RecomputeColumns gives the same gradients as one that keeps
-// them.
+// gradients agree: on the Im2Col path, a second Backward after one
+// Forward (the kept columns were overwritten, so it lowers again) adds the
+// same gradient, the untransposed weight-gradient GEMM gives the same
+// result, and a net built with RecomputeColumns gives the same gradients
+// as one that keeps them; and the Convolver path gives the Im2Col path's
+// output and gradients.
 func TestConvPathsAgree(t *testing.T) {
-	be := newBackend(t)
+	be := lowered{newBackend(t)}
 	r := rand.New(rand.NewPCG(8, 8))
-	l, err := NewConv2d(be, Config{MaxBatch: 3, Seed: 4}, "conv", ConvShape{InC: 3, OutC: 4, H: 5, W: 5, K: 3, Stride: 1, Pad: 1, InLayout: kernels.CNHW})
+	shape := ConvShape{InC: 3, OutC: 4, H: 5, W: 5, K: 3, Stride: 1, Pad: 1, InLayout: kernels.CNHW}
+	l, err := NewConv2d(be, Config{MaxBatch: 3, Seed: 4}, "conv", shape)
 	must(t, err)
+	if l.cv != nil {
+		t.Fatal("the wrapped backend still took the Convolver path")
+	}
 	x := upload(t, be, randn(r, 3*l.InLen(), 1))
 	dy := upload(t, be, randn(r, 3*l.OutLen(), 1))
 	grads := func(twice, dwT bool) ([]float32, []float32) {
@@ -277,6 +286,7 @@ func TestConvPathsAgree(t *testing.T) {
 	if !equal32(dx1, dx3) {
 		t.Error("dx differs between the weight-gradient variants")
 	}
+	convolverAgrees(t, be.Backend, shape, x, dy, g1, dx1)
 
 	o := IRResNetOptions{Dim: 6, MaxBatch: 3, Seed: 5, InSize: 8, Widths: []int{3, 4}}
 	keep, err := NewIRResNet(be, o)
@@ -295,6 +305,34 @@ func TestConvPathsAgree(t *testing.T) {
 		q := recompute.Params()[i]
 		if !equal32(download(t, be, p.G, p.N), download(t, be, q.G, q.N)) {
 			t.Errorf("%s: gradients differ with RecomputeColumns", p.Name)
+		}
+	}
+}
+
+// convolverAgrees checks that a convolution on the backend's Convolver
+// path (same seed, so the same weights) gives the Im2Col path's weight
+// gradient g and input gradient dx for input x and output gradient dy.
+func convolverAgrees(t *testing.T, be kernels.Backend, shape ConvShape, x, dy kernels.Buffer, g, dx []float32) {
+	t.Helper()
+	l, err := NewConv2d(be, Config{MaxBatch: 3, Seed: 4}, "conv", shape)
+	must(t, err)
+	if l.cv == nil {
+		t.Fatalf("%T is not a kernels.Convolver", be)
+	}
+	must(t, ZeroGrads(be, l.Params()))
+	_, err = l.Forward(x, 3, true)
+	must(t, err)
+	dxb, err := l.Backward(dy, true)
+	must(t, err)
+	gc, dxc := download(t, be, l.W.G, l.W.N), download(t, be, dxb, 3*l.InLen())
+	for i := range g {
+		if d := gc[i] - g[i]; abs32(d) > 1e-4*(1+abs32(g[i])) {
+			t.Fatalf("Convolver dW[%d] = %v, want %v", i, gc[i], g[i])
+		}
+	}
+	for i := range dx {
+		if d := dxc[i] - dx[i]; abs32(d) > 1e-4*(1+abs32(dx[i])) {
+			t.Fatalf("Convolver dx[%d] = %v, want %v", i, dxc[i], dx[i])
 		}
 	}
 }

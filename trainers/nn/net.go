@@ -174,7 +174,9 @@ type IRResNetOptions struct {
 	// lower their input again in Backward, instead of each keeping its
 	// column matrix from Forward: less memory (the yardstick at batch 64
 	// keeps ≈ 300 MB of columns), one more Im2Col per convolution per
-	// step. Forward-only nets always share.
+	// step. Forward-only nets always share. It applies to backends that
+	// are not a kernels.Convolver; on the CPU backend no column matrix is
+	// held either way.
 	RecomputeColumns bool
 }
 
