@@ -122,7 +122,9 @@ func gflopPerStep(c config) float64 {
 func main() {
 	f := parseFlags()
 	if f.child != "" {
-		runChild(f.child)
+		if err := benchutil.RunChild(f.child, resultTag, measure); err != nil {
+			fatal(err)
+		}
 		return
 	}
 	s, err := newSweep(f)
@@ -134,11 +136,7 @@ func main() {
 	if backendName == "" {
 		backendName = f.backend
 	}
-	cmd := "go run ./benchmarks/heads"
-	if len(os.Args) > 1 {
-		cmd += " " + strings.Join(os.Args[1:], " ")
-	}
-	report := render(rows, machine(backendName, loadStart), cmd, f.rate, f.steps, f.warmup, f.bigSteps, f.bigGFlop, f.headroom, time.Since(start))
+	report := render(rows, machine(backendName, loadStart), benchutil.Command("heads"), f.rate, f.steps, f.warmup, f.bigSteps, f.bigGFlop, f.headroom, time.Since(start))
 	fmt.Print(report)
 	if f.out != "" {
 		if err := os.WriteFile(f.out, []byte(report), 0o644); err != nil {
@@ -190,17 +188,7 @@ func spawn(self string, c config, timeout time.Duration) result {
 	return result{Failed: "no result from the child: " + msg}
 }
 
-// runChild runs one configuration and prints its result line.
-func runChild(spec string) {
-	var c config
-	if err := json.Unmarshal([]byte(spec), &c); err != nil {
-		fatal(err)
-	}
-	r := measure(c)
-	js, _ := json.Marshal(r)
-	fmt.Println(resultTag + string(js))
-}
-
+// measure runs configuration c in this (child) process.
 func measure(c config) (r result) {
 	r.Estimate = estimate(c)
 	avail, err := memAvailable()
@@ -398,10 +386,7 @@ func ratio(a, b float64) string {
 func render(rows []row, mach, cmd string, rate float64, steps, warmup, bigSteps int, bigGFlop, headroom float64, took time.Duration) string {
 	var sb strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
-	w("# Head step time and memory: FFC vs FC vs Partial FC\n\n")
-	w("Command: `%s`\n\n", cmd)
-	w("Machine: %s\n\n", mach)
-	w("Date: %s; the whole run took %.0f s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), took.Seconds())
+	benchutil.WriteHeader(&sb, "Head step time and memory: FFC vs FC vs Partial FC", cmd, mach, took)
 	w("| N | Q | head | step ms | peak RSS | mem estimate | time ÷ FFC | RSS ÷ FFC |\n")
 	w("|---:|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, x := range rows {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -15,20 +14,6 @@ import (
 	"github.com/ffc-stream/ffc/trainers/engine"
 	"github.com/ffc-stream/ffc/trainers/nn"
 )
-
-// runChild runs one configuration and prints its result line.
-func runChild(spec string) {
-	var c config
-	if err := json.Unmarshal([]byte(spec), &c); err != nil {
-		fatal(err)
-	}
-	r := measure(c)
-	js, err := json.Marshal(r)
-	if err != nil {
-		fatal(err)
-	}
-	fmt.Println(resultTag + string(js))
-}
 
 // rusage is the process's CPU time in seconds and its peak RSS in bytes
 // (ru_maxrss, as torchref.py reads it).

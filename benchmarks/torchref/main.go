@@ -472,7 +472,9 @@ func main() {
 		fatal(err)
 	}
 	if f.child != "" {
-		runChild(f.child)
+		if err := benchutil.RunChild(f.child, resultTag, measure); err != nil {
+			fatal(err)
+		}
 		return
 	}
 	p, err := newPlan(f)
@@ -493,10 +495,7 @@ func main() {
 	}
 	start, loadStart := time.Now(), benchutil.LoadAvg()
 	sg, rows := p.runAll()
-	cmd := "go run ./benchmarks/torchref"
-	if len(os.Args) > 1 {
-		cmd += " " + strings.Join(os.Args[1:], " ")
-	}
+	cmd := benchutil.Command("torchref")
 	fl, err := countFLOPs(p.base)
 	if err != nil {
 		fatal(err)

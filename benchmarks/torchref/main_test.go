@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ffc-stream/ffc/benchmarks/internal/benchutil"
 	"github.com/ffc-stream/ffc/kernels"
 	"github.com/ffc-stream/ffc/kernels/cpu"
 	"github.com/ffc-stream/ffc/trainers/nn"
@@ -19,7 +21,10 @@ import (
 // ("--child JSON"), as the command does.
 func TestMain(m *testing.M) {
 	if len(os.Args) >= 3 && os.Args[1] == "--child" {
-		runChild(os.Args[2])
+		if err := benchutil.RunChild(os.Args[2], resultTag, measure); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
 		os.Exit(0)
 	}
 	os.Exit(m.Run())

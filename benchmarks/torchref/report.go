@@ -166,10 +166,7 @@ func render(sg []sgemmRow, rows []stepRow, fl flops, mach, cmd string, c config,
 	wait, contended, retries := p.waitQuiet, p.contended, p.retries
 	var sb strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
-	w("# Engine speed: our training step vs PyTorch, same backbone, same step\n\n")
-	w("Command: `%s`\n\n", cmd)
-	w("Machine: %s\n\n", mach)
-	w("Date: %s; the whole run took %.0f s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), took.Seconds())
+	benchutil.WriteHeader(&sb, "Engine speed: our training step vs PyTorch, same backbone, same step", cmd, mach, took)
 	w("Settings: IR-ResNet yardstick (1×32×32, widths 32/64/128), D = %d, B = %d, FFC pool Q = %s, FC classes N = %s (labels drawn from N IDs), CosFace s = 32 m = 0.4, SGD lr %g momentum 0.9 Nesterov weight decay %g; median of %d timed steps after %d warm-up.\n\n",
 		c.Dim, c.Batch, benchutil.Count(c.Pool), benchutil.Count(c.Classes), c.LR, c.WeightDecay, c.Steps, c.Warmup)
 

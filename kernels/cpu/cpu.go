@@ -66,10 +66,11 @@ func New(o Options) (*Backend, error) {
 	}
 	be := &Backend{threads: t, openblas: haveOpenBLAS && !o.PureGoGEMM, blasThreads: o.BLASThreads, convFloats: convBlockFloats}
 	if be.openblas {
-		openblasSetThreads(1)
+		blas := 1 // the default: Go splits the products (openblasPanels)
 		if be.blasThreads {
-			openblasSetThreads(t)
+			blas = t
 		}
+		openblasSetThreads(blas)
 	}
 	return be, nil
 }

@@ -102,7 +102,8 @@ func gemmVsGo(t *testing.T, be *Backend) {
 					c2[i] = c1[i]
 				}
 				be.openblasPanels(ta, tb, m, n, k, 0.7, a, b, 0.3, c1)
-				goSgemm(ta, tb, m, n, k, 0.7, a, b, 0.3, c2)
+				lda, ldb := contiguousLd(ta, tb, m, n, k)
+				goSgemm(ta, tb, m, n, k, 0.7, a, lda, b, ldb, 0.3, c2, n)
 				var num, den float64
 				for i := range c1 {
 					d := float64(c1[i]) - float64(c2[i])

@@ -66,7 +66,8 @@ func (be *Backend) Gemm(transA, transB bool, m, n, k int, alpha float32, a, b ke
 	if be.openblas {
 		be.openblasPanels(transA, transB, m, n, k, alpha, as, bs, beta, cs)
 	} else {
-		goSgemm(transA, transB, m, n, k, alpha, as, bs, beta, cs)
+		lda, ldb := contiguousLd(transA, transB, m, n, k)
+		goSgemm(transA, transB, m, n, k, alpha, as, lda, bs, ldb, beta, cs, n)
 	}
 	return nil
 }

@@ -6,18 +6,31 @@ import (
 )
 
 // goSgemm is the pure-Go GEMM (gonum), compiled in every build so that it
-// can be compared with OpenBLAS. Shapes are checked by the caller; m, n,
+// can be compared with OpenBLAS, on row-major matrices with leading
+// dimensions lda, ldb and ldc. Shapes are checked by the caller; m, n,
 // k > 0.
-func goSgemm(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta float32, c []float32) {
-	ta, lda := blas.NoTrans, k
+func goSgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	ta, tb := blas.NoTrans, blas.NoTrans
 	if transA {
-		ta, lda = blas.Trans, m
+		ta = blas.Trans
 	}
-	tb, ldb := blas.NoTrans, n
 	if transB {
-		tb, ldb = blas.Trans, k
+		tb = blas.Trans
 	}
-	gonum.Implementation{}.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
+	gonum.Implementation{}.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// contiguousLd is the leading dimensions of op(A) (m×k) and op(B) (k×n)
+// stored contiguously, row-major; C's is n.
+func contiguousLd(transA, transB bool, m, n, k int) (lda, ldb int) {
+	lda, ldb = k, n
+	if transA {
+		lda = m
+	}
+	if transB {
+		ldb = k
+	}
+	return lda, ldb
 }
 
 // goSgemv is the pure-Go GEMV (gonum); m, n > 0.

@@ -18,13 +18,7 @@ const panelAlign = 16
 // with the Go work around each product. With Options.BLASThreads the whole
 // product goes to OpenBLAS's threads instead.
 func (be *Backend) openblasPanels(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta float32, c []float32) {
-	lda, ldb := k, n
-	if transA {
-		lda = m
-	}
-	if transB {
-		ldb = k
-	}
+	lda, ldb := contiguousLd(transA, transB, m, n, k)
 	rows := m >= n
 	extent := n
 	if rows {

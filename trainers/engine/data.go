@@ -22,23 +22,34 @@ type Images interface {
 // never trained, get none).
 func TrainIndex(ds Images) Index {
 	var ix Index
+	ix.ByClass = groupByClass(ds, func(m dataset.Meta) bool { return m.Split == dataset.SplitTrain })
+	for i := range ix.ByClass {
+		ix.Labels = append(ix.Labels, int64(i))
+	}
+	return ix
+}
+
+// groupByClass lists the images of ds that keep accepts, grouped by class
+// in ascending class order and by index within a class; classes without
+// such images are left out.
+func groupByClass(ds Images, keep func(dataset.Meta) bool) [][]int {
 	byClass := map[int][]int{}
 	maxClass := -1
 	for i := 0; i < ds.Len(); i++ {
 		m := ds.Meta(i)
-		if m.Split != dataset.SplitTrain {
+		if !keep(m) {
 			continue
 		}
 		byClass[m.Class] = append(byClass[m.Class], i)
 		maxClass = max(maxClass, m.Class)
 	}
+	var groups [][]int
 	for c := 0; c <= maxClass; c++ {
 		if imgs := byClass[c]; len(imgs) > 0 {
-			ix.ByClass = append(ix.ByClass, imgs)
-			ix.Labels = append(ix.Labels, int64(len(ix.Labels)))
+			groups = append(groups, imgs)
 		}
 	}
-	return ix
+	return groups
 }
 
 // appendImage reads image i of ds into buf and appends it, scaled by

@@ -52,23 +52,10 @@ func (r resplit) ReadImage(i int, dst []byte) (dataset.Meta, error) {
 }
 
 func lastImageSplit(ds Images) Images {
-	byClass := map[int][]int{}
-	maxClass := -1
-	for i := range ds.Len() {
-		c := ds.Meta(i).Class
-		byClass[c] = append(byClass[c], i)
-		maxClass = max(maxClass, c)
-	}
-	var classes []int
-	for c := 0; c <= maxClass; c++ {
-		if len(byClass[c]) > 0 {
-			classes = append(classes, c)
-		}
-	}
+	classes := groupByClass(ds, func(dataset.Meta) bool { return true })
 	open := (len(classes) + 9) / 10
 	split := make([]dataset.Split, ds.Len())
-	for k, c := range classes {
-		imgs := byClass[c] // ascending index
+	for k, imgs := range classes {
 		for _, i := range imgs {
 			split[i] = dataset.SplitTrain
 			if k >= len(classes)-open {

@@ -1,9 +1,11 @@
 // Package benchutil holds what the benchmark programs share: parsing and
-// printing counts like "10k" and "1M", the median of step times, and random
-// unit-norm rows on a backend.
+// printing counts like "10k" and "1M", the median of step times, random
+// unit-norm rows on a backend, the child side of a one-process-per-
+// configuration run, and the header of a report.
 package benchutil
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ffc-stream/ffc/kernels"
 )
@@ -127,4 +130,38 @@ func LoadAvg() string {
 		return strings.Join(f[:3], " ")
 	}
 	return "?"
+}
+
+// RunChild is the child side of a benchmark that runs each configuration
+// in its own process: it decodes the configuration from spec (JSON),
+// measures it and prints the result as one JSON line prefixed with tag,
+// which the parent looks for in the child's output.
+func RunChild[C, R any](spec, tag string, measure func(C) R) error {
+	var c C
+	if err := json.Unmarshal([]byte(spec), &c); err != nil {
+		return fmt.Errorf("child configuration: %w", err)
+	}
+	js, err := json.Marshal(measure(c))
+	if err != nil {
+		return fmt.Errorf("child result: %w", err)
+	}
+	fmt.Println(tag + string(js))
+	return nil
+}
+
+// Command is the command line that ran benchmark program name ("go run
+// ./benchmarks/<name>" and this process's arguments), for its report.
+func Command(name string) string {
+	cmd := "go run ./benchmarks/" + name
+	if len(os.Args) > 1 {
+		cmd += " " + strings.Join(os.Args[1:], " ")
+	}
+	return cmd
+}
+
+// WriteHeader writes a report's title, command, machine and date lines
+// (Markdown) to sb; took is the whole run's duration.
+func WriteHeader(sb *strings.Builder, title, cmd, machine string, took time.Duration) {
+	fmt.Fprintf(sb, "# %s\n\nCommand: `%s`\n\nMachine: %s\n\n", title, cmd, machine)
+	fmt.Fprintf(sb, "Date: %s; the whole run took %.0f s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), took.Seconds())
 }
