@@ -6,6 +6,7 @@
 //	go run ./benchmarks/torchref                          # 20 steps after 3 warm-up, 1 and 2 threads, ~4 min on 2 cores
 //	go run ./benchmarks/torchref --steps 5 --warmup 1 --threads 2
 //	go run ./benchmarks/torchref --quick                   # seconds: tiny batch, to see that it runs
+//	go run ./benchmarks/torchref train --protocol last-image --out runs/torch-fc   # PyTorch full-FC training (train.go)
 //
 // It first measures the sgemm ceiling of the machine on each thread count
 // (OpenBLAS with its own threads; our kernels/cpu Gemm as the engine runs
@@ -62,10 +63,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/ffc-stream/ffc/benchmarks/internal/benchutil"
 )
@@ -464,6 +469,14 @@ func fatal(err error) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "train" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := runTrain(ctx, os.Args[2:], os.Stdout, os.Stderr); err != nil && !errors.Is(err, pflag.ErrHelp) {
+			fatal(err)
+		}
+		return
+	}
 	f, err := parseFlags(os.Args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -17,6 +17,19 @@ two steps our engine runs on it:
               over N classes with raw weights W (N×D) normalised in the
               graph, backward, one SGD step of the probe and W.
   --mode sgemm  torch.mm of two S×S float32 matrices (the BLAS ceiling).
+  --mode train  full-FC (CosFace) training of the backbone on a data set's
+              train split (issue 16's PyTorch FC row), driven by
+              `go run ./benchmarks/torchref train`: the inputs already
+              scaled (--inputs, float32 n×1024), their dense labels
+              (--labels, int32), the rate of every step (--lrs, float64),
+              computed by the driver with our schedule, and the tensor
+              names and shapes our parameter file lists (--tensors, JSON);
+              instances drawn in shuffled epochs (our InstanceLoader), SGD
+              with Nesterov momentum 0.9 over the probe and the N×D class
+              weights (normal(0, 0.01), normalised in the graph); at the
+              end the probe's tensors go, in the listed order, to
+              --params-out as raw float32, which the driver saves as a
+              checkpoint. Progress goes to stderr as JSON lines.
 
 It prints one JSON line. With --dump-forward OUT --weights FILE --input IN
 it instead loads a parameter file written by trainers/nn SaveParams, runs
@@ -35,7 +48,7 @@ import sys
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads (torch.set_num_threads; OpenMP and OpenBLAS too)")
-    ap.add_argument("--mode", choices=["ffc", "fc", "sgemm"], default="ffc")
+    ap.add_argument("--mode", choices=["ffc", "fc", "sgemm", "train"], default="ffc")
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--batch", type=int, default=64, help="B")
@@ -51,7 +64,19 @@ def parse_args(argv=None):
     ap.add_argument("--dump-forward", metavar="OUT", help="parity mode: write eval and train embeddings of --input here")
     ap.add_argument("--weights", metavar="FILE", help="parity mode: a parameter file of trainers/nn (SaveParams)")
     ap.add_argument("--input", metavar="FILE", help="parity mode: float32 inputs, n×1024")
+    ap.add_argument("--inputs", metavar="FILE", help="train mode: the train images, float32 n×1024, scaled")
+    ap.add_argument("--labels", metavar="FILE", help="train mode: their dense labels 0 … classes−1, int32")
+    ap.add_argument("--lrs", metavar="FILE", help="train mode: the learning rate of each step, float64")
+    ap.add_argument("--tensors", metavar="FILE", help="train mode: JSON list of [name, shape] of our probe's tensors, in file order")
+    ap.add_argument("--params-out", metavar="FILE", help="train mode: where the trained tensors go, raw float32 in --tensors order")
+    ap.add_argument("--wd-scope", choices=["weights", "all"], default="weights", help="train mode: weight decay on conv/linear weights and W, or on every parameter")
+    ap.add_argument("--scale", type=float, default=MARGIN_S_DEFAULT, help="CosFace scale s")
+    ap.add_argument("--margin", type=float, default=MARGIN_M_DEFAULT, help="CosFace margin m")
+    ap.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (Nesterov)")
+    ap.add_argument("--log-every", type=int, default=50, help="train mode: a progress line every N steps")
     a = ap.parse_args(argv)
+    if a.mode == "train" and not (a.inputs and a.labels and a.lrs and a.tensors and a.params_out):
+        ap.error("--mode train needs --inputs, --labels, --lrs, --tensors and --params-out")
     if a.threads < 1 or a.steps < 1 or a.warmup < 0 or a.batch < 2 or a.dim < 1 or a.classes < 1:
         ap.error("need threads ≥ 1, steps ≥ 1, warmup ≥ 0, batch ≥ 2, dim ≥ 1, classes ≥ 1")
     if a.mode == "ffc" and a.pool < a.batch + (a.batch + 1) // 2:
@@ -60,6 +85,8 @@ def parse_args(argv=None):
         ap.error("--dump-forward needs --weights and --input")
     return a
 
+
+MARGIN_S_DEFAULT, MARGIN_M_DEFAULT = 32.0, 0.4  # CosFace, the engine's default margin
 
 if __name__ == "__main__":
     ARGS = parse_args()
@@ -83,9 +110,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 IN_CH, IN_SIZE, WIDTHS, BLOCKS = 1, 32, (32, 64, 128), (1, 1, 1)
-MARGIN_S, MARGIN_M = 32.0, 0.4  # CosFace, the engine's default margin
 EMA = 0.99
-MOMENTUM = 0.9
 
 
 # ---------------------------------------------------------------- backbone
@@ -198,18 +223,18 @@ def param_groups(modules):
     return decay, rest
 
 
-def make_sgd(decay, rest, lr, wd):
+def make_sgd(decay, rest, lr, wd, momentum=0.9):
     return torch.optim.SGD([{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}],
-                           lr=lr, momentum=MOMENTUM, nesterov=True)
+                           lr=lr, momentum=momentum, nesterov=True)
 
 
 # ------------------------------------------------------------ losses, pool
 
 
-def cosface_ce(cos, targets):
+def cosface_ce(cos, targets, s=MARGIN_S_DEFAULT, m=MARGIN_M_DEFAULT):
     """Mean over rows of the CosFace (s·(cos − m) at the target) softmax CE."""
     onehot = F.one_hot(targets, cos.shape[1]).to(cos.dtype)
-    return F.cross_entropy(MARGIN_S * (cos - MARGIN_M * onehot), targets)
+    return F.cross_entropy(s * (cos - m * onehot), targets)
 
 
 def default_topk(q):
@@ -513,10 +538,86 @@ def dump_forward(a):
     return out
 
 
+# ------------------------------------------------------------------- train
+
+
+def read_floats(path, dtype, size):
+    return torch.from_file(path, shared=False, size=size, dtype=dtype)
+
+
+def train_fc(a):
+    """Full-FC training on the driver's train split (see --mode train)."""
+    per = IN_CH * IN_SIZE * IN_SIZE
+    n = os.path.getsize(a.inputs) // (4 * per)
+    if n * 4 * per != os.path.getsize(a.inputs) or os.path.getsize(a.labels) != 4 * n or n < a.batch:
+        raise SystemExit("torchref: %s and %s do not hold the same whole number (≥ batch) of images" % (a.inputs, a.labels))
+    x_all = read_floats(a.inputs, torch.float32, n * per).view(n, IN_CH, IN_SIZE, IN_SIZE)
+    y_all = read_floats(a.labels, torch.int32, n).long()
+    lrs = read_floats(a.lrs, torch.float64, os.path.getsize(a.lrs) // 8).tolist()
+    if len(lrs) != a.steps:
+        raise SystemExit("torchref: %s has %d rates for %d steps" % (a.lrs, len(lrs), a.steps))
+    if int(y_all.min()) < 0 or int(y_all.max()) >= a.classes:
+        raise SystemExit("torchref: labels outside 0 … %d" % (a.classes - 1))
+    with open(a.tensors) as f:
+        tensors = json.load(f)
+    torch.manual_seed(a.seed)
+    gen = torch.Generator().manual_seed(a.seed + 1)
+    probe = IRResNet(a.dim, a.init)
+    sd = probe.state_dict()
+    for name, shape in tensors:
+        if name not in sd or tuple(sd[name].shape) != tuple(shape):
+            raise SystemExit("torchref: our tensor %s %s is not in the module as such" % (name, shape))
+    probe.train()
+    w = nn.Parameter(torch.randn(a.classes, a.dim, generator=gen) * 0.01)
+    if a.wd_scope == "all":
+        decay, rest = list(probe.parameters()) + [w], []
+    else:
+        decay, rest = param_groups([probe])
+        decay.append(w)
+    opt = make_sgd(decay, rest, lrs[0], a.weight_decay, a.momentum)
+    order = torch.randperm(n, generator=gen)
+    at, t0, losses = 0, time.perf_counter(), []
+    for step in range(a.steps):
+        if at + a.batch > n:  # a fresh epoch: what is left, then a new order
+            idx = order[at:]
+            order, at = torch.randperm(n, generator=gen), a.batch - len(idx)
+            idx = torch.cat([idx, order[:at]])
+        else:
+            idx, at = order[at:at + a.batch], at + a.batch
+        for g in opt.param_groups:
+            g["lr"] = lrs[step]
+        opt.zero_grad()
+        p = probe(x_all.index_select(0, idx))
+        loss = cosface_ce(F.linear(p, F.normalize(w, dim=1, eps=1e-12)), y_all.index_select(0, idx), a.scale, a.margin)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if losses[-1] != losses[-1]:
+            raise SystemExit("torchref: non-finite loss at step %d" % step)
+        if (step + 1) % a.log_every == 0 or step + 1 == a.steps:
+            el = time.perf_counter() - t0
+            recent = losses[-a.log_every:]
+            print(json.dumps({"step": step + 1, "steps": a.steps, "loss": sum(recent) / len(recent), "lr": lrs[step],
+                              "images_per_s": (step + 1) * a.batch / el}), file=sys.stderr, flush=True)
+    elapsed = time.perf_counter() - t0
+    sd = probe.state_dict()
+    with open(a.params_out, "wb") as f:
+        for name, _ in tensors:
+            f.write(sd[name].detach().contiguous().numpy().astype("<f4").tobytes())
+    out = describe(a)
+    tenth = max(1, len(losses) // 10)
+    out.update({"steps": a.steps, "batch": a.batch, "classes": a.classes, "images": n, "elapsed_s": elapsed,
+                "images_per_s": a.steps * a.batch / elapsed, "first_loss": sum(losses[:tenth]) / tenth,
+                "last_loss": sum(losses[-tenth:]) / tenth, "curve": losses, "peak_rss_bytes": peak_rss_bytes()})
+    return out
+
+
 def main(a):
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)
-    if a.dump_forward:
+    if a.mode == "train":
+        out = train_fc(a)
+    elif a.dump_forward:
         out = dump_forward(a)
     elif a.mode == "sgemm":
         out = run_sgemm(a)

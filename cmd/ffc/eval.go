@@ -136,6 +136,9 @@ func evaluate(ctx context.Context, a *app, j evalJob) (engine.EvalResult, error)
 		return ev, err
 	}
 	fmt.Fprintf(a.stdout, "eval: top-1 %.2f%% on %d held-out images of %d classes (chance %.3f%%)\n", 100*ev.Top1, ev.Top1Queries, ev.Top1Classes, 100*ev.ChanceTop1)
+	if ev.TailQueries > 0 {
+		fmt.Fprintf(a.stdout, "eval: tail top-1 %.2f%% on %d held-out images of the %d classes with ≤ %d images\n", 100*ev.TailTop1, ev.TailQueries, ev.TailClasses, engine.TailMaxImages)
+	}
 	pairs := "sampled"
 	if ev.AllPairs {
 		pairs = "every pair"

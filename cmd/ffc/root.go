@@ -74,7 +74,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text or json")
 
-	root.AddCommand(newVersionCmd(a), newDemoCmd(a), newProduceCmd(a), newTrainCmd(a), newEvalCmd(a), newDataCmd(), newCentersCmd(a), newIDsCmd(a), newExportCmd(a), newEmbedCmd(a))
+	root.AddCommand(newVersionCmd(a), newDemoCmd(a), newProduceCmd(a), newTrainCmd(a), newEvalCmd(a), newCurveCmd(a), newDataCmd(), newCentersCmd(a), newIDsCmd(a), newExportCmd(a), newEmbedCmd(a))
 	return root
 }
 

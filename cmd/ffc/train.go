@@ -23,6 +23,7 @@ type trainFlags struct {
 	data          string
 	out           string
 	logEvery      int
+	snapshotEvery int
 	evalAfter     bool
 	impostorPairs int
 	baselines     bool
@@ -51,7 +52,8 @@ with --eval, the evaluation (summary.json, roc.png) to --out.
 
 Each FFC step takes B id pairs (id loader: uniform over identities) and B
 instances (instance loader: uniform over images), so x = [a1; h1] and
-y = [a2; h2]; --dual-loader=false (offline) uses 2·B instances instead.
+y = [a2; h2]; --dual-loader=false (offline) uses 2·B instances instead, and
+--id-only B id pairs alone (x = a1, y = a2).
 
 A flag of one mode given in the other is refused (from the environment or
 a configuration file it is ignored with a warning).`
@@ -71,10 +73,11 @@ func newTrainCmd(a *app) *cobra.Command {
 	fs.StringVar(&f.data, "data", ".cache/ffc-data/glyphs-ci", "data set folder (images.bin, index.bin, manifest.json)")
 	fs.StringVar(&f.out, "out", "runs/latest", "output folder for checkpoints, settings.json, curve.json and summary.json")
 	fs.IntVar(&f.logEvery, "log-every", 10, "progress line every N steps")
+	fs.IntVar(&f.snapshotEvery, "snapshot-every", 0, "keep a checkpoint every N steps in <out>/snapshots/step-NNNNNN (probe.params, settings.json: 'ffc eval --checkpoint' and 'ffc curve' read them; 0: none)")
 	fs.BoolVar(&f.evalAfter, "eval", true, "evaluate (top-1, TAR@FAR) after training")
 	fs.IntVar(&f.impostorPairs, "impostor-pairs", engine.DefaultImpostorPairs, "evaluation: TAR@FAR scores every open-set pair when there are at most this many impostor pairs (exact), else samples this many")
 	fs.BoolVar(&f.baselines, "baselines", true, "evaluation: also evaluate the untrained network of the same seed and raw pixels on the same images and pairs")
-	for _, name := range []string{"data", "out", "log-every", "eval", "impostor-pairs", "baselines"} {
+	for _, name := range []string{"data", "out", "log-every", "snapshot-every", "eval", "impostor-pairs", "baselines"} {
 		settings.Annotate(fs, name, settings.Offline)
 	}
 	addThreadsFlag(fs, &f.threads)
@@ -93,6 +96,9 @@ func runTrain(cmd *cobra.Command, a *app, f *trainFlags) error {
 	}
 	if err := f.dev.check(); err != nil {
 		return err
+	}
+	if f.snapshotEvery < 0 {
+		return fmt.Errorf("train: --snapshot-every %d: want ≥ 0", f.snapshotEvery)
 	}
 	if !f.offline {
 		return runStreamTrain(cmd.Context(), a, f)
@@ -135,14 +141,16 @@ func runOfflineTrain(cmd *cobra.Command, a *app, f *trainFlags) error {
 	fmt.Fprintf(out, "train: %s head, %s backbone (D=%d) on %s (protocol %s): %d train classes, %d train images (of %d in the set); backend %s\n",
 		set.Head, set.Backbone, set.Dim, f.data, set.Protocol, len(ix.Labels), trainImages, ds.Len(), be.Name())
 	if set.Head == engine.HeadFFC {
-		fmt.Fprintf(out, "train: pool Q=%d slots (%.1f%% of train classes), batch B=%d, dual loader %v\n", set.Pool, 100*float64(set.Pool)/float64(len(ix.Labels)), set.Batch, set.DualLoader)
+		loaders := map[[2]bool]string{{true, false}: "dual (id pairs + instances)", {true, true}: "id loader only", {false, false}: "instance loader only"}[[2]bool{set.DualLoader, set.IDOnly}]
+		fmt.Fprintf(out, "train: pool Q=%d slots (%.1f%% of train classes), batch B=%d, loaders: %s\n", set.Pool, 100*float64(set.Pool)/float64(len(ix.Labels)), set.Batch, loaders)
 	}
 	if err := settings.WriteFile(f.out, set); err != nil {
 		return err
 	}
 	res, err := engine.Train(cmd.Context(), e, ds, engine.TrainOptions{
-		Steps: set.Steps, DualLoader: set.DualLoader, LogEvery: f.logEvery, Progress: out,
+		Steps: set.Steps, DualLoader: set.DualLoader, IDOnly: set.IDOnly, LogEvery: f.logEvery, Progress: out,
 		CheckpointDir: f.out, CheckpointEvery: set.CheckpointEvery, Seed: set.Seed,
+		SnapshotEvery: f.snapshotEvery, Snapshot: func(steps int) error { return writeSnapshot(e, set, f.out, steps) },
 	})
 	if werr := writeCurve(f.out, set.Head, res.Curve); werr != nil {
 		err = errors.Join(err, werr)
@@ -161,6 +169,22 @@ func runOfflineTrain(cmd *cobra.Command, a *app, f *trainFlags) error {
 		summary["eval"] = ev
 	}
 	return writeJSON(filepath.Join(f.out, "summary.json"), summary)
+}
+
+// snapshotDir is the folder of the snapshot after steps steps of the run
+// in out.
+func snapshotDir(out string, steps int) string {
+	return filepath.Join(out, "snapshots", fmt.Sprintf("step-%06d", steps))
+}
+
+// writeSnapshot keeps the engine's checkpoint after steps steps, with the
+// run's settings, so that 'ffc eval --checkpoint' reads it as it is.
+func writeSnapshot(e *engine.Engine, set settings.Settings, out string, steps int) error {
+	dir := snapshotDir(out, steps)
+	if err := e.SaveCheckpoint(dir); err != nil {
+		return err
+	}
+	return settings.WriteFile(dir, set)
 }
 
 // writeCurve writes curve.json and, when there is a curve, loss.png.

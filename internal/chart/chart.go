@@ -25,6 +25,10 @@ import (
 type Series struct {
 	Name string
 	X, Y []float64
+	// Color picks the palette's color Color−1 (0: the series' position),
+	// so that related lines share one; Dashed draws the line dashed.
+	Color  int
+	Dashed bool
 }
 
 // Options labels a chart.
@@ -36,7 +40,7 @@ type Options struct {
 	YMin, YMax float64
 }
 
-var palette = []color.RGBA{{31, 119, 180, 255}, {214, 39, 40, 255}, {44, 160, 44, 255}, {148, 103, 189, 255}}
+var palette = []color.RGBA{{31, 119, 180, 255}, {214, 39, 40, 255}, {44, 160, 44, 255}, {148, 103, 189, 255}, {255, 127, 14, 255}, {140, 86, 75, 255}}
 
 // Lines draws the series as a PNG line chart.
 func Lines(w io.Writer, opts Options, series ...Series) error {
@@ -103,6 +107,13 @@ func Lines(w io.Writer, opts Options, series ...Series) error {
 	text(img, 4, top-8, opts.YLabel)
 	for si, s := range series {
 		c := palette[si%len(palette)]
+		if s.Color > 0 {
+			c = palette[(s.Color-1)%len(palette)]
+		}
+		var dash *int
+		if s.Dashed {
+			dash = new(int)
+		}
 		prevOK := false
 		var x0, y0 int
 		for i := range s.X {
@@ -112,12 +123,12 @@ func Lines(w io.Writer, opts Options, series ...Series) error {
 			}
 			x1, y1 := px(s.X[i]), py(math.Max(ymin, math.Min(ymax, s.Y[i])))
 			if prevOK {
-				line(img, x0, y0, x1, y1, c)
+				line(img, x0, y0, x1, y1, c, dash)
 			}
 			x0, y0, prevOK = x1, y1, true
 		}
 		if s.Name != "" {
-			hline(img, W-right-180, W-right-160, top+10+14*si, c)
+			line(img, W-right-180, top+10+14*si, W-right-160, top+10+14*si, c, dash)
 			text(img, W-right-155, top+14+14*si, s.Name)
 		}
 	}
@@ -185,14 +196,23 @@ func vline(img *image.RGBA, x, y0, y1 int, c color.Color) {
 	}
 }
 
-// line draws a segment with Bresenham's algorithm, two pixels thick.
-func line(img *image.RGBA, x0, y0, x1, y1 int, c color.Color) {
+// dashLen is the length in pixels of a dash and of the gap after it.
+const dashLen = 5
+
+// line draws a segment with Bresenham's algorithm, two pixels thick;
+// with dash set, dashed, *dash counting the pixels of the line so far.
+func line(img *image.RGBA, x0, y0, x1, y1 int, c color.Color, dash *int) {
 	dx, dy := abs(x1-x0), -abs(y1-y0)
 	sx, sy := sign(x1-x0), sign(y1-y0)
 	e := dx + dy
 	for {
-		img.Set(x0, y0, c)
-		img.Set(x0, y0+1, c)
+		if dash == nil || (*dash/dashLen)%2 == 0 {
+			img.Set(x0, y0, c)
+			img.Set(x0, y0+1, c)
+		}
+		if dash != nil {
+			*dash++
+		}
 		if x0 == x1 && y0 == y1 {
 			return
 		}

@@ -25,6 +25,41 @@ func TestLinesDrawsThePoints(t *testing.T) {
 	}
 }
 
+// TestLinesColorAndDash: a series with Color 2 is drawn in the
+// palette's second color, and a dashed horizontal line leaves gaps
+// where a solid one has none.
+func TestLinesColorAndDash(t *testing.T) {
+	row := func(s Series) (colored, blank int) {
+		t.Helper()
+		var buf bytes.Buffer
+		if err := Lines(&buf, Options{YMin: 0, YMax: 2}, s); err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// y = 1 is the middle of the plot area (top 40, bottom 420).
+		for x := 100; x < 800; x++ {
+			r, g, b, _ := img.At(x, 230).RGBA()
+			switch c := palette[1]; {
+			case r>>8 == uint32(c.R) && g>>8 == uint32(c.G) && b>>8 == uint32(c.B):
+				colored++
+			case r>>8 > 200 && g>>8 > 200 && b>>8 > 200:
+				blank++
+			}
+		}
+		return colored, blank
+	}
+	flat := Series{X: []float64{0, 10}, Y: []float64{1, 1}, Color: 2}
+	solid, _ := row(flat)
+	flat.Dashed = true
+	dashed, gaps := row(flat)
+	if solid < 690 || dashed < 300 || dashed > 400 || gaps < 300 {
+		t.Errorf("solid %d colored pixels of 700; dashed %d colored and %d blank, want about half each", solid, dashed, gaps)
+	}
+}
+
 func TestLinesErrors(t *testing.T) {
 	var buf bytes.Buffer
 	if err := Lines(&buf, Options{}, Series{X: []float64{1}, Y: nil}); err == nil {

@@ -15,6 +15,7 @@ import (
 type DualBatch struct {
 	b, inLen int
 	dual     bool
+	idOnly   bool // the id loader alone: B pairs, no instances
 
 	x, y     []float32
 	xl, yl   []int64
@@ -32,6 +33,14 @@ func NewDualBatch(b, inLen int, dual bool) *DualBatch {
 		hx: make([]float32, 0, half*inLen), hy: make([]float32, 0, half*inLen)}
 }
 
+// NewIDBatch returns an empty batch of b id pairs and no instances
+// (x = a1, y = a2): the id loader alone, for the loaders' ablation.
+func NewIDBatch(b, inLen int) *DualBatch {
+	d := NewDualBatch(b, inLen, true)
+	d.idOnly = true
+	return d
+}
+
 // Reset empties the batch, keeping its memory.
 func (d *DualBatch) Reset() {
 	d.x, d.y, d.hx, d.hy = d.x[:0], d.y[:0], d.hx[:0], d.hy[:0]
@@ -41,6 +50,9 @@ func (d *DualBatch) Reset() {
 
 // wantInstances is the number of instances a full batch holds.
 func (d *DualBatch) wantInstances() int {
+	if d.idOnly {
+		return 0
+	}
 	if d.dual {
 		return 2 * (d.b / 2)
 	}

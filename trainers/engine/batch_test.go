@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"slices"
 	"testing"
 
@@ -10,7 +11,8 @@ import (
 )
 
 // TestDualBatchLayout: x = [a1; h1], y = [a2; h2] with the dual loader;
-// x and y are B instances each without it.
+// x and y are B instances each without it, and a1, a2 with the id loader
+// alone.
 func TestDualBatchLayout(t *testing.T) {
 	img := func(v byte) []byte { return []byte{v, v} }
 	scaled := func(vs ...byte) []float32 {
@@ -22,7 +24,7 @@ func TestDualBatchLayout(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name           string
-		dual           bool
+		dual, idOnly   bool
 		pairs, inst    int
 		xl, yl         []int64
 		xpix, ypix     []byte
@@ -33,9 +35,14 @@ func TestDualBatchLayout(t *testing.T) {
 			xpix: []byte{0, 1, 2, 3, 10, 11}, ypix: []byte{100, 101, 102, 103, 12, 13}},
 		{name: "instances only", dual: false, pairs: 0, inst: 8, xl: []int64{10, 11, 12, 13}, yl: []int64{14, 15, 16, 17},
 			xpix: []byte{10, 11, 12, 13}, ypix: []byte{14, 15, 16, 17}},
+		{name: "id loader only", dual: true, idOnly: true, pairs: 4, inst: 0, xl: []int64{0, 1, 2, 3}, yl: []int64{0, 1, 2, 3},
+			xpix: []byte{0, 1, 2, 3}, ypix: []byte{100, 101, 102, 103}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := NewDualBatch(4, 2, c.dual)
+			if c.idOnly {
+				d = NewIDBatch(4, 2)
+			}
 			for round := 0; round < 2; round++ { // Reset reuses the batch
 				d.Reset()
 				for i := 0; i < c.pairs; i++ {
@@ -98,5 +105,44 @@ func TestNewFailsWithoutPanic(t *testing.T) {
 			e.Close()
 			t.Errorf("%+v: accepted", o)
 		}
+	}
+}
+
+// TestTrainLoaders: each loader setting fills its steps with what it
+// should (images counted per step: 3·B dual, 2·B for either loader alone),
+// and the id loader alone needs the dual loader's id half.
+func TestTrainLoaders(t *testing.T) {
+	ds := synthSet(t, 30, 4, 25)
+	for _, c := range []struct {
+		name         string
+		dual, idOnly bool
+		perStep      int
+	}{
+		{"dual", true, false, 3 * 16},
+		{"instances only", false, false, 2 * 16},
+		{"id loader only", true, true, 2 * 16},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e, err := New(testBackend(t), mlpOptions(HeadFFC))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			res, err := Train(context.Background(), e, ds, TrainOptions{Steps: 3, DualLoader: c.dual, IDOnly: c.idOnly, Seed: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Steps != 3 || res.Images != 3*c.perStep {
+				t.Errorf("%d steps of %d images, want 3 of %d", res.Steps, res.Images, c.perStep)
+			}
+		})
+	}
+	e, err := New(testBackend(t), mlpOptions(HeadFFC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if _, err := Train(context.Background(), e, ds, TrainOptions{Steps: 1, IDOnly: true}); err == nil {
+		t.Error("the id loader alone without the dual loader: no error")
 	}
 }

@@ -228,12 +228,12 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if err := e2.LoadProbe(dir); err != nil {
 		t.Fatal(err)
 	}
-	a, err := embedAll(context.Background(), e, ds, nil)
+	a, err := embedAll(context.Background(), e, ds, evalImages(ds, 0), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var reports []dataset.Progress
-	b, err := embedAll(context.Background(), e2, ds, func(p dataset.Progress) { reports = append(reports, p) })
+	b, err := embedAll(context.Background(), e2, ds, evalImages(ds, 0), func(p dataset.Progress) { reports = append(reports, p) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,12 @@ type EvalOptions struct {
 	// impostors are sampled (0: all of them). With every pair scored,
 	// every genuine pair is too.
 	MaxGenuinePerClass int
-	Seed               uint64
+	// MaxCenterImages bounds the train images averaged into a class
+	// center for top-1, the first by index (0: every one). Evaluate then
+	// embeds only those, the held-out and the open-set images: the
+	// learning curve's cheaper points.
+	MaxCenterImages int
+	Seed            uint64
 	// Progress, when set, receives the embedding's progress ("embed",
 	// images done of all) after every batch, and a Final report.
 	Progress func(dataset.Progress)
@@ -33,6 +38,10 @@ type EvalOptions struct {
 
 // DefaultImpostorPairs is EvalOptions.ImpostorPairs when none is given.
 const DefaultImpostorPairs = 50_000_000
+
+// TailMaxImages is the most images (every split) a class of the tail
+// has: EvalResult's tail top-1 counts the queries of those classes.
+const TailMaxImages = 5
 
 // FARs are the false accept rates TAR is reported at.
 var FARs = []float64{1e-2, 1e-3, 1e-4}
@@ -48,10 +57,16 @@ type ROCPoint struct {
 type EvalResult struct {
 	// Closed-set identification: held-out images (whole held-out fonts)
 	// against class centers averaged from the enrolled train images.
-	Top1          float64 `json:"top1"`
-	Top1Queries   int     `json:"top1_queries"`
-	Top1Classes   int     `json:"top1_classes"`
-	Top1Unscored  int     `json:"top1_unscored"` // queries of classes without enrolled images
+	Top1         float64 `json:"top1"`
+	Top1Queries  int     `json:"top1_queries"`
+	Top1Classes  int     `json:"top1_classes"`
+	Top1Unscored int     `json:"top1_unscored"` // queries of classes without enrolled images
+	// Tail: top-1 of the queries whose class has at most TailMaxImages
+	// images in the data set (every split), the classes the id loader
+	// samples as often as the others and the instance loader seldom.
+	TailTop1      float64 `json:"tail_top1"`
+	TailQueries   int     `json:"tail_queries"`
+	TailClasses   int     `json:"tail_classes"`
 	ChanceTop1    float64 `json:"chance_top1"`
 	OpenClasses   int     `json:"openset_classes"`
 	GenuinePairs  int     `json:"genuine_pairs"`
@@ -71,11 +86,30 @@ type EvalResult struct {
 // Evaluate embeds the data set with the probe in eval mode and measures
 // closed-set top-1 and open-set verification.
 func Evaluate(ctx context.Context, e *Engine, ds Images, opts EvalOptions) (EvalResult, error) {
-	emb, err := embedAll(ctx, e, ds, opts.Progress)
+	emb, err := embedAll(ctx, e, ds, evalImages(ds, opts.MaxCenterImages), opts.Progress)
 	if err != nil {
 		return EvalResult{}, err
 	}
 	return EvaluateEmbeddings(e.be, emb, e.opts.Dim, ds, opts)
+}
+
+// evalImages lists the images an evaluation reads: every one, or with
+// maxPerClass > 0 the first maxPerClass train images of each class and
+// every held-out and open-set image.
+func evalImages(ds Images, maxPerClass int) []int {
+	used := map[int]int{}
+	var idx []int
+	for i := 0; i < ds.Len(); i++ {
+		m := ds.Meta(i)
+		if maxPerClass > 0 && m.Split == dataset.SplitTrain {
+			if used[m.Class] >= maxPerClass {
+				continue
+			}
+			used[m.Class]++
+		}
+		idx = append(idx, i)
+	}
+	return idx
 }
 
 // EvaluateEmbeddings measures closed-set top-1 and open-set verification
@@ -88,7 +122,7 @@ func EvaluateEmbeddings(be kernels.Backend, emb []float32, d int, ds Images, opt
 		opts.ImpostorPairs = DefaultImpostorPairs
 	}
 	v := embeddings{d: d, emb: emb}
-	if err := identification(&res, be, ds, v); err != nil {
+	if err := identification(&res, be, ds, v, opts.MaxCenterImages); err != nil {
 		return res, fmt.Errorf("evaluate: %w", err)
 	}
 	if err := verification(&res, be, ds, v, opts); err != nil {
@@ -105,21 +139,22 @@ type embeddings struct {
 
 func (v embeddings) of(i int) []float32 { return v.emb[i*v.d : (i+1)*v.d] }
 
-// identification is closed-set top-1: held-out images against the
-// normalized mean of each class's train embeddings.
-func identification(res *EvalResult, be kernels.Backend, ds Images, v embeddings) error {
-	row := map[int]int{} // class → row of centers
-	var centers []float32
-	var classes []int
+// classCenters are the normalized means of each class's train
+// embeddings (at most maxPerClass of them, the first by index; 0: all),
+// a row per class: row maps a class to its row.
+func classCenters(ds Images, v embeddings, maxPerClass int) (row map[int]int, centers []float32) {
+	row = map[int]int{}
+	used := map[int]int{}
 	for i := 0; i < ds.Len(); i++ {
 		m := ds.Meta(i)
-		if m.Split != dataset.SplitTrain {
+		if m.Split != dataset.SplitTrain || (maxPerClass > 0 && used[m.Class] >= maxPerClass) {
 			continue
 		}
+		used[m.Class]++
 		k, ok := row[m.Class]
 		if !ok {
-			k = len(classes)
-			row[m.Class], classes = k, append(classes, m.Class)
+			k = len(row)
+			row[m.Class] = k
 			centers = append(centers, make([]float32, v.d)...)
 		}
 		c := centers[k*v.d : (k+1)*v.d]
@@ -127,15 +162,27 @@ func identification(res *EvalResult, be kernels.Backend, ds Images, v embeddings
 			c[j] += x
 		}
 	}
-	for k := range classes {
+	for k := range len(row) {
 		l2normalize(centers[k*v.d : (k+1)*v.d])
 	}
-	res.Top1Classes = len(classes)
-	if len(classes) > 0 {
-		res.ChanceTop1 = 1 / float64(len(classes))
+	return row, centers
+}
+
+// identification is closed-set top-1: held-out images against the
+// class centers (classCenters), over all of them and over the tail.
+func identification(res *EvalResult, be kernels.Backend, ds Images, v embeddings, maxPerClass int) error {
+	row, centers := classCenters(ds, v, maxPerClass)
+	res.Top1Classes = len(row)
+	if len(row) > 0 {
+		res.ChanceTop1 = 1 / float64(len(row))
+	}
+	size := map[int]int{} // class → images, every split
+	for i := 0; i < ds.Len(); i++ {
+		size[ds.Meta(i).Class]++
 	}
 	var queries []float32
 	var want []int
+	var tail []bool
 	for i := 0; i < ds.Len(); i++ {
 		m := ds.Meta(i)
 		if m.Split != dataset.SplitHeldout {
@@ -147,6 +194,7 @@ func identification(res *EvalResult, be kernels.Backend, ds Images, v embeddings
 			continue
 		}
 		queries, want = append(queries, v.of(i)...), append(want, k)
+		tail = append(tail, size[m.Class] <= TailMaxImages)
 	}
 	res.Top1Queries = len(want)
 	if len(want) == 0 {
@@ -156,13 +204,25 @@ func identification(res *EvalResult, be kernels.Backend, ds Images, v embeddings
 	if err != nil {
 		return err
 	}
-	correct := 0
+	correct, tailCorrect := 0, 0
+	tailClasses := map[int]bool{}
 	for q, k := range got {
 		if k == want[q] {
 			correct++
 		}
+		if tail[q] {
+			res.TailQueries++
+			tailClasses[want[q]] = true
+			if k == want[q] {
+				tailCorrect++
+			}
+		}
 	}
 	res.Top1 = float64(correct) / float64(len(want))
+	res.TailClasses = len(tailClasses)
+	if res.TailQueries > 0 {
+		res.TailTop1 = float64(tailCorrect) / float64(res.TailQueries)
+	}
 	return nil
 }
 
@@ -270,18 +330,23 @@ func rocOf(res *EvalResult, genuine, impostor []float32) {
 	}
 }
 
-// embedAll returns the probe's embeddings of every image, n×D.
-func embedAll(ctx context.Context, e *Engine, ds Images, progress func(dataset.Progress)) ([]float32, error) {
+// embedAll returns the probe's embeddings of the images idx of ds in an
+// n×D matrix over every image, row i for image i (rows not in idx zero).
+func embedAll(ctx context.Context, e *Engine, ds Images, idx []int, progress func(dataset.Progress)) ([]float32, error) {
 	if ds.Len() == 0 {
 		return nil, errors.New("evaluate: empty data set")
 	}
-	all := make([]int, ds.Len())
-	for i := range all {
-		all[i] = i
-	}
-	out, err := embedImages(ctx, e, ds, all, progress)
+	some, err := embedImages(ctx, e, ds, idx, progress)
 	if err != nil {
 		return nil, fmt.Errorf("evaluate: %w", err)
+	}
+	if len(idx) == ds.Len() {
+		return some, nil // idx is every image, in order
+	}
+	d := e.opts.Dim
+	out := make([]float32, ds.Len()*d)
+	for k, i := range idx {
+		copy(out[i*d:(i+1)*d], some[k*d:(k+1)*d])
 	}
 	return out, nil
 }

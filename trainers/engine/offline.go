@@ -19,6 +19,9 @@ type TrainOptions struct {
 	// DualLoader: FFC takes B id pairs + B instances per step (x = [a1;
 	// h1], y = [a2; h2]). Off: x and y are B instances each.
 	DualLoader bool
+	// IDOnly, with DualLoader, keeps the id loader alone: B id pairs a
+	// step (x = a1, y = a2), no instances.
+	IDOnly bool
 	// LogEvery prints progress every this many steps (0: 10).
 	LogEvery int
 	// Progress receives the progress lines (nil: none).
@@ -28,7 +31,12 @@ type TrainOptions struct {
 	// atomically.
 	CheckpointDir   string
 	CheckpointEvery int
-	Seed            uint64
+	// Snapshot, when set, is called after every SnapshotEvery-th step
+	// with the number of steps done: the learning curve's checkpoints,
+	// kept one per call (the caller writes them where it wants).
+	Snapshot      func(steps int) error
+	SnapshotEvery int
+	Seed          uint64
 }
 
 // Point is one entry of the loss curve.
@@ -72,6 +80,11 @@ func Train(ctx context.Context, e *Engine, ds Images, opts TrainOptions) (TrainR
 		if opts.CheckpointDir != "" && opts.CheckpointEvery > 0 && r.res.Steps%opts.CheckpointEvery == 0 {
 			if err := e.SaveCheckpoint(opts.CheckpointDir); err != nil {
 				return r.res, err
+			}
+		}
+		if opts.Snapshot != nil && opts.SnapshotEvery > 0 && r.res.Steps%opts.SnapshotEvery == 0 {
+			if err := opts.Snapshot(r.res.Steps); err != nil {
+				return r.res, fmt.Errorf("snapshot at step %d: %w", r.res.Steps, err)
 			}
 		}
 	}
@@ -126,6 +139,12 @@ func newOfflineRun(e *Engine, ds Images, opts TrainOptions) (*offlineRun, error)
 	r := &offlineRun{e: e, ds: ds, opts: opts, ffc: e.opts.Head == HeadFFC, idl: idl, inl: inl,
 		pairs: make([]Pair, b), inst: make([]Sample, 2*b), buf1: make([]byte, px), buf2: make([]byte, px),
 		batch: NewDualBatch(b, px, opts.DualLoader)}
+	if opts.IDOnly {
+		if !opts.DualLoader {
+			return nil, errors.New("train: the id loader alone (IDOnly) needs DualLoader")
+		}
+		r.batch = NewIDBatch(b, px)
+	}
 	r.start = time.Now()
 	r.lastLog = r.start
 	return r, nil

@@ -51,6 +51,9 @@ var flagDefs = []flagDef{
 	{"dual-loader", Offline, func(fs *pflag.FlagSet, name string, s *Settings) {
 		fs.BoolVar(&s.DualLoader, name, s.DualLoader, "FFC: id loader + instance loader; false: instances only (streaming always uses both streams)")
 	}},
+	{"id-only", Offline, func(fs *pflag.FlagSet, name string, s *Settings) {
+		fs.BoolVar(&s.IDOnly, name, s.IDOnly, "FFC: the id loader alone, B id pairs per step (x = a1, y = a2) and no instances: the loaders' ablation beside --dual-loader=false")
+	}},
 	{"pfc-rate", Offline, func(fs *pflag.FlagSet, name string, s *Settings) {
 		fs.Float64Var(&s.PFCRate, name, s.PFCRate, "Partial FC sample rate")
 	}},

@@ -56,11 +56,12 @@ type Settings struct {
 	Head     string `json:"head"`             // ffc, fc or pfc
 
 	// Batch and pool.
-	Batch      int     `json:"batch"`       // B
-	Pool       int     `json:"pool"`        // Q (0: derived, see DefaultPool)
-	TopK       int     `json:"topk"`        // top-K for fresh IDs (0: the reference's K for Q)
-	DualLoader bool    `json:"dual_loader"` // B id pairs + B instances per FFC step
-	PFCRate    float64 `json:"pfc_rate"`    // Partial FC sample rate
+	Batch      int     `json:"batch"`             // B
+	Pool       int     `json:"pool"`              // Q (0: derived, see DefaultPool)
+	TopK       int     `json:"topk"`              // top-K for fresh IDs (0: the reference's K for Q)
+	DualLoader bool    `json:"dual_loader"`       // B id pairs + B instances per FFC step
+	IDOnly     bool    `json:"id_only,omitempty"` // offline FFC: the id loader alone, B id pairs per step
+	PFCRate    float64 `json:"pfc_rate"`          // Partial FC sample rate
 
 	// Loss.
 	Margin string  `json:"margin"` // cosface or arcface

@@ -66,6 +66,8 @@ func TestValidateCollectsEveryProblem(t *testing.T) {
 		{"several", Offline, func(s *Settings) { s.Backbone, s.Head, s.Schedule, s.LR, s.EMA = "vgg", "x", "sawtooth", 0, 1 },
 			[]string{"--backbone \"vgg\"", "--head \"x\"", "--schedule \"sawtooth\"", "--lr 0", "--ema 1"}},
 		{"irresnet on 64×64", Offline, func(s *Settings) { s.InLen = 4096 }, []string{"irresnet takes 32×32"}},
+		{"id loader alone without the dual loader", Offline, func(s *Settings) { s.IDOnly, s.DualLoader = true, false }, []string{"--id-only keeps the id loader"}},
+		{"id loader alone with fc", Offline, func(s *Settings) { s.IDOnly, s.Head = true, "fc" }, []string{"it needs --head ffc"}},
 		{"poly without steps", Offline, func(s *Settings) { s.Schedule, s.Steps, s.Warmup = "poly", 10, 10 }, []string{"poly needs --steps 10 > --warmup 10"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

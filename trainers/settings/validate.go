@@ -49,6 +49,9 @@ func (s Settings) validateArch(m Mode, bad func(string, ...any)) {
 	default:
 		bad("--head %q: want ffc, fc or pfc", s.Head)
 	}
+	if s.IDOnly && (s.Head != "ffc" || !s.DualLoader) {
+		bad("--id-only keeps the id loader of the FFC head's dual loader: it needs --head ffc and --dual-loader (got --head %s, --dual-loader=%v)", s.Head, s.DualLoader)
+	}
 }
 
 func (s Settings) validateBatch(m Mode, bad func(string, ...any)) {
