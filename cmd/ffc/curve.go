@@ -21,6 +21,7 @@ import (
 
 type curveFlags struct {
 	data, out    string
+	network      string
 	labels       []string
 	centerImages int
 	impostors    int
@@ -54,6 +55,7 @@ func newCurveCmd(a *app) *cobra.Command {
 	fs.StringVar(&f.data, "data", ".cache/ffc-data/glyphs-ci", "data set folder the runs trained on")
 	fs.StringVar(&f.out, "out", "learning.png", "the figure (PNG); its points go beside it as .json")
 	fs.StringSliceVar(&f.labels, "labels", nil, "a label per run, comma-separated (default: the run's head, or its folder's name when heads repeat)")
+	fs.StringVar(&f.network, "network", netProbe, "network of the snapshots: probe, or gallery (the moving average; FFC runs only)")
 	fs.IntVar(&f.centerImages, "center-images", 3, "train images averaged into each class center for top-1 (0: all)")
 	fs.IntVar(&f.impostors, "impostor-pairs", engine.DefaultImpostorPairs, "TAR@FAR scores every open-set pair when there are at most this many impostor pairs (exact), else samples this many")
 	fs.Uint64Var(&f.seed, "seed", 1, "random seed for sampled impostor pairs")
@@ -77,6 +79,7 @@ type Curve struct {
 	Run          string       `json:"run"`
 	Label        string       `json:"label"`
 	Head         string       `json:"head"`
+	Network      string       `json:"network"`
 	Protocol     string       `json:"protocol"`
 	CenterImages int          `json:"center_images"`
 	Points       []CurvePoint `json:"points"`
@@ -85,6 +88,9 @@ type Curve struct {
 func runCurve(ctx context.Context, a *app, f *curveFlags, runs []string) error {
 	if f.centerImages < 0 {
 		return fmt.Errorf("curve: --center-images %d: want ≥ 0", f.centerImages)
+	}
+	if f.network != netProbe && f.network != netGallery {
+		return fmt.Errorf("curve: --network %q: want probe or gallery", f.network)
 	}
 	if len(f.labels) > 0 && len(f.labels) != len(runs) {
 		return fmt.Errorf("curve: %d labels for %d runs", len(f.labels), len(runs))
@@ -190,11 +196,15 @@ func runCurveOf(ctx context.Context, a *app, be kernels.Backend, file *dataset.R
 		return Curve{}, err
 	}
 	defer e.Close()
-	c := Curve{Run: run, Head: set.Head, Protocol: set.Protocol, CenterImages: f.centerImages}
+	c := Curve{Run: run, Head: set.Head, Network: f.network, Protocol: set.Protocol, CenterImages: f.centerImages}
 	opts := engine.EvalOptions{ImpostorPairs: f.impostors, Seed: f.seed, MaxCenterImages: f.centerImages}
 	for _, step := range append([]int{0}, steps...) {
 		if step > 0 {
-			if err := e.LoadProbe(snapshotDir(run, step)); err != nil {
+			file := engine.ProbeFile
+			if f.network == netGallery {
+				file = engine.GalleryFile
+			}
+			if err := loadParamsFile(filepath.Join(snapshotDir(run, step), file), be, e.Probe()); err != nil {
 				return c, err
 			}
 		}

@@ -72,6 +72,7 @@ func TestCurve(t *testing.T) {
 		"no snapshots":  {bare},
 		"labels":        {"--labels", "a,b", dir},
 		"center images": {"--center-images", "-1", dir},
+		"network":       {"--network", "teacher", dir},
 	} {
 		args = append([]string{"curve", "--data", data, "--out", filepath.Join(t.TempDir(), "x.png"), "--log-level", "warn"}, args...)
 		if _, _, err := run(t, nil, args...); err == nil {

@@ -181,8 +181,22 @@ func TestOfflineTrainThenEval(t *testing.T) {
 	if err == nil {
 		err = json.Unmarshal(b, &ev)
 	}
-	if err != nil || ev.Top1Queries == 0 {
+	if err != nil || ev.Top1Queries == 0 || ev.Network != "probe" {
 		t.Fatalf("eval.json: %+v, %v", ev, err)
+	}
+	// The gallery network of the same checkpoint: another network, so
+	// other scores on the same pairs.
+	gout := filepath.Join(t.TempDir(), "gallery")
+	if _, _, err := run(t, nil, "eval", "--data", data, "--checkpoint", dir, "--network", "gallery", "--out", gout, "--baselines=false", "--impostor-pairs", "1000", "--log-level", "warn"); err != nil {
+		t.Fatalf("eval --network gallery: %v", err)
+	}
+	var gev engine.EvalResult
+	b, err = os.ReadFile(filepath.Join(gout, "eval.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &gev)
+	}
+	if err != nil || gev.Network != "gallery" || gev.GenuinePairs != ev.GenuinePairs || gev.TAR[0].Threshold == ev.TAR[0].Threshold {
+		t.Errorf("gallery eval.json: %+v, %v; probe thresholds %+v", gev, err, ev.TAR)
 	}
 }
 

@@ -19,12 +19,13 @@ import (
 )
 
 type evalFlags struct {
-	data, checkpoint, out string
-	threads, impostors    int
-	baselines             bool
-	protocol              string
-	seed                  uint64
-	dev                   deviceFlags
+	net                netFlags
+	data, out          string
+	threads, impostors int
+	baselines          bool
+	protocol           string
+	seed               uint64
+	dev                deviceFlags
 }
 
 func newEvalCmd(a *app) *cobra.Command {
@@ -32,7 +33,8 @@ func newEvalCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "eval",
 		Short: "Evaluate a checkpoint: closed-set top-1 and open-set TAR@FAR",
-		Long: `eval loads the probe network of a checkpoint folder written by 'ffc train',
+		Long: `eval loads the probe network (or, --network gallery, the moving-average
+gallery network of an FFC run) of a checkpoint folder written by 'ffc train',
 built from the settings the checkpoint records (settings.json; model.json
 for older ones), and measures, on a local data set:
   - closed-set top-1: held-out images (whole fonts never trained on) against
@@ -45,7 +47,7 @@ It prints the numbers and writes eval.json (with the ROC points) to --out.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.data, "data", ".cache/ffc-data/glyphs-ci", "data set folder")
-	fs.StringVar(&f.checkpoint, "checkpoint", "runs/latest", "checkpoint folder (settings.json, probe.params)")
+	f.net.addFlags(fs)
 	fs.StringVar(&f.out, "out", "", "folder for eval.json (default: the checkpoint folder)")
 	addThreadsFlag(fs, &f.threads)
 	fs.IntVar(&f.impostors, "impostor-pairs", engine.DefaultImpostorPairs, "TAR@FAR scores every open-set pair when there are at most this many impostor pairs (exact), else samples this many")
@@ -65,7 +67,7 @@ func runEval(cmd *cobra.Command, a *app, f *evalFlags) error {
 		return fmt.Errorf("eval: %w", err)
 	}
 	defer file.Close()
-	set, err := settings.ReadFile(f.checkpoint)
+	set, err := f.net.check()
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
@@ -82,17 +84,14 @@ func runEval(cmd *cobra.Command, a *app, f *evalFlags) error {
 		return err
 	}
 	defer be.Close()
-	e, err := probeEngine(be, set, settings.Offline, a.log)
+	e, err := f.net.loadNet(be, a.log, set)
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
 	defer e.Close()
-	if err := e.LoadProbe(f.checkpoint); err != nil {
-		return fmt.Errorf("eval: %w", err)
-	}
 	out := f.out
 	if out == "" {
-		out = f.checkpoint
+		out = f.net.checkpoint
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("eval: --out: %w", err)
@@ -101,6 +100,7 @@ func runEval(cmd *cobra.Command, a *app, f *evalFlags) error {
 	if err != nil {
 		return err
 	}
+	ev.Network = f.net.network
 	return writeJSON(filepath.Join(out, "eval.json"), ev)
 }
 

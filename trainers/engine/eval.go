@@ -78,6 +78,9 @@ type EvalResult struct {
 	// training ("untrained": the network of the same seed; "raw_pixels":
 	// the images themselves, L2-normalized); set by the commands.
 	Baselines map[string]*EvalResult `json:"baselines,omitempty"`
+	// Network is the checkpoint's network evaluated (probe or gallery),
+	// set by the commands that load one.
+	Network string `json:"network,omitempty"`
 	// TAR at each of FARs, and the ROC for the plot.
 	TAR []ROCPoint `json:"tar_at_far"`
 	ROC []ROCPoint `json:"roc"`

@@ -70,19 +70,53 @@ func (t *timedBackend) Add(n int, a, b, c kernels.Buffer) error {
 	return t.Backend.Add(n, a, b, c)
 }
 
+// timedConvolver is a timedBackend that also times the backend's
+// Convolver, so that the network takes the path it takes by default.
+type timedConvolver struct {
+	*timedBackend
+	conv kernels.Convolver
+}
+
+func (t timedConvolver) ConvForward(g kernels.ConvGeom, outC int, w, x, y kernels.Buffer) error {
+	defer t.time(fmt.Sprintf("conv-fwd-%dx%dx%d-k%ds%d-out%d", g.C, g.H, g.W, g.K, g.Stride, outC))()
+	return t.conv.ConvForward(g, outC, w, x, y)
+}
+
+func (t timedConvolver) ConvBackward(g kernels.ConvGeom, outC int, w, x, dy, dw, dx kernels.Buffer) error {
+	defer t.time(fmt.Sprintf("conv-bwd-%dx%dx%d-k%ds%d-out%d", g.C, g.H, g.W, g.K, g.Stride, outC))()
+	return t.conv.ConvBackward(g, outC, w, x, dy, dw, dx)
+}
+
 // BenchmarkIRResNetBreakdown reports where a forward+backward step of the
 // yardstick at batch 64 spends its time, as CPU ms per step by kernel
-// (GEMMs by transposes and m×n×k), and the step's total CPU and wall ms.
+// (convolutions by geometry, or on the im2col path GEMMs by transposes and
+// m×n×k, im2col and col2im), and the step's total CPU and wall ms. The
+// convolver case is the path the network takes on a backend with
+// kernels.Convolver (the CPU one); im2col hides it.
 func BenchmarkIRResNetBreakdown(b *testing.B) {
+	for _, path := range []string{"convolver", "im2col"} {
+		b.Run("path="+path, func(b *testing.B) {
+			tb := &timedBackend{Backend: newBackend(b), cpu: map[string]time.Duration{}}
+			var be kernels.Backend = tb
+			if conv, ok := tb.Backend.(kernels.Convolver); ok && path == "convolver" {
+				be = timedConvolver{timedBackend: tb, conv: conv}
+			} else if path == "convolver" {
+				b.Skip("the backend has no Convolver")
+			}
+			breakdown(b, tb, be)
+		})
+	}
+}
+
+func breakdown(b *testing.B, tb *timedBackend, be kernels.Backend) {
 	const batch = 64
-	tb := &timedBackend{Backend: newBackend(b), cpu: map[string]time.Duration{}}
-	net, err := NewIRResNet(tb, IRResNetOptions{MaxBatch: batch, Seed: 1})
+	net, err := NewIRResNet(be, IRResNetOptions{MaxBatch: batch, Seed: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(1, 1))
-	x := upload(b, tb, randn(r, batch*net.InLen(), 1))
-	dy := upload(b, tb, randn(r, batch*net.Dim(), 0.05))
+	x := upload(b, be, randn(r, batch*net.InLen(), 1))
+	dy := upload(b, be, randn(r, batch*net.Dim(), 0.05))
 	step := func() {
 		if _, err := net.Forward(x, batch, true); err != nil {
 			b.Fatal(err)
