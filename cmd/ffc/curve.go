@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -40,7 +41,9 @@ one color a run. The points are written beside it as JSON (same name,
 Each point is an evaluation on the run's protocol: exact TAR@FAR over every
 open-set pair, and top-1 of the held-out images against class centers of
 at most --center-images train images a class (the first by index; 0: all,
-as 'ffc eval'), which keeps a point cheap.`
+as 'ffc eval'), which keeps a point cheap. A run's points are kept in its
+learning.json and reused by a later curve with the same options, for the
+snapshots not rewritten since.`
 
 func newCurveCmd(a *app) *cobra.Command {
 	f := &curveFlags{}
@@ -76,13 +79,18 @@ type CurvePoint struct {
 
 // Curve is the learning curve of one run.
 type Curve struct {
-	Run          string       `json:"run"`
-	Label        string       `json:"label"`
-	Head         string       `json:"head"`
-	Network      string       `json:"network"`
-	Protocol     string       `json:"protocol"`
-	CenterImages int          `json:"center_images"`
-	Points       []CurvePoint `json:"points"`
+	Run      string `json:"run"`
+	Label    string `json:"label"`
+	Head     string `json:"head"`
+	Network  string `json:"network"`
+	Protocol string `json:"protocol"`
+	// The evaluation's options: a later curve over the same run reuses
+	// the points of one made with the same.
+	Data          string       `json:"data"`
+	CenterImages  int          `json:"center_images"`
+	ImpostorPairs int          `json:"impostor_pairs"`
+	Seed          uint64       `json:"seed"`
+	Points        []CurvePoint `json:"points"`
 }
 
 func runCurve(ctx context.Context, a *app, f *curveFlags, runs []string) error {
@@ -196,9 +204,16 @@ func runCurveOf(ctx context.Context, a *app, be kernels.Backend, file *dataset.R
 		return Curve{}, err
 	}
 	defer e.Close()
-	c := Curve{Run: run, Head: set.Head, Network: f.network, Protocol: set.Protocol, CenterImages: f.centerImages}
+	c := Curve{Run: run, Head: set.Head, Network: f.network, Protocol: set.Protocol, Data: f.data,
+		CenterImages: f.centerImages, ImpostorPairs: f.impostors, Seed: f.seed}
+	done := earlierPoints(run, c)
 	opts := engine.EvalOptions{ImpostorPairs: f.impostors, Seed: f.seed, MaxCenterImages: f.centerImages}
 	for _, step := range append([]int{0}, steps...) {
+		if p, ok := done[step]; ok {
+			c.Points = append(c.Points, p)
+			fmt.Fprintf(a.stdout, "curve: %s step %d: top-1 %.2f%%%s (kept from learning.json)\n", run, step, 100*p.Top1, tarText(p.TAR))
+			continue
+		}
 		if step > 0 {
 			file := engine.ProbeFile
 			if f.network == netGallery {
@@ -217,6 +232,36 @@ func runCurveOf(ctx context.Context, a *app, be kernels.Backend, file *dataset.R
 		fmt.Fprintf(a.stdout, "curve: %s step %d: top-1 %.2f%%%s\n", run, step, 100*p.Top1, tarText(p.TAR))
 	}
 	return c, nil
+}
+
+// earlierPoints are the points of the run's learning.json that an
+// evaluation with c's options would give again: written with the same
+// options, for snapshots not rewritten since.
+func earlierPoints(run string, c Curve) map[int]CurvePoint {
+	path := filepath.Join(run, "learning.json")
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	var old Curve
+	if b, err := os.ReadFile(path); err != nil || json.Unmarshal(b, &old) != nil {
+		return nil
+	}
+	if old.Network != c.Network || old.Protocol != c.Protocol || old.Data != c.Data || old.CenterImages != c.CenterImages ||
+		old.ImpostorPairs != c.ImpostorPairs || old.Seed != c.Seed {
+		return nil
+	}
+	done := map[int]CurvePoint{}
+	for _, p := range old.Points {
+		if p.Step > 0 {
+			snap, err := os.Stat(filepath.Join(snapshotDir(run, p.Step), engine.ProbeFile))
+			if err != nil || snap.ModTime().After(st.ModTime()) {
+				continue
+			}
+		}
+		done[p.Step] = p
+	}
+	return done
 }
 
 func tarText(tar []engine.ROCPoint) string {

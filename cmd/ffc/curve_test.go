@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestCurve: train --snapshot-every keeps the snapshots, and curve
@@ -49,6 +50,37 @@ func TestCurve(t *testing.T) {
 	if u == nil || first.Top1 != u.Top1 || first.TAR[2] != u.TAR[2] {
 		t.Errorf("step-0 point %+v, the untrained baseline %+v", first, u)
 	}
+	// A second curve keeps the points of the run's learning.json (here
+	// marked), except for a snapshot rewritten since.
+	lj := filepath.Join(dir, "learning.json")
+	var kept Curve
+	if b, err = os.ReadFile(lj); err == nil {
+		err = json.Unmarshal(b, &kept)
+	}
+	if err != nil || len(kept.Points) != 3 {
+		t.Fatalf("%s: %+v, %v", lj, kept, err)
+	}
+	kept.Points[1].Top1, kept.Points[2].Top1 = -1, -1
+	if b, err = json.Marshal(kept); err == nil {
+		err = os.WriteFile(lj, b, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(snapshotDir(dir, 4), "probe.params"), later, later); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, nil, "curve", "--data", data, "--center-images", "0", "--impostor-pairs", "100000", "--out", png1, "--log-level", "warn", dir); err != nil {
+		t.Fatalf("curve again: %v", err)
+	}
+	if b, err = os.ReadFile(lj); err == nil {
+		err = json.Unmarshal(b, &kept)
+	}
+	if err != nil || kept.Points[1].Top1 != -1 || kept.Points[2].Top1 != last.Top1 {
+		t.Errorf("second curve %+v, %v: want step 2 kept (-1) and step 4 evaluated again (%v)", kept.Points, err, last.Top1)
+	}
+
 	f, err := os.Open(png1)
 	if err != nil {
 		t.Fatal(err)
