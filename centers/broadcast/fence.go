@@ -44,6 +44,10 @@ func (p *Publisher) flush(ctx context.Context, ups []Update) error {
 	if err := p.record(ctx, PhaseCommit, step, ids); err != nil {
 		return err
 	}
+	// Healthy before the waiters of Flush hear of it: a caller that has
+	// seen its changes committed must not read the failure of an earlier
+	// attempt.
+	p.opts.Health.Set("nats", true, "")
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stats.Published += int64(len(ups))
