@@ -61,6 +61,9 @@ type EvalResult struct {
 	Top1Queries  int     `json:"top1_queries"`
 	Top1Classes  int     `json:"top1_classes"`
 	Top1Unscored int     `json:"top1_unscored"` // queries of classes without enrolled images
+	// CenterImages is EvalOptions.MaxCenterImages (0: every train image
+	// is in the centers).
+	CenterImages int `json:"center_images,omitempty"`
 	// Tail: top-1 of the queries whose class has at most TailMaxImages
 	// images in the data set (every split), the classes the id loader
 	// samples as often as the others and the instance loader seldom.
@@ -125,6 +128,7 @@ func EvaluateEmbeddings(be kernels.Backend, emb []float32, d int, ds Images, opt
 		opts.ImpostorPairs = DefaultImpostorPairs
 	}
 	v := embeddings{d: d, emb: emb}
+	res.CenterImages = opts.MaxCenterImages
 	if err := identification(&res, be, ds, v, opts.MaxCenterImages); err != nil {
 		return res, fmt.Errorf("evaluate: %w", err)
 	}

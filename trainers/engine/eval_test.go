@@ -68,7 +68,7 @@ func TestIdentificationTail(t *testing.T) {
 		if math.Abs(res.Top1-c.top1) > 1e-12 || math.Abs(res.TailTop1-c.tail) > 1e-12 {
 			t.Errorf("max %d: top-1 %v, tail %v; want %v, %v", c.maxPerClass, res.Top1, res.TailTop1, c.top1, c.tail)
 		}
-		if res.Top1Queries != 3 || res.TailQueries != c.tailQs || res.TailClasses != 2 || res.Top1Classes != 3 {
+		if res.CenterImages != c.maxPerClass || res.Top1Queries != 3 || res.TailQueries != c.tailQs || res.TailClasses != 2 || res.Top1Classes != 3 {
 			t.Errorf("max %d: %d queries, %d tail queries of %d tail classes, %d classes; want 3, %d, 2, 3",
 				c.maxPerClass, res.Top1Queries, res.TailQueries, res.TailClasses, res.Top1Classes, c.tailQs)
 		}
