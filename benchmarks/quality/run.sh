@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Issue 16's learning-quality runs on the CI glyph set with the
+# last-image protocol, then the table (benchmarks/quality/RESULTS.md) and
+# the learning curves (benchmarks/quality/learning.png). About 2.5 hours
+# on 2 cores with every run one after the other; each run writes its
+# folder under $RUNS (default runs/quality), and a finished run is not
+# run again.
+#
+#   benchmarks/quality/run.sh            # everything
+#   JOBS=2 THREADS=1 benchmarks/quality/run.sh   # two runs at a time, one thread each
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS=${RUNS:-runs/quality}
+JOBS=${JOBS:-1}
+THREADS=${THREADS:-0}
+STEPS=${STEPS:-860} # two epochs of the 27,516 train images at B = 64
+mkdir -p "$RUNS" bin
+go build -o bin/ffc ./cmd/ffc
+go build -o bin/torchref ./benchmarks/torchref
+[ -f .cache/ffc-data/glyphs-ci/manifest.json ] || bin/ffc data glyphs
+
+common=(--protocol last-image --steps "$STEPS" --threads "$THREADS")
+ffc=(--pool 338 --schedule poly --warmup 40 --weight-decay 5e-4 --ema 0.99)
+fc=(--schedule cosine --warmup 40 --weight-decay 5e-4 --wd-scope all --init uniform)
+
+# run NAME CMD...: runs CMD unless $RUNS/NAME holds a finished run.
+run() {
+	local name=$1
+	shift
+	if [ -f "$RUNS/$name/summary.json" ] || [ -f "$RUNS/$name/eval.json" ]; then
+		echo "quality: $name: done before, kept"
+		return
+	fi
+	echo "quality: $name: $*"
+	"$@" >"$RUNS/$name.log" 2>&1
+}
+
+jobs_wait() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done; }
+
+train() { bin/ffc train --offline "${common[@]}" --baselines=false --snapshot-every 86 --log-every 50 "$@"; }
+run ffc train "${ffc[@]}" --out "$RUNS/ffc" &
+jobs_wait
+run ffc-id-only train "${ffc[@]}" --id-only --out "$RUNS/ffc-id-only" &
+jobs_wait
+run ffc-instances-only train "${ffc[@]}" --dual-loader=false --out "$RUNS/ffc-instances-only" &
+jobs_wait
+run fc train --head fc "${fc[@]}" --out "$RUNS/fc" &
+jobs_wait
+run pfc train --head pfc "${fc[@]}" --out "$RUNS/pfc" &
+jobs_wait
+torch_fc() { bin/torchref train "${common[@]}" --head fc "${fc[@]}" --out "$RUNS/torch-fc" && bin/ffc eval --checkpoint "$RUNS/torch-fc" --threads "$THREADS"; }
+run torch-fc torch_fc &
+wait
+
+# The baselines come with the PyTorch run's evaluation (ffc eval's default).
+go run ./benchmarks/quality "PyTorch FC=$RUNS/torch-fc" "ours FFC=$RUNS/ffc" "ours FC=$RUNS/fc" "ours PFC=$RUNS/pfc" \
+	"ours FFC, id loader only=$RUNS/ffc-id-only" "ours FFC, instance loader only=$RUNS/ffc-instances-only" | tee "$RUNS/table.md"
+bin/ffc curve --center-images 1 --threads "$THREADS" --out "$RUNS/learning.png" "$RUNS/ffc" "$RUNS/fc" "$RUNS/pfc"
