@@ -162,7 +162,9 @@ func curveLabels(runs, given []string) ([]string, error) {
 	return heads, nil
 }
 
-// snapshotSteps lists the steps of the run's snapshots, ascending.
+// snapshotSteps lists the steps of the run's snapshots, ascending: the
+// folders step-N (or links to them; a curve over some of a run's
+// snapshots links those) that hold a probe.params.
 func snapshotSteps(run string) ([]int, error) {
 	entries, err := os.ReadDir(filepath.Join(run, "snapshots"))
 	if err != nil {
@@ -171,11 +173,15 @@ func snapshotSteps(run string) ([]int, error) {
 	var steps []int
 	for _, e := range entries {
 		n, ok := strings.CutPrefix(e.Name(), "step-")
-		if !e.IsDir() || !ok {
+		if !ok {
 			continue
 		}
 		s, err := strconv.Atoi(n)
 		if err != nil || s <= 0 {
+			continue
+		}
+		// A snapshot is a folder (or a link to one) with the probe's file.
+		if _, err := os.Stat(filepath.Join(snapshotDir(run, s), engine.ProbeFile)); err != nil {
 			continue
 		}
 		steps = append(steps, s)

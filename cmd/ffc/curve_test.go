@@ -94,6 +94,32 @@ func TestCurve(t *testing.T) {
 		"--out", filepath.Join(t.TempDir(), "neg"), "--log-level", "warn"); err == nil {
 		t.Error("--snapshot-every -1: no error")
 	}
+	// A curve over some of a run's snapshots: a folder with its settings
+	// and links to those.
+	some := filepath.Join(t.TempDir(), "some")
+	if err := os.MkdirAll(filepath.Join(some, "snapshots"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = os.ReadFile(filepath.Join(dir, "settings.json")); err == nil {
+		err = os.WriteFile(filepath.Join(some, "settings.json"), b, 0o644)
+	}
+	if err == nil {
+		err = os.Symlink(snapshotDir(dir, 2), snapshotDir(some, 2))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, nil, "curve", "--data", data, "--center-images", "0", "--impostor-pairs", "100000", "--out", filepath.Join(t.TempDir(), "s.png"), "--log-level", "warn", some); err != nil {
+		t.Fatalf("curve over links: %v", err)
+	}
+	var sub Curve
+	if b, err = os.ReadFile(filepath.Join(some, "learning.json")); err == nil {
+		err = json.Unmarshal(b, &sub)
+	}
+	if err != nil || len(sub.Points) != 2 || sub.Points[1].Step != 2 || sub.Points[1].TAR[2] != c.Points[1].TAR[2] {
+		t.Errorf("curve over a linked snapshot: %+v, %v; want steps 0 and 2 as the run's own", sub.Points, err)
+	}
+
 	// A run without snapshots, and labels that do not match the runs.
 	bare := filepath.Join(t.TempDir(), "bare")
 	if _, _, err := run(t, nil, "train", "--offline", "--data", data, "--backbone", "mlp", "--hidden", "32", "--dim", "16", "--batch", "4",
