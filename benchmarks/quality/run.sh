@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 16's learning-quality runs on the CI glyph set with the
 # last-image protocol, then the table (benchmarks/quality/RESULTS.md) and
-# the learning curves (benchmarks/quality/learning.png). About 2.5 hours
-# on 2 cores with every run one after the other; each run writes its
+# the learning curves (runs/quality/learning.png). About 2 hours
+# on a quiet 2-core machine (estimated, not timed end to end); each run writes its
 # folder under $RUNS (default runs/quality), and a finished run is not
 # run again.
 #
