@@ -93,9 +93,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	ix := engine.TrainIndex(ds)
-	j.set.InLen = ds.ImageSize() * ds.ImageSize()
-	set, err := j.set.Derive(settings.Offline, len(ix.Labels))
+	set, ix, err := j.set.DeriveOffline(ds)
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}

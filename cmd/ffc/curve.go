@@ -97,8 +97,8 @@ func runCurve(ctx context.Context, a *app, f *curveFlags, runs []string) error {
 	if f.centerImages < 0 {
 		return fmt.Errorf("curve: --center-images %d: want ≥ 0", f.centerImages)
 	}
-	if f.network != netProbe && f.network != netGallery {
-		return fmt.Errorf("curve: --network %q: want probe or gallery", f.network)
+	if err := checkNetwork(f.network); err != nil {
+		return fmt.Errorf("curve: %w", err)
 	}
 	if len(f.labels) > 0 && len(f.labels) != len(runs) {
 		return fmt.Errorf("curve: %d labels for %d runs", len(f.labels), len(runs))
@@ -116,13 +116,16 @@ func runCurve(ctx context.Context, a *app, f *curveFlags, runs []string) error {
 		return err
 	}
 	defer be.Close()
-	labels, err := curveLabels(runs, f.labels)
-	if err != nil {
-		return err
+	sets := make([]settings.Settings, len(runs))
+	for k, run := range runs {
+		if sets[k], err = settings.ReadFile(run); err != nil {
+			return fmt.Errorf("curve: %w", err)
+		}
 	}
+	labels := curveLabels(runs, sets, f.labels)
 	var curves []Curve
 	for k, run := range runs {
-		c, err := runCurveOf(ctx, a, be, file, f, run)
+		c, err := runCurveOf(ctx, a, be, file, f, run, sets[k])
 		if err != nil {
 			return fmt.Errorf("curve: %s: %w", run, err)
 		}
@@ -140,17 +143,13 @@ func runCurve(ctx context.Context, a *app, f *curveFlags, runs []string) error {
 
 // curveLabels is the given labels, or each run's head, or its folder's
 // name where heads repeat.
-func curveLabels(runs, given []string) ([]string, error) {
+func curveLabels(runs []string, sets []settings.Settings, given []string) []string {
 	if len(given) > 0 {
-		return given, nil
+		return given
 	}
 	heads := make([]string, len(runs))
 	count := map[string]int{}
-	for k, run := range runs {
-		set, err := settings.ReadFile(run)
-		if err != nil {
-			return nil, fmt.Errorf("curve: %w", err)
-		}
+	for k, set := range sets {
 		heads[k] = set.Head
 		count[set.Head]++
 	}
@@ -159,7 +158,7 @@ func curveLabels(runs, given []string) ([]string, error) {
 			heads[k] = filepath.Base(filepath.Clean(run))
 		}
 	}
-	return heads, nil
+	return heads
 }
 
 // snapshotSteps lists the steps of the run's snapshots, ascending: the
@@ -192,11 +191,7 @@ func snapshotSteps(run string) ([]int, error) {
 
 // runCurveOf evaluates the untrained network of the run's seed and each
 // of its snapshots.
-func runCurveOf(ctx context.Context, a *app, be kernels.Backend, file *dataset.Reader, f *curveFlags, run string) (Curve, error) {
-	set, err := settings.ReadFile(run)
-	if err != nil {
-		return Curve{}, err
-	}
+func runCurveOf(ctx context.Context, a *app, be kernels.Backend, file *dataset.Reader, f *curveFlags, run string, set settings.Settings) (Curve, error) {
 	ds, err := engine.WithProtocol(file, strings.ToLower(set.Protocol))
 	if err != nil {
 		return Curve{}, err
@@ -221,11 +216,7 @@ func runCurveOf(ctx context.Context, a *app, be kernels.Backend, file *dataset.R
 			continue
 		}
 		if step > 0 {
-			file := engine.ProbeFile
-			if f.network == netGallery {
-				file = engine.GalleryFile
-			}
-			if err := loadParamsFile(filepath.Join(snapshotDir(run, step), file), be, e.Probe()); err != nil {
+			if err := loadParamsFile(networkFile(snapshotDir(run, step), f.network), be, e.Probe()); err != nil {
 				return c, err
 			}
 		}

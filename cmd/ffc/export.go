@@ -42,8 +42,8 @@ func (f *netFlags) addFlags(fs *pflag.FlagSet) {
 // no weights.
 func (f *netFlags) check() (settings.Settings, error) {
 	f.network = strings.ToLower(strings.TrimSpace(f.network))
-	if f.network != netProbe && f.network != netGallery {
-		return settings.Settings{}, fmt.Errorf("--network %q: want probe or gallery", f.network)
+	if err := checkNetwork(f.network); err != nil {
+		return settings.Settings{}, err
 	}
 	if f.checkpoint == "" {
 		return settings.Settings{}, errors.New("--checkpoint is required")
@@ -62,11 +62,22 @@ func (f *netFlags) check() (settings.Settings, error) {
 }
 
 // paramsFile is the weights file of the selected network.
-func (f *netFlags) paramsFile() string {
-	if f.network == netGallery {
-		return filepath.Join(f.checkpoint, engine.GalleryFile)
+func (f *netFlags) paramsFile() string { return networkFile(f.checkpoint, f.network) }
+
+// checkNetwork reports a --network that is neither probe nor gallery.
+func checkNetwork(network string) error {
+	if network != netProbe && network != netGallery {
+		return fmt.Errorf("--network %q: want probe or gallery", network)
 	}
-	return filepath.Join(f.checkpoint, engine.ProbeFile)
+	return nil
+}
+
+// networkFile is the weights file of network in the checkpoint folder dir.
+func networkFile(dir, network string) string {
+	if network == netGallery {
+		return filepath.Join(dir, engine.GalleryFile)
+	}
+	return filepath.Join(dir, engine.ProbeFile)
 }
 
 // loadNet builds the checkpoint's network on be in an evaluation engine,

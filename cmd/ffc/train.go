@@ -116,9 +116,7 @@ func runOfflineTrain(cmd *cobra.Command, a *app, f *trainFlags) error {
 	if err != nil {
 		return fmt.Errorf("train: --%w", err)
 	}
-	ix := engine.TrainIndex(ds)
-	f.set.InLen = ds.ImageSize() * ds.ImageSize()
-	set, err := f.set.Derive(settings.Offline, len(ix.Labels))
+	set, ix, err := f.set.DeriveOffline(ds)
 	if err != nil {
 		return fmt.Errorf("train: %s: %w", f.data, err)
 	}

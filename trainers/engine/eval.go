@@ -100,22 +100,33 @@ func Evaluate(ctx context.Context, e *Engine, ds Images, opts EvalOptions) (Eval
 }
 
 // evalImages lists the images an evaluation reads: every one, or with
-// maxPerClass > 0 the first maxPerClass train images of each class and
-// every held-out and open-set image.
+// maxPerClass > 0 the train images inCenter keeps and every held-out and
+// open-set image.
 func evalImages(ds Images, maxPerClass int) []int {
-	used := map[int]int{}
+	keep := inCenter(ds, maxPerClass)
 	var idx []int
 	for i := 0; i < ds.Len(); i++ {
-		m := ds.Meta(i)
-		if maxPerClass > 0 && m.Split == dataset.SplitTrain {
-			if used[m.Class] >= maxPerClass {
-				continue
-			}
-			used[m.Class]++
+		if maxPerClass == 0 || ds.Meta(i).Split != dataset.SplitTrain || keep(i) {
+			idx = append(idx, i)
 		}
-		idx = append(idx, i)
 	}
 	return idx
+}
+
+// inCenter reports, for an image of ds in increasing index order, whether
+// it is a train image averaged into its class center: the first
+// maxPerClass of each class by index (0: every one). The one home of that
+// rule, for what Evaluate embeds and what classCenters averages.
+func inCenter(ds Images, maxPerClass int) func(i int) bool {
+	used := map[int]int{}
+	return func(i int) bool {
+		m := ds.Meta(i)
+		if m.Split != dataset.SplitTrain || (maxPerClass > 0 && used[m.Class] >= maxPerClass) {
+			return false
+		}
+		used[m.Class]++
+		return true
+	}
 }
 
 // EvaluateEmbeddings measures closed-set top-1 and open-set verification
@@ -151,13 +162,12 @@ func (v embeddings) of(i int) []float32 { return v.emb[i*v.d : (i+1)*v.d] }
 // a row per class: row maps a class to its row.
 func classCenters(ds Images, v embeddings, maxPerClass int) (row map[int]int, centers []float32) {
 	row = map[int]int{}
-	used := map[int]int{}
+	keep := inCenter(ds, maxPerClass)
 	for i := 0; i < ds.Len(); i++ {
-		m := ds.Meta(i)
-		if m.Split != dataset.SplitTrain || (maxPerClass > 0 && used[m.Class] >= maxPerClass) {
+		if !keep(i) {
 			continue
 		}
-		used[m.Class]++
+		m := ds.Meta(i)
 		k, ok := row[m.Class]
 		if !ok {
 			k = len(row)

@@ -132,6 +132,16 @@ func StreamingInLen() int {
 	return n * n
 }
 
+// DeriveOffline derives the settings of an offline run on ds, a data
+// set split by its protocol: the input length from its images, the FC
+// and PFC classes from its train split, whose index it returns too.
+func (s Settings) DeriveOffline(ds engine.Images) (Settings, engine.Index, error) {
+	ix := engine.TrainIndex(ds)
+	s.InLen = ds.ImageSize() * ds.ImageSize()
+	d, err := s.Derive(Offline, len(ix.Labels))
+	return d, ix, err
+}
+
 // Derive fills the fields left to derivation for mode m (classes: the
 // number of train classes when known, else 0) and validates the result.
 func (s Settings) Derive(m Mode, classes int) (Settings, error) {
