@@ -79,3 +79,51 @@ func TestRender(t *testing.T) {
 		t.Error("a folder without a run accepted")
 	}
 }
+
+// TestRenderSeeds: a row of several runs shows their mean ± sample
+// standard deviation and mean train time; runs of another head or
+// evaluated on other pairs are refused.
+func TestRenderSeeds(t *testing.T) {
+	a := writeRun(t, "fc", "summary.json", map[string]any{"train": map[string]any{"elapsed_ns": 10e9}, "eval": evalOf(0.90, 0.70)})
+	b := writeRun(t, "fc", "summary.json", map[string]any{"train": map[string]any{"elapsed_ns": 20e9}, "eval": evalOf(0.94, 0.74)})
+	r, err := loadRow("ours FC", []string{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := render(&out, []row{r}); err != nil {
+		t.Fatal(err)
+	}
+	// top-1 92 ± 2.83 (sd of 90 and 94), tail 46 ± 1.41, TAR@1e-4 72 ± 2.83.
+	want := "| ours FC (mean of 2 runs) | fc | 860 | 15 s | 92.00% ± 2.83 | 46.00% ± 1.41 | 90.00% ± 0.00 | 80.00% ± 0.00 | 72.00% ± 2.83 |"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("table lacks %q:\n%s", want, out.String())
+	}
+	other := evalOf(0.9, 0.9)
+	other.GenuinePairs = 7
+	for name, dir := range map[string]string{
+		"another head": writeRun(t, "ffc", "eval.json", evalOf(0.9, 0.7)),
+		"other pairs":  writeRun(t, "fc", "eval.json", other),
+	} {
+		if _, err := loadRow("ours FC", []string{a, dir}); err == nil {
+			t.Errorf("%s accepted in one row", name)
+		}
+	}
+	noTail := evalOf(0.9, 0.7)
+	noTail.TailQueries, noTail.TailClasses, noTail.TailTop1 = 0, 0, 0
+	out.Reset()
+	if err := render(&out, []row{{label: "no tail", ev: noTail, runs: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "| 90.00% | — | 90.00% |") {
+		t.Errorf("a run without tail probes: want tail top-1 —:\n%s", out.String())
+	}
+	c := writeRun(t, "fc", "eval.json", evalOf(0.9, 0.7)) // no train time
+	r, err = loadRow("ours FC", []string{a, c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.trainS != 0 {
+		t.Errorf("train time %v with a run of unknown time: want unknown (0)", r.trainS)
+	}
+}
