@@ -26,29 +26,29 @@ go build -o bin/ffc ./cmd/ffc
 [ -f "$DATA/manifest.json" ] || bin/ffc data glyphs --packages full --out "$DATA"
 
 common=(--offline --data "$DATA" --protocol fonts --threads "$THREADS" --eval=false --log-every 50)
-declare -A recipe=(
-	[ffc]="--head ffc --pool 338 --schedule poly --warmup 40 --weight-decay 5e-4 --ema 0.99"
-	[fc]="--head fc --schedule cosine --warmup 40 --weight-decay 5e-4 --wd-scope all --init uniform"
-	[pfc]="--head pfc --schedule cosine --warmup 40 --weight-decay 5e-4 --wd-scope all --init uniform"
-)
+# shellcheck source=recipes.sh
+. benchmarks/quality/recipes.sh
+
+# flags HEAD: the head's recipe, into the array r.
+flags() { if [ "$1" = ffc ]; then r=(--head ffc "${ffc[@]}"); else r=(--head "$1" "${fc[@]}"); fi; }
 
 # seconds per step of a finished run, from its summary.json
 per_step() { python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["train"]; print(t["elapsed_ns"]/1e9/t["steps"])' "$1/summary.json"; }
 
 # calib HEAD: the calibration run (no warm-up: CALIB may be shorter).
 calib() {
-	# shellcheck disable=SC2086 # the recipe is a list of flags
-	[ -f "$RUNS/calib-$1/summary.json" ] || bin/ffc train "${common[@]}" ${recipe[$1]} --warmup 0 --steps "$CALIB" --out "$RUNS/calib-$1" >"$RUNS/calib-$1.log" 2>&1
+	flags "$1"
+	[ -f "$RUNS/calib-$1/summary.json" ] || bin/ffc train "${common[@]}" "${r[@]}" --warmup 0 --steps "$CALIB" --out "$RUNS/calib-$1" >"$RUNS/calib-$1.log" 2>&1
 }
 
 # train HEAD: BUDGET seconds' worth of its calibrated steps.
 train() {
 	local s steps
 	s=$(per_step "$RUNS/calib-$1")
-	steps=$(python3 -c "print(max(41, int($BUDGET / $s)))")
+	steps=$(python3 -c "print(max($WARMUP + 1, int($BUDGET / $s)))") # the schedules need steps > warm-up
 	echo "fonts: $1: $s s/step, $steps steps for $BUDGET s"
-	# shellcheck disable=SC2086
-	[ -f "$RUNS/$1/summary.json" ] || bin/ffc train "${common[@]}" ${recipe[$1]} --steps "$steps" --out "$RUNS/$1" >"$RUNS/$1.log" 2>&1
+	flags "$1"
+	[ -f "$RUNS/$1/summary.json" ] || bin/ffc train "${common[@]}" "${r[@]}" --steps "$steps" --out "$RUNS/$1" >"$RUNS/$1.log" 2>&1
 }
 
 # evaluate HEAD: the same held-out fonts, centers and open-set pairs for

@@ -22,8 +22,8 @@ go build -o bin/torchref ./benchmarks/torchref
 [ -f .cache/ffc-data/glyphs-ci/manifest.json ] || bin/ffc data glyphs
 
 common=(--protocol last-image --steps "$STEPS" --threads "$THREADS")
-ffc=(--pool 338 --schedule poly --warmup 40 --weight-decay 5e-4 --ema 0.99)
-fc=(--schedule cosine --warmup 40 --weight-decay 5e-4 --wd-scope all --init uniform)
+# shellcheck source=recipes.sh
+. benchmarks/quality/recipes.sh
 
 # run NAME CMD...: runs CMD unless $RUNS/NAME holds a finished run.
 run() {

@@ -106,7 +106,7 @@ func evalImages(ds Images, maxPerClass int) []int {
 	keep := inCenter(ds, maxPerClass)
 	var idx []int
 	for i := 0; i < ds.Len(); i++ {
-		if maxPerClass == 0 || ds.Meta(i).Split != dataset.SplitTrain || keep(i) {
+		if ds.Meta(i).Split != dataset.SplitTrain || keep(i) {
 			idx = append(idx, i)
 		}
 	}
