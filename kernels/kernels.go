@@ -6,7 +6,8 @@
 //
 //   - kernels/cpu: Go loops parallelised over rows/channels, GEMM through
 //     OpenBLAS (cgo) or, with the noopenblas build tag or without cgo,
-//     through gonum's pure-Go Sgemm;
+//     through gonum's pure-Go Sgemm, and on amd64 CPUs with AVX2 (cgo)
+//     direct 3×3 convolutions and batch-norm/PReLU loops in C;
 //   - kernels/cuda: the same operations on an NVIDIA GPU (cuBLAS and custom
 //     kernels compiled to PTX; the GPU constructor needs the build tag
 //     cuda), with a CPU emulator of its kernel source for tests.
@@ -225,9 +226,9 @@ func FirstNonFinite(be Backend, ns []int, xs []Buffer) (int, error) {
 
 // Convolver is an optional extension of a Backend: a convolution run a few
 // images at a time, each block of images lowered to its columns and
-// multiplied while they are in cache, so the whole column matrix of
-// [Layers.Im2Col] is never held. Results equal the composition in the
-// package comment up to float32 summation order.
+// multiplied while they are in cache, or convolved directly, so the whole
+// column matrix of [Layers.Im2Col] is never held. Results equal the
+// composition in the package comment up to float32 summation order.
 type Convolver interface {
 	// ConvForward sets y = W·Im2Col(g, x): W is outC × g.ColRows(), y is
 	// outC × g.ColCols() (layout CNHW). y must not overlap x or w.

@@ -21,6 +21,10 @@ func (be *Backend) ConvForward(g kernels.ConvGeom, outC int, w, x, y kernels.Buf
 	if err != nil || g.N == 0 {
 		return err
 	}
+	if be.useDirect(g) {
+		be.convForwardDirect(g, outC, ws, xs, ys)
+		return nil
+	}
 	rows, hw, nb := g.ColRows(), g.OutH()*g.OutW(), be.convImages(g)
 	blocks := (g.N + nb - 1) / nb
 	be.parallelChunks(blocks, be.convGrain(blocks), func(_, lo, hi int) {
@@ -66,6 +70,10 @@ func (be *Backend) ConvBackward(g kernels.ConvGeom, outC int, w, x, dy, dw, dx k
 	if g.N == 0 {
 		return nil
 	}
+	if be.useDirect(g) {
+		be.convBackwardDirect(g, outC, ws, xs, dys, dws, dxs)
+		return nil
+	}
 	blocks := (g.N + nb - 1) / nb
 	parts := make([][]float32, be.threads)
 	be.parallelChunks(blocks, be.convGrain(blocks), func(chunk, lo, hi int) {
@@ -79,17 +87,7 @@ func (be *Backend) ConvBackward(g kernels.ConvGeom, outC int, w, x, dy, dw, dx k
 			be.convBackwardBlock(g, outC, ws, xs, dys, part, dxs, col, n0, n1)
 		}
 	})
-	for _, p := range parts {
-		if p == nil {
-			continue
-		}
-		for r := range rows {
-			for o, v := range p[r*outC : (r+1)*outC] {
-				dws[o*rows+r] += v
-			}
-		}
-		be.scratch.put(p)
-	}
+	be.addPartsTransposed(parts, rows, outC, dws)
 	return nil
 }
 
@@ -98,7 +96,7 @@ func (be *Backend) ConvBackward(g kernels.ConvGeom, outC int, w, x, dy, dw, dx k
 // outC: OpenBLAS runs this product faster than dy·colᵀ for these shapes),
 // then col = Wᵀ·dy scattered into dx.
 func (be *Backend) convBackwardBlock(g kernels.ConvGeom, outC int, ws, xs, dys, part, dxs, col []float32, n0, n1 int) {
-	rows, hw, K := g.ColRows(), g.OutH()*g.OutW(), g.K
+	rows, hw := g.ColRows(), g.OutH()*g.OutW()
 	cols := (n1 - n0) * hw
 	col = col[:rows*cols]
 	im2colImages(g, xs, col, n0, n1)
@@ -106,6 +104,14 @@ func (be *Backend) convBackwardBlock(g kernels.ConvGeom, outC int, ws, xs, dys, 
 	if dxs == nil {
 		return
 	}
+	be.dxLowered(g, outC, ws, dys, dxs, col, n0, n1)
+}
+
+// dxLowered sets the planes of images [n0, n1) of dx to Col2Im(g, Wᵀ·dy)
+// for those images, through the column buffer col.
+func (be *Backend) dxLowered(g kernels.ConvGeom, outC int, ws, dys, dxs, col []float32, n0, n1 int) {
+	rows, hw, K := g.ColRows(), g.OutH()*g.OutW(), g.K
+	cols := (n1 - n0) * hw
 	be.sgemm(true, false, rows, cols, outC, 1, ws, rows, dys[n0*hw:], g.N*hw, 0, col, cols)
 	same3 := K == 3 && g.Stride == 1 && g.Pad == 1
 	for c := range g.C {

@@ -7,7 +7,13 @@
 // the noopenblas build tag; otherwise, or with Options.PureGoGEMM, through
 // gonum's pure-Go float32 BLAS. Name reports which: "cpu-openblas" or
 // "cpu-go". Every other operation is Go code parallelised over rows or
-// channels with goroutines when the work is large enough to pay for them.
+// channels with goroutines when the work is large enough to pay for them,
+// except where the package is built with cgo on amd64 and the CPU has
+// AVX2 and FMA (unless Options.NoSIMD): there 3×3 convolutions with
+// padding 1 (of at least 8 input channels) run on direct kernels written
+// in C with AVX2 intrinsics, which read a zero-padded copy of a few images
+// instead of lowering them to columns (conv_direct.c), and the inner loops
+// of batch normalisation and PReLU are AVX2 C loops (elementwise_avx.c).
 //
 // A Backend holds no mutable state; it is safe for concurrent use on
 // disjoint buffers.
@@ -36,15 +42,24 @@ type Options struct {
 	// bands of rows or columns across Threads goroutines (for
 	// comparisons; see openblasPanels).
 	BLASThreads bool
+	// NoSIMD turns off the AVX2/FMA kernels (built with cgo on amd64, used
+	// where the CPU has both): the direct 3×3 convolutions and the loops of
+	// batch normalisation and PReLU. Convolutions then lower blocks of
+	// images to columns and multiply them, and the loops are Go (for
+	// comparisons).
+	NoSIMD bool
 }
 
 // Backend is the CPU implementation of kernels.Backend.
 type Backend struct {
-	threads     int
-	openblas    bool
-	blasThreads bool
-	convFloats  int // column-block bound of ConvForward/ConvBackward
-	scratch     scratch
+	threads      int
+	openblas     bool
+	blasThreads  bool
+	convFloats   int  // column-block bound of ConvForward/ConvBackward
+	simd         bool // the AVX2/FMA kernels run (conv_direct.c, elementwise_avx.c)
+	directFloats int  // padded-block bound of the direct convolutions
+	directMinC   int  // fewest input channels of a direct convolution
+	scratch      scratch
 }
 
 var (
@@ -64,7 +79,8 @@ func New(o Options) (*Backend, error) {
 	if t == 0 {
 		t = runtime.GOMAXPROCS(0)
 	}
-	be := &Backend{threads: t, openblas: haveOpenBLAS && !o.PureGoGEMM, blasThreads: o.BLASThreads, convFloats: convBlockFloats}
+	be := &Backend{threads: t, openblas: haveOpenBLAS && !o.PureGoGEMM, blasThreads: o.BLASThreads, convFloats: convBlockFloats,
+		simd: !o.NoSIMD && simdSupported(), directFloats: directBlockFloats, directMinC: directMinChannels}
 	if be.openblas {
 		blas := 1 // the default: Go splits the products (openblasPanels)
 		if be.blasThreads {

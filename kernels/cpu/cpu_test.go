@@ -16,7 +16,7 @@ import (
 // exercise uneven chunking.
 func variants(t testing.TB) []*Backend {
 	t.Helper()
-	opts := []Options{{}, {Threads: 3}}
+	opts := []Options{{}, {Threads: 3}, {NoSIMD: true}}
 	if HaveOpenBLAS() {
 		opts = append(opts, Options{PureGoGEMM: true})
 	}
@@ -170,12 +170,15 @@ func TestWrap(t *testing.T) {
 }
 
 // TestConvolverBlocks runs the Convolver suite with column blocks of one
-// image and of a few (ragged last block), on every variant.
+// image and of a few (ragged last block), on every variant: with and,
+// where the CPU has AVX2 and FMA, without the direct 3×3 kernels, which
+// it runs on every 3×3 geometry with padding 1, whatever the channels.
 func TestConvolverBlocks(t *testing.T) {
 	for _, be := range variants(t) {
+		be.directMinC = 1 // the direct kernels on every 3×3 geometry
 		for _, floats := range []int{1, 200} {
-			be.convFloats = floats
-			t.Run(fmt.Sprintf("%s/threads=%d/floats=%d", be.Name(), be.Threads(), floats), func(t *testing.T) {
+			be.convFloats, be.directFloats = floats, floats
+			t.Run(fmt.Sprintf("%s/threads=%d/simd=%v/floats=%d", be.Name(), be.Threads(), be.simd, floats), func(t *testing.T) {
 				kerneltest.TestConvolver(t, be)
 			})
 		}

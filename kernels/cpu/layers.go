@@ -37,7 +37,7 @@ func (be *Backend) BatchNormTrain(s kernels.ChanShape, eps, momentum float32, x,
 		for c := lo; c < hi; c++ {
 			var sum float64
 			for o := range s.Outer {
-				sum += sum4(xs[(o*s.C+c)*s.Inner:][:s.Inner])
+				sum += be.sum(xs[(o*s.C+c)*s.Inner:][:s.Inner])
 			}
 			mu := 0.0
 			if m > 0 {
@@ -45,7 +45,7 @@ func (be *Backend) BatchNormTrain(s kernels.ChanShape, eps, momentum float32, x,
 			}
 			var ss float64
 			for o := range s.Outer {
-				ss += sqDev4(xs[(o*s.C+c)*s.Inner:][:s.Inner], mu)
+				ss += be.sqDev(xs[(o*s.C+c)*s.Inner:][:s.Inner], mu)
 			}
 			variance := 0.0
 			if m > 0 {
@@ -57,10 +57,7 @@ func (be *Backend) BatchNormTrain(s kernels.ChanShape, eps, momentum float32, x,
 			a32, b32 := float32(a), float32(b)
 			for o := range s.Outer {
 				off := (o*s.C + c) * s.Inner
-				xi, yi := xs[off:][:s.Inner], ys[off:][:s.Inner]
-				for i, v := range xi {
-					yi[i] = v*a32 + b32
-				}
+				be.affine(xs[off:][:s.Inner], a32, b32, ys[off:][:s.Inner])
 			}
 			ms[c], is[c] = float32(mu), float32(inv)
 			if rm != nil && m > 0 {
@@ -95,11 +92,7 @@ func (be *Backend) BatchNormInfer(s kernels.ChanShape, eps float32, x, gamma, be
 			c := p % s.C
 			a := float64(gs[c]) / math.Sqrt(float64(rv[c])+float64(eps))
 			b := float64(bs[c]) - float64(rm[c])*a
-			a32, b32 := float32(a), float32(b)
-			xi, yi := xs[p*s.Inner:][:s.Inner], ys[p*s.Inner:][:s.Inner]
-			for i, v := range xi {
-				yi[i] = v*a32 + b32
-			}
+			be.affine(xs[p*s.Inner:][:s.Inner], float32(a), float32(b), ys[p*s.Inner:][:s.Inner])
 		}
 	})
 	return nil
@@ -122,7 +115,7 @@ func (be *Backend) BatchNormBackward(s kernels.ChanShape, x, gamma, mean, invStd
 			var sdy, sdyx float64
 			for o := range s.Outer {
 				off := (o*s.C + c) * s.Inner
-				a, b := gradDev4(dys[off:][:s.Inner], xs[off:][:s.Inner], mu)
+				a, b := be.gradDev(dys[off:][:s.Inner], xs[off:][:s.Inner], mu)
 				sdy += a
 				sdyx += b
 			}
@@ -139,10 +132,7 @@ func (be *Backend) BatchNormBackward(s kernels.ChanShape, x, gamma, mean, invStd
 			k32, kx32, k032 := float32(k), float32(kx), float32(k0)
 			for o := range s.Outer {
 				off := (o*s.C + c) * s.Inner
-				xi, dyi, dxi := xs[off:][:s.Inner], dys[off:][:s.Inner], dxs[off:][:s.Inner]
-				for i, v := range xi {
-					dxi[i] = k32*dyi[i] + kx32*v + k032
-				}
+				be.affine2(dys[off:][:s.Inner], xs[off:][:s.Inner], k32, kx32, k032, dxs[off:][:s.Inner])
 			}
 		}
 	})
@@ -158,11 +148,7 @@ func (be *Backend) PReLU(s kernels.ChanShape, x, slope, y kernels.Buffer) error 
 	xs, ys, as := fs[0], fs[1], ps[0]
 	be.parallel(s.Outer*s.C, grainFor(s.Inner), func(lo, hi int) {
 		for p := lo; p < hi; p++ {
-			coef := [2]float32{as[p%s.C], 1} // by positive(v)
-			xi, yi := xs[p*s.Inner:][:s.Inner], ys[p*s.Inner:][:s.Inner]
-			for i, v := range xi {
-				yi[i] = v * coef[positive(v)]
-			}
+			be.prelu(xs[p*s.Inner:][:s.Inner], as[p%s.C], ys[p*s.Inner:][:s.Inner])
 		}
 	})
 	return nil
@@ -179,17 +165,10 @@ func (be *Backend) PReLUBackward(s kernels.ChanShape, x, slope, dy, dx, dslope k
 	as, das := ps[0], ps[1]
 	be.parallel(s.C, grainFor(s.Outer*s.Inner), func(lo, hi int) {
 		for c := lo; c < hi; c++ {
-			coef := [2]float64{float64(as[c]), 1} // dx/dy by positive(v)
-			slopeOf := [2]float64{1, 0}           // whether v adds to dslope
 			var acc float64
 			for o := range s.Outer {
 				off := (o*s.C + c) * s.Inner
-				xi, dyi, dxi := xs[off:][:s.Inner], dys[off:][:s.Inner], dxs[off:][:s.Inner]
-				for i, v := range xi {
-					g, p := dyi[i], positive(v)
-					dxi[i] = float32(float64(g) * coef[p])
-					acc += float64(g) * float64(v) * slopeOf[p]
-				}
+				acc += be.preluBackward(xs[off:][:s.Inner], dys[off:][:s.Inner], as[c], dxs[off:][:s.Inner])
 			}
 			das[c] += float32(acc)
 		}

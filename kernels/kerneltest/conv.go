@@ -25,6 +25,7 @@ func convGeoms() []kernels.ConvGeom {
 		{N: 5, C: 1, H: 32, W: 32, K: 3, Stride: 1, Pad: 1},
 		{N: 3, C: 5, H: 16, W: 16, K: 3, Stride: 2, Pad: 1},
 		{N: 1, C: 17, H: 3, W: 17, K: 3, Stride: 1, Pad: 1},
+		{N: 3, C: 9, H: 7, W: 6, K: 3, Stride: 2, Pad: 1},
 	}
 	var out []kernels.ConvGeom
 	for _, g := range base {

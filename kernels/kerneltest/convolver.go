@@ -25,7 +25,7 @@ func TestConvolver(t *testing.T, be kernels.Backend) {
 	}
 	h := &h{t: t, be: be, rng: rand.New(rand.NewPCG(5, 7))}
 	for _, g := range convGeoms() {
-		for _, cout := range []int{1, 4} {
+		for _, cout := range []int{1, 4, 20} {
 			convolverCase(h, cv, g, cout)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ffc-stream/ffc/kernels"
+	"github.com/ffc-stream/ffc/kernels/cpu"
 )
 
 // timedBackend adds up the CPU time of the process (all threads) spent in
@@ -92,16 +93,20 @@ func (t timedConvolver) ConvBackward(g kernels.ConvGeom, outC int, w, x, dy, dw,
 // (convolutions by geometry, or on the im2col path GEMMs by transposes and
 // m×n×k, im2col and col2im), and the step's total CPU and wall ms. The
 // convolver case is the path the network takes on a backend with
-// kernels.Convolver (the CPU one); im2col hides it.
+// kernels.Convolver (the CPU one: the direct 3×3 kernels where the CPU has
+// AVX2 and FMA, lowered blocks otherwise); lowered turns the AVX2 kernels
+// off (cpu.Options.NoSIMD); im2col hides the Convolver.
 func BenchmarkIRResNetBreakdown(b *testing.B) {
-	for _, path := range []string{"convolver", "im2col"} {
+	for _, path := range []string{"convolver", "lowered", "im2col"} {
 		b.Run("path="+path, func(b *testing.B) {
-			tb := &timedBackend{Backend: newBackend(b), cpu: map[string]time.Duration{}}
+			cb, err := cpu.New(cpu.Options{NoSIMD: path == "lowered"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			tb := &timedBackend{Backend: cb, cpu: map[string]time.Duration{}}
 			var be kernels.Backend = tb
-			if conv, ok := tb.Backend.(kernels.Convolver); ok && path == "convolver" {
-				be = timedConvolver{timedBackend: tb, conv: conv}
-			} else if path == "convolver" {
-				b.Skip("the backend has no Convolver")
+			if path != "im2col" {
+				be = timedConvolver{timedBackend: tb, conv: cb}
 			}
 			breakdown(b, tb, be)
 		})

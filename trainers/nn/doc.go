@@ -23,8 +23,8 @@
 // layer. The network input is NCHW, which for one input channel is the
 // same memory as CNHW. On a backend that is a kernels.Convolver (the CPU
 // backend) a convolution calls ConvForward and ConvBackward, which lower a
-// few images at a time into cache-sized blocks, and holds no column
-// matrix. On other backends (CUDA) it uses Im2Col/Col2Im and Gemm: by
+// few images at a time into cache-sized blocks or convolve them directly,
+// and holds no column matrix. On other backends (CUDA) it uses Im2Col/Col2Im and Gemm: by
 // default each convolution keeps its column matrix from Forward for
 // Backward (which then reuses it for the column gradient); forward-only
 // nets, and nets built with IRResNetOptions.RecomputeColumns, share one
