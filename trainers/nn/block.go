@@ -112,6 +112,12 @@ func NewIRBlock(be kernels.Backend, c Config, name string, channels, h, w int) (
 		return nil, err
 	}
 	l := &IRBlock{base: b, C: channels, H: h, W: w}
+	// The input gradient is taken from the net's ring before the path's
+	// layers take theirs and the output after they take theirs: in the
+	// order the values are written, Backward's and Forward's (see ring).
+	if l.dx, err = l.allocDx(); err != nil {
+		return nil, err
+	}
 	hw := h * w
 	cs := ConvShape{InC: channels, OutC: channels, H: h, W: w, K: 3, Stride: 1, Pad: 1, InLayout: kernels.CNHW}
 	bn1, err := NewBatchNorm(be, c, name+".bn1", channels, hw, kernels.CNHW)
@@ -141,7 +147,7 @@ func NewIRBlock(be kernels.Backend, c Config, name string, channels, h, w int) (
 	if l.Path, err = NewSequential(be, c, name, bn1, conv1, bn2, prelu, conv2, bn3); err != nil {
 		return nil, err
 	}
-	if l.y, l.dx, err = l.allocOutput(); err != nil {
+	if l.y, err = l.allocY(); err != nil {
 		return nil, err
 	}
 	return l, nil

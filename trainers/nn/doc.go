@@ -15,7 +15,11 @@
 // gradient) for Config.MaxBatch samples when it is constructed, so a
 // training step allocates nothing on the backend. Outputs are owned by the
 // layer and valid until its next Forward; a Forward with n samples fills
-// their first n·OutLen elements.
+// their first n·OutLen elements. In the nets ([NewIRResNet], [NewMLP]) the
+// values that live only from one layer to the next share a ring of 8
+// buffers of the largest activation instead: the outputs of a forward-only
+// net (the gallery) and the input gradients of a training net. A training
+// net's outputs are all kept, since Backward reads them.
 //
 // Convolutions are lowered to GEMM and produce the CNHW layout
 // ([channel][batch][height][width]); the IR-ResNet keeps every activation

@@ -32,6 +32,7 @@ type base struct {
 	name    string
 	max     int
 	fwdOnly bool
+	ring    *ring // the net's short-lived buffers, or nil
 	inLen   int
 	outLen  int
 
@@ -50,7 +51,7 @@ func newBase(be kernels.Backend, c Config, name string, inLen, outLen int) (base
 	if inLen < 1 || outLen < 1 {
 		return base{}, fmt.Errorf("nn: %s: %w: sample lengths %d → %d", name, kernels.ErrShape, inLen, outLen)
 	}
-	return base{be: be, name: name, max: c.MaxBatch, fwdOnly: c.ForwardOnly, inLen: inLen, outLen: outLen}, nil
+	return base{be: be, name: name, max: c.MaxBatch, fwdOnly: c.ForwardOnly, ring: c.ring, inLen: inLen, outLen: outLen}, nil
 }
 
 // InLen is the number of input floats per sample.
@@ -74,24 +75,38 @@ func (b *base) alloc(what string, per int) (kernels.Buffer, error) {
 	return buf, nil
 }
 
-// allocDx allocates the input gradient unless the layer is forward-only.
+// allocDx allocates the input gradient unless the layer is forward-only,
+// from the net's ring if it has one.
 func (b *base) allocDx() (kernels.Buffer, error) {
 	if b.fwdOnly {
 		return nil, nil
 	}
+	if b.ring != nil {
+		return b.ring.take(b.name+" dx", b.inLen*b.max)
+	}
 	return b.alloc("dx", b.inLen)
 }
 
-// allocOutput allocates the output (OutLen floats per sample) and, unless
-// the layer is forward-only, the input gradient.
+// allocOutput allocates the output (OutLen floats per sample), from the
+// net's ring if the layer is forward-only in a net that has one, and,
+// unless the layer is forward-only, the input gradient.
 func (b *base) allocOutput() (y, dx kernels.Buffer, err error) {
-	if y, err = b.alloc("output", b.outLen); err != nil {
+	if y, err = b.allocY(); err != nil {
 		return nil, nil, err
 	}
 	if dx, err = b.allocDx(); err != nil {
 		return nil, nil, err
 	}
 	return y, dx, nil
+}
+
+// allocY allocates the output, from the net's ring if the layer is
+// forward-only in a net that has one.
+func (b *base) allocY() (kernels.Buffer, error) {
+	if b.fwdOnly && b.ring != nil {
+		return b.ring.take(b.name+" output", b.outLen*b.max)
+	}
+	return b.alloc("output", b.outLen)
 }
 
 // begin validates a Forward and records its input.

@@ -170,6 +170,9 @@ type IRResNetOptions struct {
 	// ForwardOnly builds a net that only runs Forward (no gradient,
 	// momentum or input-gradient buffers), for the gallery.
 	ForwardOnly bool
+	// ownBuffers gives every layer its own output and input-gradient
+	// buffers instead of the net's ring (for tests).
+	ownBuffers bool
 	// RecomputeColumns makes the convolutions share one im2col buffer and
 	// lower their input again in Backward, instead of each keeping its
 	// column matrix from Forward: less memory (the yardstick at batch 64
@@ -178,6 +181,19 @@ type IRResNetOptions struct {
 	// are not a kernels.Convolver; on the CPU backend no column matrix is
 	// held either way.
 	RecomputeColumns bool
+}
+
+// largestActivation is the most floats per sample any layer of the net
+// takes or gives: the input, a stage's activation, or the embedding.
+func (o IRResNetOptions) largestActivation() int {
+	n, size := max(o.InChannels*o.InSize*o.InSize, o.Dim), o.InSize
+	for i, w := range o.Widths {
+		if i > 0 {
+			size /= 2
+		}
+		n = max(n, w*size*size)
+	}
+	return n
 }
 
 // IRResNet is the yardstick backbone for 1×32×32 input (SPEC section 2):
@@ -231,6 +247,9 @@ func NewIRResNet(be kernels.Backend, o IRResNetOptions) (*IRResNet, error) {
 	c := Config{MaxBatch: o.MaxBatch, Seed: o.Seed, ForwardOnly: o.ForwardOnly, Init: o.Init}
 	if o.ForwardOnly || o.RecomputeColumns {
 		c.ws = &workspace{be: be}
+	}
+	if !o.ownBuffers {
+		c.ring = newRing(be, o.largestActivation(), o.MaxBatch)
 	}
 	nb, err := newNetBuilder(be, c, "ir-resnet")
 	if err != nil {
@@ -314,7 +333,11 @@ func NewMLP(be kernels.Backend, o MLPOptions) (*MLP, error) {
 	if o.In < 1 || o.Dim < 1 {
 		return nil, fmt.Errorf("nn: mlp: %w: In %d, Dim %d", kernels.ErrShape, o.In, o.Dim)
 	}
-	c := Config{MaxBatch: o.MaxBatch, Seed: o.Seed, ForwardOnly: o.ForwardOnly, Init: o.Init}
+	largest := max(o.In, o.Dim)
+	for _, h := range o.Hidden {
+		largest = max(largest, h)
+	}
+	c := Config{MaxBatch: o.MaxBatch, Seed: o.Seed, ForwardOnly: o.ForwardOnly, Init: o.Init, ring: newRing(be, largest, o.MaxBatch)}
 	nb, err := newNetBuilder(be, c, "mlp")
 	if err != nil {
 		return nil, err

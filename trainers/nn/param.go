@@ -54,7 +54,8 @@ type Config struct {
 	// for weights and biases, torch's default for Conv2d and Linear.
 	Init string
 
-	ws *workspace // shared im2col scratch; nil: the layer makes its own
+	ws   *workspace // shared im2col scratch; nil: the layer makes its own
+	ring *ring      // short-lived buffers (see ring); nil: the layer allocates its own
 }
 
 func (c Config) validate(op string) error {
