@@ -259,6 +259,9 @@ func TestRender(t *testing.T) {
 		"ffc, 2 thread(s): 1.50× (met)",
 		"training 299.0 = 3·forward",
 		"192 per FFC step (two passes of 96), 64 per FC step",
+		"ffc at 2 thread(s): 62% of the sgemm ceiling (aim ≥ 70%: NOT met)",
+		"ffc at 2 thread(s): peak RSS 1.50 GiB against PyTorch's 512 MiB (aim: no higher: NOT met)",
+		"fc at 2 thread(s): 25% of the sgemm ceiling (aim ≥ 70%: NOT met)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -270,6 +273,43 @@ func TestRender(t *testing.T) {
 	rows[1].r.StepMS = 800 // PyTorch as fast: 1.00×, short of the aim
 	if out := render(sg, rows, fl, "machine", "cmd", c, &plan{retries: 2, contended: 0.3}, 0); !strings.Contains(out, "ffc, 2 thread(s): 1.00× (NOT met)") {
 		t.Errorf("no NOT met verdict:\n%s", out)
+	}
+}
+
+// TestTargets checks the verdicts on issue 15's other aims: the speed-up
+// from 1 to 2 threads beside PyTorch's and the ceiling's, the fraction of
+// the ceiling, and peak RSS.
+func TestTargets(t *testing.T) {
+	c := config{Batch: 64, Mode: "ffc"}
+	one, two := c, c
+	one.Threads, two.Threads = 1, 2
+	sg := []sgemmRow{{threads: 1, ours: result{GFLOPS: 100}}, {threads: 2, ours: result{GFLOPS: 150}}}
+	rows := []stepRow{
+		// 100 GFLOP a step: 1 s is 100 GFLOP/s, 100% of 1 thread's ceiling.
+		{c: one, impl: implOurs, r: result{ImagesPerStep: 192, StepMS: 1000, PeakRSS: 400 << 20}},
+		{c: one, impl: implTorch, r: result{ImagesPerStep: 192, StepMS: 2000, PeakRSS: 500 << 20}},
+		// 0.55 s: 1.82× from 1 thread; 182 GFLOP/s is 121% of 150.
+		{c: two, impl: implOurs, r: result{ImagesPerStep: 192, StepMS: 550, PeakRSS: 600 << 20}},
+		{c: two, impl: implTorch, r: result{ImagesPerStep: 192, StepMS: 1250, PeakRSS: 500 << 20}},
+	}
+	var sb strings.Builder
+	writeTargets(func(f string, a ...any) { fmt.Fprintf(&sb, f, a...) }, sg, rows, flops{ffcStep: 100e9})
+	out := sb.String()
+	for _, want := range []string{
+		"ffc from 1 to 2 threads: 1.82× (aim ≥ 1.8×: met; PyTorch 1.60×; the sgemm ceiling itself 1.50×)",
+		"ffc at 1 thread(s): 100% of the sgemm ceiling (aim ≥ 70%: met)",
+		"ffc at 1 thread(s): peak RSS 400 MiB against PyTorch's 500 MiB (aim: no higher: met)",
+		"ffc at 2 thread(s): peak RSS 600 MiB against PyTorch's 500 MiB (aim: no higher: NOT met)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	rows[2].r.StepMS = 600 // 1.67×
+	sb.Reset()
+	writeTargets(func(f string, a ...any) { fmt.Fprintf(&sb, f, a...) }, sg, rows, flops{ffcStep: 100e9})
+	if !strings.Contains(sb.String(), "1.67× (aim ≥ 1.8×: NOT met") {
+		t.Errorf("no NOT met verdict for the scaling:\n%s", sb.String())
 	}
 }
 

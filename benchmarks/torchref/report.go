@@ -231,5 +231,63 @@ func render(sg []sgemmRow, rows []stepRow, fl flops, mach, cmd string, c config,
 		}
 		w("  - %s, %d thread(s): %.2f× (%s).\n", x.c.Mode, x.c.Threads, q, verdict)
 	}
+	writeTargets(w, sg, rows, fl)
 	return sb.String()
+}
+
+// Issue 15's other aims for our step.
+const (
+	aimScaling = 1.8 // images/s at 2 threads over 1 thread
+	aimCeiling = 0.7 // GFLOP/s over the sgemm ceiling at the same threads
+)
+
+// writeTargets writes issue 15's other aims for our rows: the speed-up
+// from 1 to 2 threads (beside PyTorch's and the sgemm ceiling's own), the
+// fraction of the sgemm ceiling, and peak RSS against PyTorch's.
+func writeTargets(w func(string, ...any), sg []sgemmRow, rows []stepRow, fl flops) {
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT met"
+	}
+	find := func(impl, mode string, threads int) *result {
+		for i := range rows {
+			if x := &rows[i]; x.impl == impl && x.c.Mode == mode && x.c.Threads == threads && x.r.Failed == "" {
+				return &x.r
+			}
+		}
+		return nil
+	}
+	w("- Issue 15's other aims, for ours:\n")
+	for _, mode := range []string{"ffc", "fc"} {
+		o1, o2, p1, p2 := find(implOurs, mode, 1), find(implOurs, mode, 2), find(implTorch, mode, 1), find(implTorch, mode, 2)
+		if o1 != nil && o2 != nil {
+			q := imagesPerS(*o2) / imagesPerS(*o1)
+			peers := ""
+			if p1 != nil && p2 != nil {
+				peers = fmt.Sprintf("; PyTorch %.2f×", imagesPerS(*p2)/imagesPerS(*p1))
+			}
+			if c1, c2 := ceiling(sg, 1), ceiling(sg, 2); c1 > 0 && c2 > 0 {
+				peers += fmt.Sprintf("; the sgemm ceiling itself %.2f×", c2/c1)
+			}
+			w("  - %s from 1 to 2 threads: %.2f× (aim ≥ %.1f×: %s%s).\n", mode, q, aimScaling, verdict(q >= aimScaling), peers)
+		}
+		for _, x := range []*result{o1, o2} {
+			if x == nil {
+				continue
+			}
+			threads := 1
+			if x == o2 {
+				threads = 2
+			}
+			if ceil := ceiling(sg, threads); ceil > 0 {
+				f := fl.perStep(mode) / (x.StepMS / 1e3) / 1e9 / ceil
+				w("  - %s at %d thread(s): %.0f%% of the sgemm ceiling (aim ≥ %.0f%%: %s).\n", mode, threads, 100*f, 100*aimCeiling, verdict(f >= aimCeiling))
+			}
+			if p := find(implTorch, mode, threads); p != nil && x.PeakRSS > 0 && p.PeakRSS > 0 {
+				w("  - %s at %d thread(s): peak RSS %s against PyTorch's %s (aim: no higher: %s).\n", mode, threads, human(x.PeakRSS), human(p.PeakRSS), verdict(x.PeakRSS <= p.PeakRSS))
+			}
+		}
+	}
 }
