@@ -17,6 +17,56 @@
 #include <string.h>
 #include "conv_direct.h"
 
+// The 12 accumulators of the kernels below: 6 rows (pixels, or
+// column-matrix rows) × 2 vectors of 8 channels.
+#define ACC12_ZERO()                                                   \
+	__m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps();   \
+	__m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();   \
+	__m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps();   \
+	__m256 a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();   \
+	__m256 a40 = _mm256_setzero_ps(), a41 = _mm256_setzero_ps();   \
+	__m256 a50 = _mm256_setzero_ps(), a51 = _mm256_setzero_ps()
+
+// ACC12_FMA adds v0·x and v1·x to row j's accumulators for each row j,
+// x the float at pj + off broadcast (ACC12_ROW does one row).
+#define ACC12_ROW(p, off, j, v0, v1)                                    \
+	do {                                                            \
+		__m256 b = _mm256_broadcast_ss((p) + (off));            \
+		a##j##0 = _mm256_fmadd_ps(v0, b, a##j##0);              \
+		a##j##1 = _mm256_fmadd_ps(v1, b, a##j##1);              \
+	} while (0)
+#define ACC12_FMA(p0, p1, p2, p3, p4, p5, off, v0, v1)                  \
+	do {                                                            \
+		ACC12_ROW(p0, off, 0, v0, v1);                          \
+		ACC12_ROW(p1, off, 1, v0, v1);                          \
+		ACC12_ROW(p2, off, 2, v0, v1);                          \
+		ACC12_ROW(p3, off, 3, v0, v1);                          \
+		ACC12_ROW(p4, off, 4, v0, v1);                          \
+		ACC12_ROW(p5, off, 5, v0, v1);                          \
+	} while (0)
+
+// ACC12_LOAD loads row j's accumulators from t + 16·j.
+#define ACC12_LOAD(t)                                                                \
+	do {                                                                         \
+		a00 = _mm256_loadu_ps(t); a01 = _mm256_loadu_ps((t) + 8);            \
+		a10 = _mm256_loadu_ps((t) + 16); a11 = _mm256_loadu_ps((t) + 24);    \
+		a20 = _mm256_loadu_ps((t) + 32); a21 = _mm256_loadu_ps((t) + 40);    \
+		a30 = _mm256_loadu_ps((t) + 48); a31 = _mm256_loadu_ps((t) + 56);    \
+		a40 = _mm256_loadu_ps((t) + 64); a41 = _mm256_loadu_ps((t) + 72);    \
+		a50 = _mm256_loadu_ps((t) + 80); a51 = _mm256_loadu_ps((t) + 88);    \
+	} while (0)
+
+// ACC12_STORE stores row j's accumulators at t + 16·j.
+#define ACC12_STORE(t)                                                               \
+	do {                                                                         \
+		_mm256_storeu_ps((t), a00); _mm256_storeu_ps((t) + 8, a01);          \
+		_mm256_storeu_ps((t) + 16, a10); _mm256_storeu_ps((t) + 24, a11);    \
+		_mm256_storeu_ps((t) + 32, a20); _mm256_storeu_ps((t) + 40, a21);    \
+		_mm256_storeu_ps((t) + 48, a30); _mm256_storeu_ps((t) + 56, a31);    \
+		_mm256_storeu_ps((t) + 64, a40); _mm256_storeu_ps((t) + 72, a41);    \
+		_mm256_storeu_ps((t) + 80, a50); _mm256_storeu_ps((t) + 88, a51);    \
+	} while (0)
+
 // ffccpu_pad3 copies the planes of n images of c channels into dst, laid out
 // [c][n][h+2][w+2] with a zero border. Plane (image i, channel k) of src
 // starts at src + k*cs + i*ns.
@@ -67,19 +117,9 @@ void ffccpu_pack3(const float *w, int co, int ci, int flip, float *dst) {
 // stores them pixel-major, t[j*16 + o], or with add adds them there.
 __attribute__((target("avx2,fma")))
 static void fwd_block(const float *x, long xcs, int wp_, const float *wp, int ic, const long in[6], float *t, int add) {
-	__m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps();
-	__m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
-	__m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps();
-	__m256 a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
-	__m256 a40 = _mm256_setzero_ps(), a41 = _mm256_setzero_ps();
-	__m256 a50 = _mm256_setzero_ps(), a51 = _mm256_setzero_ps();
+	ACC12_ZERO();
 	if (add) {
-		a00 = _mm256_loadu_ps(t); a01 = _mm256_loadu_ps(t + 8);
-		a10 = _mm256_loadu_ps(t + 16); a11 = _mm256_loadu_ps(t + 24);
-		a20 = _mm256_loadu_ps(t + 32); a21 = _mm256_loadu_ps(t + 40);
-		a30 = _mm256_loadu_ps(t + 48); a31 = _mm256_loadu_ps(t + 56);
-		a40 = _mm256_loadu_ps(t + 64); a41 = _mm256_loadu_ps(t + 72);
-		a50 = _mm256_loadu_ps(t + 80); a51 = _mm256_loadu_ps(t + 88);
+		ACC12_LOAD(t);
 	}
 	const float *p0 = x + in[0], *p1 = x + in[1], *p2 = x + in[2];
 	const float *p3 = x + in[3], *p4 = x + in[4], *p5 = x + in[5];
@@ -91,23 +131,12 @@ static void fwd_block(const float *x, long xcs, int wp_, const float *wp, int ic
 				long off = r + kw;
 				__m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
 				wp += 16;
-				__m256 b;
-				b = _mm256_broadcast_ss(p0 + off); a00 = _mm256_fmadd_ps(w0, b, a00); a01 = _mm256_fmadd_ps(w1, b, a01);
-				b = _mm256_broadcast_ss(p1 + off); a10 = _mm256_fmadd_ps(w0, b, a10); a11 = _mm256_fmadd_ps(w1, b, a11);
-				b = _mm256_broadcast_ss(p2 + off); a20 = _mm256_fmadd_ps(w0, b, a20); a21 = _mm256_fmadd_ps(w1, b, a21);
-				b = _mm256_broadcast_ss(p3 + off); a30 = _mm256_fmadd_ps(w0, b, a30); a31 = _mm256_fmadd_ps(w1, b, a31);
-				b = _mm256_broadcast_ss(p4 + off); a40 = _mm256_fmadd_ps(w0, b, a40); a41 = _mm256_fmadd_ps(w1, b, a41);
-				b = _mm256_broadcast_ss(p5 + off); a50 = _mm256_fmadd_ps(w0, b, a50); a51 = _mm256_fmadd_ps(w1, b, a51);
+				ACC12_FMA(p0, p1, p2, p3, p4, p5, off, w0, w1);
 			}
 		}
 		p0 += xcs; p1 += xcs; p2 += xcs; p3 += xcs; p4 += xcs; p5 += xcs;
 	}
-	_mm256_storeu_ps(t, a00); _mm256_storeu_ps(t + 8, a01);
-	_mm256_storeu_ps(t + 16, a10); _mm256_storeu_ps(t + 24, a11);
-	_mm256_storeu_ps(t + 32, a20); _mm256_storeu_ps(t + 40, a21);
-	_mm256_storeu_ps(t + 48, a30); _mm256_storeu_ps(t + 56, a31);
-	_mm256_storeu_ps(t + 64, a40); _mm256_storeu_ps(t + 72, a41);
-	_mm256_storeu_ps(t + 80, a50); _mm256_storeu_ps(t + 88, a51);
+	ACC12_STORE(t);
 }
 
 // tilePix is the output pixels of one image a forward pass computes into
@@ -256,12 +285,7 @@ void ffccpu_pixmajor3(const float *dy, long cs, long ns, int oc, int n, long hw,
 __attribute__((target("avx2,fma")))
 static void dw_block(const float *const xs[6], int n, int h, int w, int s, long xns, const float *dyT, int ocp,
                      float *dwT, const int rows[6], int nrows, int oc, int o0) {
-	__m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps();
-	__m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
-	__m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps();
-	__m256 a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
-	__m256 a40 = _mm256_setzero_ps(), a41 = _mm256_setzero_ps();
-	__m256 a50 = _mm256_setzero_ps(), a51 = _mm256_setzero_ps();
+	ACC12_ZERO();
 	long wpd = w + 2, ho = (h - 1) / s + 1, wo = (w - 1) / s + 1;
 	for (int i = 0; i < n; i++) {
 		for (long oh = 0; oh < ho; oh++) {
@@ -272,23 +296,12 @@ static void dw_block(const float *const xs[6], int n, int h, int w, int s, long 
 			for (long ow = 0; ow < wo * s; ow += s) {
 				__m256 d0 = _mm256_loadu_ps(d), d1 = _mm256_loadu_ps(d + 8);
 				d += ocp;
-				__m256 b;
-				b = _mm256_broadcast_ss(p0 + ow); a00 = _mm256_fmadd_ps(d0, b, a00); a01 = _mm256_fmadd_ps(d1, b, a01);
-				b = _mm256_broadcast_ss(p1 + ow); a10 = _mm256_fmadd_ps(d0, b, a10); a11 = _mm256_fmadd_ps(d1, b, a11);
-				b = _mm256_broadcast_ss(p2 + ow); a20 = _mm256_fmadd_ps(d0, b, a20); a21 = _mm256_fmadd_ps(d1, b, a21);
-				b = _mm256_broadcast_ss(p3 + ow); a30 = _mm256_fmadd_ps(d0, b, a30); a31 = _mm256_fmadd_ps(d1, b, a31);
-				b = _mm256_broadcast_ss(p4 + ow); a40 = _mm256_fmadd_ps(d0, b, a40); a41 = _mm256_fmadd_ps(d1, b, a41);
-				b = _mm256_broadcast_ss(p5 + ow); a50 = _mm256_fmadd_ps(d0, b, a50); a51 = _mm256_fmadd_ps(d1, b, a51);
+				ACC12_FMA(p0, p1, p2, p3, p4, p5, ow, d0, d1);
 			}
 		}
 	}
 	float t[6][16];
-	_mm256_storeu_ps(t[0], a00); _mm256_storeu_ps(t[0] + 8, a01);
-	_mm256_storeu_ps(t[1], a10); _mm256_storeu_ps(t[1] + 8, a11);
-	_mm256_storeu_ps(t[2], a20); _mm256_storeu_ps(t[2] + 8, a21);
-	_mm256_storeu_ps(t[3], a30); _mm256_storeu_ps(t[3] + 8, a31);
-	_mm256_storeu_ps(t[4], a40); _mm256_storeu_ps(t[4] + 8, a41);
-	_mm256_storeu_ps(t[5], a50); _mm256_storeu_ps(t[5] + 8, a51);
+	ACC12_STORE(t[0]);
 	int valid = oc - o0 < 16 ? oc - o0 : 16;
 	for (int j = 0; j < nrows; j++) {
 		float *d = dwT + (long)rows[j] * oc + o0;
@@ -343,23 +356,12 @@ void ffccpu_packt3(const float *w, int co, int ci, float *dst) {
 // dyT), Σ_o w·dy to the pixel-major tile rows t[j].
 __attribute__((target("avx2,fma")))
 static void dxs_block(const float *wt, int oc, const float *const d[6], float *const t[6]) {
-	__m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps();
-	__m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
-	__m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps();
-	__m256 a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
-	__m256 a40 = _mm256_setzero_ps(), a41 = _mm256_setzero_ps();
-	__m256 a50 = _mm256_setzero_ps(), a51 = _mm256_setzero_ps();
+	ACC12_ZERO();
 	const float *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3], *d4 = d[4], *d5 = d[5];
 	for (int o = 0; o < oc; o++) {
 		__m256 w0 = _mm256_loadu_ps(wt), w1 = _mm256_loadu_ps(wt + 8);
 		wt += 16;
-		__m256 b;
-		b = _mm256_broadcast_ss(d0 + o); a00 = _mm256_fmadd_ps(w0, b, a00); a01 = _mm256_fmadd_ps(w1, b, a01);
-		b = _mm256_broadcast_ss(d1 + o); a10 = _mm256_fmadd_ps(w0, b, a10); a11 = _mm256_fmadd_ps(w1, b, a11);
-		b = _mm256_broadcast_ss(d2 + o); a20 = _mm256_fmadd_ps(w0, b, a20); a21 = _mm256_fmadd_ps(w1, b, a21);
-		b = _mm256_broadcast_ss(d3 + o); a30 = _mm256_fmadd_ps(w0, b, a30); a31 = _mm256_fmadd_ps(w1, b, a31);
-		b = _mm256_broadcast_ss(d4 + o); a40 = _mm256_fmadd_ps(w0, b, a40); a41 = _mm256_fmadd_ps(w1, b, a41);
-		b = _mm256_broadcast_ss(d5 + o); a50 = _mm256_fmadd_ps(w0, b, a50); a51 = _mm256_fmadd_ps(w1, b, a51);
+		ACC12_FMA(d0, d1, d2, d3, d4, d5, o, w0, w1);
 	}
 #define ADDT(j, lo, hi) \
 	_mm256_storeu_ps(t[j], _mm256_add_ps(_mm256_loadu_ps(t[j]), lo)); \
