@@ -259,9 +259,9 @@ func TestRender(t *testing.T) {
 		"ffc, 2 thread(s): 1.50× (met)",
 		"training 299.0 = 3·forward",
 		"192 per FFC step (two passes of 96), 64 per FC step",
-		"ffc at 2 thread(s): 62% of the sgemm ceiling (aim ≥ 70%: NOT met)",
+		"ffc at 2 thread(s): 62.5% of the sgemm ceiling (aim ≥ 70%: NOT met)",
 		"ffc at 2 thread(s): peak RSS 1.50 GiB against PyTorch's 512 MiB (aim: no higher: NOT met)",
-		"fc at 2 thread(s): 25% of the sgemm ceiling (aim ≥ 70%: NOT met)",
+		"fc at 2 thread(s): 25.0% of the sgemm ceiling (aim ≥ 70%: NOT met)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -297,7 +297,7 @@ func TestTargets(t *testing.T) {
 	out := sb.String()
 	for _, want := range []string{
 		"ffc from 1 to 2 threads: 1.82× (aim ≥ 1.8×: met; PyTorch 1.60×; the sgemm ceiling itself 1.50×)",
-		"ffc at 1 thread(s): 100% of the sgemm ceiling (aim ≥ 70%: met)",
+		"ffc at 1 thread(s): 100.0% of the sgemm ceiling (aim ≥ 70%: met)",
 		"ffc at 1 thread(s): peak RSS 400 MiB against PyTorch's 500 MiB (aim: no higher: met)",
 		"ffc at 2 thread(s): peak RSS 600 MiB against PyTorch's 500 MiB (aim: no higher: NOT met)",
 	} {

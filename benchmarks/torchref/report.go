@@ -283,7 +283,7 @@ func writeTargets(w func(string, ...any), sg []sgemmRow, rows []stepRow, fl flop
 			}
 			if ceil := ceiling(sg, threads); ceil > 0 {
 				f := fl.perStep(mode) / (x.StepMS / 1e3) / 1e9 / ceil
-				w("  - %s at %d thread(s): %.0f%% of the sgemm ceiling (aim ≥ %.0f%%: %s).\n", mode, threads, 100*f, 100*aimCeiling, verdict(f >= aimCeiling))
+				w("  - %s at %d thread(s): %.1f%% of the sgemm ceiling (aim ≥ %.0f%%: %s).\n", mode, threads, 100*f, 100*aimCeiling, verdict(f >= aimCeiling))
 			}
 			if p := find(implTorch, mode, threads); p != nil && x.PeakRSS > 0 && p.PeakRSS > 0 {
 				w("  - %s at %d thread(s): peak RSS %s against PyTorch's %s (aim: no higher: %s).\n", mode, threads, human(x.PeakRSS), human(p.PeakRSS), verdict(x.PeakRSS <= p.PeakRSS))
