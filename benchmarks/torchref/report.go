@@ -273,13 +273,10 @@ func writeTargets(w func(string, ...any), sg []sgemmRow, rows []stepRow, fl flop
 			}
 			w("  - %s from 1 to 2 threads: %.2f× (aim ≥ %.1f×: %s%s).\n", mode, q, aimScaling, verdict(q >= aimScaling), peers)
 		}
-		for _, x := range []*result{o1, o2} {
+		for i, x := range []*result{o1, o2} {
+			threads := i + 1
 			if x == nil {
 				continue
-			}
-			threads := 1
-			if x == o2 {
-				threads = 2
 			}
 			if ceil := ceiling(sg, threads); ceil > 0 {
 				f := fl.perStep(mode) / (x.StepMS / 1e3) / 1e9 / ceil

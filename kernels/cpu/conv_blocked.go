@@ -79,9 +79,7 @@ func (be *Backend) ConvBackward(g kernels.ConvGeom, outC int, w, x, dy, dw, dx k
 	be.parallelChunks(blocks, be.convGrain(blocks), func(chunk, lo, hi int) {
 		col := be.scratch.get(rows * nb * hw)
 		defer be.scratch.put(col)
-		part := be.scratch.get(rows * outC)
-		clear(part)
-		parts[chunk] = part
+		part := be.workerPart(parts, chunk, rows*outC)
 		for blk := lo; blk < hi; blk++ {
 			n0, n1 := blk*nb, min((blk+1)*nb, g.N)
 			be.convBackwardBlock(g, outC, ws, xs, dys, part, dxs, col, n0, n1)
@@ -96,7 +94,7 @@ func (be *Backend) ConvBackward(g kernels.ConvGeom, outC int, w, x, dy, dw, dx k
 // outC: OpenBLAS runs this product faster than dy·colᵀ for these shapes),
 // then col = Wᵀ·dy scattered into dx.
 func (be *Backend) convBackwardBlock(g kernels.ConvGeom, outC int, ws, xs, dys, part, dxs, col []float32, n0, n1 int) {
-	rows, hw := g.ColRows(), g.OutH()*g.OutW()
+	rows, hw, K := g.ColRows(), g.OutH()*g.OutW(), g.K
 	cols := (n1 - n0) * hw
 	col = col[:rows*cols]
 	im2colImages(g, xs, col, n0, n1)
@@ -104,14 +102,6 @@ func (be *Backend) convBackwardBlock(g kernels.ConvGeom, outC int, ws, xs, dys, 
 	if dxs == nil {
 		return
 	}
-	be.dxLowered(g, outC, ws, dys, dxs, col, n0, n1)
-}
-
-// dxLowered sets the planes of images [n0, n1) of dx to Col2Im(g, Wᵀ·dy)
-// for those images, through the column buffer col.
-func (be *Backend) dxLowered(g kernels.ConvGeom, outC int, ws, dys, dxs, col []float32, n0, n1 int) {
-	rows, hw, K := g.ColRows(), g.OutH()*g.OutW(), g.K
-	cols := (n1 - n0) * hw
 	be.sgemm(true, false, rows, cols, outC, 1, ws, rows, dys[n0*hw:], g.N*hw, 0, col, cols)
 	same3 := K == 3 && g.Stride == 1 && g.Pad == 1
 	for c := range g.C {

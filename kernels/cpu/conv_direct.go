@@ -84,9 +84,7 @@ func (be *Backend) convBackwardDirect(g kernels.ConvGeom, outC int, ws, xs, dys,
 		defer be.scratch.put(xp)
 		dyT := be.scratch.get(nb * hw * pad16(outC))
 		defer be.scratch.put(dyT)
-		part := be.scratch.get(rows * outC)
-		clear(part)
-		parts[chunk] = part
+		part := be.workerPart(parts, chunk, rows*outC)
 		for blk := lo; blk < hi; blk++ {
 			n0, n1 := blk*nb, min((blk+1)*nb, g.N)
 			be.convBackwardDirectBlock(g, outC, xs, dys, part, dxs, packed, xp, dyT, n0, n1)
@@ -113,6 +111,15 @@ func (be *Backend) convBackwardDirectBlock(g kernels.ConvGeom, outC int, xs, dys
 	default:
 		directDXS(dyT, outC, m, g.H, g.W, g.Stride, packed, g.C, dxs[planeBase(g, n0, 0):], cs, ns, xp)
 	}
+}
+
+// workerPart returns a zeroed scratch buffer of n floats for the weight
+// gradient of worker chunk, recorded in parts for addPartsTransposed.
+func (be *Backend) workerPart(parts [][]float32, chunk, n int) []float32 {
+	part := be.scratch.get(n)
+	clear(part)
+	parts[chunk] = part
+	return part
 }
 
 // addPartsTransposed adds the workers' weight gradients, each rows × outC,
